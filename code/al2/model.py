@@ -1,0 +1,139 @@
+"""The paper's smallNet (trunk + head) and the stacked form that trains many runs at once.
+
+`LeNet` is the plain network, written to be read next to the paper (Sec. 4) and used as the
+reference. `StackedLeNet` holds R independent copies and computes all of them in one pass:
+the first convolution is shared input so it becomes one wider convolution, the second a grouped
+convolution (one group per run), the head batched matrix products. Each run keeps its own
+weights, batch-norm statistics, dropout rate and masks. tests/test_stacked.py proves that R runs
+trained stacked end where R plain LeNets trained alone end.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FEATURES = 50 * 4 * 4  # trunk output per image: 50 channels x 4 x 4 = 800
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+
+
+class LeNet(nn.Module):
+    """smallNet for MNIST. forward(x) -> (log_probs (N, 10), features (N, 800)).
+
+    x is a batch of normalised images (N, 1, 28, 28); features are the trunk's output, flattened
+    in (C, H, W) order: the representation AL2 penalises and the head reads.
+    """
+
+    def __init__(self, batch_norm: bool = False, dropout: float = 0.0):
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.batch_norm, self.dropout = batch_norm, dropout
+        layers = [nn.Conv2d(1, 20, 5, 1), nn.ReLU(), nn.MaxPool2d(2, 2),   # (N, 20, 12, 12)
+                  nn.Conv2d(20, 50, 5, 1)]                                 # (N, 50, 8, 8)
+        if batch_norm:  # BN baseline: after the second convolution
+            layers.append(nn.BatchNorm2d(50, eps=BN_EPS, momentum=BN_MOMENTUM))
+        layers += [nn.ReLU(), nn.MaxPool2d(2, 2)]                          # (N, 50, 4, 4)
+        if dropout > 0:  # DO baseline: at the end of the trunk, so AL2 sees dropped activations
+            layers.append(nn.Dropout(dropout))
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(FEATURES, 500), nn.ReLU(), nn.Linear(500, 10),
+                                  nn.LogSoftmax(dim=1))
+
+    def forward(self, x):
+        features = self.trunk(x).flatten(1)  # (N, 50, 4, 4) -> (N, 800)
+        return self.head(features), features
+
+
+def lenet_from_seed(seed: int, batch_norm: bool = False, dropout: float = 0.0) -> LeNet:
+    """A LeNet with PyTorch's default initialisation drawn from `seed`; global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LeNet(batch_norm, dropout)
+
+
+class StackedLeNet(nn.Module):
+    """R LeNets computed together. Parameters carry a leading run dimension R.
+
+    All runs see the same input batch (a paired grid). Runs with batch_norm[r] False skip the
+    normalisation; dropout[r] = 0 means no mask for run r. Exact rewrites used for speed:
+    ReLU and max-pool commute (both monotone), so we pool first and apply ReLU to 4x fewer values.
+    """
+
+    def __init__(self, models: list[LeNet]):
+        super().__init__()
+        R = len(models)
+        self.runs = R
+        sd = [m.state_dict() for m in models]
+
+        def stack(key, default=None):
+            return nn.Parameter(torch.stack([s[key] if key in s else default() for s in sd]))
+
+        self.conv1_w, self.conv1_b = stack("trunk.0.weight"), stack("trunk.0.bias")  # (R,20,1,5,5)
+        self.conv2_w, self.conv2_b = stack("trunk.3.weight"), stack("trunk.3.bias")  # (R,50,20,5,5)
+        # Runs without BN still get (unused) affine parameters so that every run has one layout.
+        self.bn_w = stack("trunk.4.weight", lambda: torch.ones(50))                  # (R, 50)
+        self.bn_b = stack("trunk.4.bias", lambda: torch.zeros(50))
+        self.fc1_w, self.fc1_b = stack("head.0.weight"), stack("head.0.bias")        # (R,500,800)
+        self.fc2_w, self.fc2_b = stack("head.2.weight"), stack("head.2.bias")        # (R,10,500)
+        self.register_buffer("bn_mean", torch.stack(
+            [s.get("trunk.4.running_mean", torch.zeros(50)) for s in sd]))
+        self.register_buffer("bn_var", torch.stack(
+            [s.get("trunk.4.running_var", torch.ones(50)) for s in sd]))
+        self.register_buffer("bn_batches", torch.stack(
+            [s.get("trunk.4.num_batches_tracked", torch.tensor(0)) for s in sd]))
+        self.batch_norm = [m.batch_norm for m in models]
+        self.dropout = [m.dropout for m in models]
+        # (1, R*50, 1, 1): which channels belong to a BN run
+        self.register_buffer("bn_channels", torch.tensor(self.batch_norm).repeat_interleave(50)
+                             .view(1, R * 50, 1, 1))
+        self.register_buffer("keep_prob", 1.0 - torch.tensor(self.dropout).view(1, R, 1))
+
+    def trunk(self, x, generator=None):
+        """x (N, 1, 28, 28) -> features (N, R, 800), in each run's (C, H, W) order."""
+        R, N = self.runs, x.shape[0]
+        h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())  # (N, R*20, 24, 24)
+        h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*20, 12, 12)
+        h = F.conv2d(h, self.conv2_w.flatten(0, 1), self.conv2_b.flatten(), groups=R)  # (N,R*50,8,8)
+        if any(self.batch_norm):
+            normed = F.batch_norm(h, self.bn_mean.view(-1), self.bn_var.view(-1),
+                                  self.bn_w.flatten(), self.bn_b.flatten(), self.training,
+                                  BN_MOMENTUM, BN_EPS)
+            if self.training:
+                self.bn_batches += 1
+            h = torch.where(self.bn_channels, normed, h)
+        h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*50, 4, 4)
+        features = h.view(N, R, FEATURES)                                    # (N, R, 800)
+        if self.training and any(p > 0 for p in self.dropout):
+            # inverted dropout, one mask per run and element; p = 0 runs keep everything
+            u = torch.rand(features.shape, device=x.device, generator=generator)
+            features = features * ((u < self.keep_prob) / self.keep_prob)
+        return features
+
+    def head(self, features):
+        """features (N, R, 800) -> log_probs (R, N, 10)."""
+        f = features.transpose(0, 1)                                           # (R, N, 800)
+        h = F.relu(torch.baddbmm(self.fc1_b.unsqueeze(1), f, self.fc1_w.transpose(1, 2)))
+        out = torch.baddbmm(self.fc2_b.unsqueeze(1), h, self.fc2_w.transpose(1, 2))  # (R, N, 10)
+        return F.log_softmax(out, dim=-1)
+
+    def forward(self, x, generator=None):
+        features = self.trunk(x, generator)
+        return self.head(features), features
+
+    def run_state_dict(self, r: int) -> dict:
+        """Run r as a plain LeNet state_dict (keys exactly as LeNet(batch_norm, dropout) has)."""
+        sd = {"trunk.0.weight": self.conv1_w[r], "trunk.0.bias": self.conv1_b[r],
+              "trunk.3.weight": self.conv2_w[r], "trunk.3.bias": self.conv2_b[r]}
+        if self.batch_norm[r]:
+            sd.update({"trunk.4.weight": self.bn_w[r], "trunk.4.bias": self.bn_b[r],
+                       "trunk.4.running_mean": self.bn_mean[r], "trunk.4.running_var": self.bn_var[r],
+                       "trunk.4.num_batches_tracked": self.bn_batches[r]})
+        sd.update({"head.0.weight": self.fc1_w[r], "head.0.bias": self.fc1_b[r],
+                   "head.2.weight": self.fc2_w[r], "head.2.bias": self.fc2_b[r]})
+        return {k: v.detach().cpu().clone() for k, v in sd.items()}
+
+    def run_model(self, r: int) -> LeNet:
+        model = LeNet(self.batch_norm[r], self.dropout[r])
+        model.load_state_dict(self.run_state_dict(r), strict=True)
+        return model

@@ -1,0 +1,1 @@
+"""svcca: CCA, SVCCA, PWCCA and CKA similarity of neural representations (filled in by its issue)."""
