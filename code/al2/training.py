@@ -192,6 +192,8 @@ def sgd_step(params, buffers, lr: float, momentum: float, weight_decay: torch.Te
     d = grad + wd_r * p;  buf = momentum * buf + d;  p -= lr * buf.
     weight_decay is (R,) and broadcast over each parameter's leading run dimension."""
     for p, buf in zip(params, buffers):
+        if p.grad is None:  # batch-norm parameters when no run of the grid uses BN
+            continue
         wd = weight_decay.view(-1, *([1] * (p.dim() - 1)))
         buf.mul_(momentum).add_(p.grad + wd * p)
         p.sub_(lr * buf)

@@ -1,0 +1,123 @@
+"""Shared machinery: input checks, Gram matrices, and CCA from covariance blocks.
+
+Every statistic in this package is a function of second moments. For activations X (p, n) and
+Y (q, n) we form one Gram matrix of the stacked, centred activations, G = Z Z^T with Z = [Xc; Yc]
+(the only pass over the n datapoints), and solve small (p+q)-sized eigenproblems from its blocks.
+All arithmetic is float64; tensors stay on their device (CPU or GPU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def as_acts(acts, name: str = "acts") -> torch.Tensor:
+    """numpy array or tensor (neurons, datapoints) -> float64 tensor on its own device."""
+    t = acts if isinstance(acts, torch.Tensor) else torch.as_tensor(np.asarray(acts))
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (neurons, datapoints), got shape {tuple(t.shape)}")
+    t = t.detach().to(torch.float64)
+    if t.shape[0] > t.shape[1]:
+        raise ValueError(f"{name} has fewer datapoints ({t.shape[1]}) than neurons "
+                         f"({t.shape[0]}); inputs are (neurons, datapoints)")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} holds non-finite values (NaN or inf)")
+    return t
+
+
+def as_pair(acts1, acts2):
+    x, y = as_acts(acts1, "acts1"), as_acts(acts2, "acts2")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"acts1 and acts2 have different datapoint counts "
+                         f"({x.shape[1]} vs {y.shape[1]})")
+    if x.device != y.device:
+        y = y.to(x.device)
+    return x, y
+
+
+@dataclass
+class Moments:
+    """Second moments of a pair: means (p,), (q,) and the centred Gram blocks, i.e.
+    Gxx = Xc Xc^T, Gxy = Xc Yc^T, Gyy = Yc Yc^T (unnormalised), with n datapoints."""
+    mean_x: torch.Tensor
+    mean_y: torch.Tensor
+    gxx: torch.Tensor
+    gxy: torch.Tensor
+    gyy: torch.Tensor
+    n: int
+
+
+def moments(x: torch.Tensor, y: torch.Tensor) -> Moments:
+    """One Gram matrix of the stacked, centred activations: the only O(n) work."""
+    p = x.shape[0]
+    mx, my = x.mean(1), y.mean(1)
+    z = torch.cat([x - mx[:, None], y - my[:, None]])          # (p+q, n)
+    g = z @ z.T                                                 # (p+q, p+q)
+    return Moments(mx, my, g[:p, :p], g[:p, p:], g[p:, p:], x.shape[1])
+
+
+def inv_sqrt_psd(a: torch.Tensor) -> torch.Tensor:
+    """Pseudo-inverse square root of a symmetric PSD matrix by eigendecomposition (the
+    reference's pinv followed by an eigh square root, in one step)."""
+    w, v = torch.linalg.eigh(a)
+    cutoff = w.abs().max() * a.shape[0] * torch.finfo(a.dtype).eps
+    inv = torch.where(w > cutoff, w.clamp_min(cutoff).rsqrt(), torch.zeros_like(w))
+    return (v * inv) @ v.T
+
+
+@dataclass
+class CCAResult:
+    """CCA of a pair. u (kx, kx), s (min(kx, ky),), vh (ky, ky): SVD of
+    invsqrt_xx @ Sxy @ invsqrt_yy; x_idxs, y_idxs: kept neurons; sxx, sxy, syy: the rescaled
+    covariance blocks of the kept neurons (before epsilon is added)."""
+    u: torch.Tensor
+    s: torch.Tensor
+    vh: torch.Tensor
+    invsqrt_xx: torch.Tensor
+    invsqrt_yy: torch.Tensor
+    x_idxs: torch.Tensor
+    y_idxs: torch.Tensor
+    scale_x: float
+    scale_y: float
+
+
+def cca_from_moments(m: Moments, epsilon: float = 0.0, numpy_svd: bool = False) -> CCAResult:
+    """The reference's CCA (PAPER.md): covariances rescaled by their largest entries, neurons
+    with (rescaled) variance below epsilon dropped (exactly constant ones too), epsilon added to
+    the diagonals, then the SVD of Sxx^-1/2 Sxy Syy^-1/2. numpy_svd computes that SVD with
+    LAPACK via numpy, so that singular-vector signs match the public code (the reference PWCCA
+    depends on them)."""
+    denom = m.n - 1
+    sxx, sxy, syy = m.gxx / denom, m.gxy / denom, m.gyy / denom
+    xmax, ymax = sxx.abs().max(), syy.abs().max()
+    if xmax == 0 or ymax == 0:
+        raise ValueError("every neuron of one side is constant: no correlation is defined")
+    sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / torch.sqrt(xmax * ymax)
+    # The reference keeps diag >= epsilon; a constant neuron (variance exactly 0) is dropped
+    # here even at epsilon 0, which equals removing it (the reference would keep it and pinv
+    # would give it a zero coefficient).
+    xi = (sxx.diagonal() > 0) & (sxx.diagonal() >= epsilon)
+    yi = (syy.diagonal() > 0) & (syy.diagonal() >= epsilon)
+    sxx = sxx[xi][:, xi] + epsilon * torch.eye(int(xi.sum()), dtype=sxx.dtype, device=sxx.device)
+    syy = syy[yi][:, yi] + epsilon * torch.eye(int(yi.sum()), dtype=syy.dtype, device=syy.device)
+    sxy = sxy[xi][:, yi]
+    ix, iy = inv_sqrt_psd(sxx), inv_sqrt_psd(syy)
+    arr = ix @ sxy @ iy
+    if numpy_svd:
+        u, s, vh = (torch.as_tensor(a, device=arr.device)
+                    for a in np.linalg.svd(arr.cpu().numpy()))
+    else:
+        u, s, vh = torch.linalg.svd(arr)
+    return CCAResult(u, s.abs().clamp_max(1.0), vh, ix, iy, xi, yi, float(xmax), float(ymax))
+
+
+def truncated_mean_index(coefs: torch.Tensor, threshold: float) -> int:
+    """Smallest i with sum(coefs[:i]) >= threshold * sum(coefs) (at least 1, at most all)."""
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    csum = torch.cat([coefs.new_zeros(1), coefs.cumsum(0)])    # csum[i] = sum(coefs[:i])
+    hits = torch.nonzero(csum / coefs.sum() >= threshold).flatten()
+    i = int(hits[0]) if len(hits) else len(coefs)
+    return min(max(i, 1), len(coefs))

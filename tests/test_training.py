@@ -1,0 +1,270 @@
+"""The grid trainer: stacked runs equal plain runs; schedule; checkpoints; resume; bad input."""
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import al2
+from al2.model import StackedLeNet, lenet_from_seed
+from al2.paths import REPO_ROOT
+from al2.training import (DROPOUT_STREAM, ORDER_STREAM, GridConfig, epoch_generator,
+                          load_grid_data)
+
+TINY = dict(subset=256, test_subset=200, batch_size=64, activation_images=8)
+
+
+def read_metrics(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_get_map_weights_matches_the_authors_rule():
+    w = al2.get_map_weights(700)
+    assert len(w) == 700 and w[0] == 0.01
+    first = next(e for e, v in enumerate(w) if v >= 5)
+    assert first == 66  # PAPER.md: reaches the threshold at epoch 66 (zero-based)
+    # an independent closed form: 0.01 * 1.1**66 then * 1.01 per epoch
+    assert w[66] == pytest.approx(0.01 * 1.1 ** 66, rel=1e-12)
+    assert w[699] == pytest.approx(0.01 * 1.1 ** 66 * 1.01 ** (699 - 66), rel=1e-9)
+    assert 2.8e3 < w[699] < 3.0e3
+    assert al2.get_map_weights(0) == []
+
+
+def test_lenet_shapes_and_feature_order():
+    model = lenet_from_seed(0, batch_norm=True, dropout=0.5).eval()
+    x = torch.randn(3, 1, 28, 28)
+    log_probs, features = model(x)
+    assert log_probs.shape == (3, 10) and features.shape == (3, 800)
+    assert torch.allclose(log_probs.exp().sum(1), torch.ones(3))
+    assert torch.equal(features, model.trunk(x).reshape(3, 50, 4, 4).flatten(1))  # (C, H, W)
+
+
+def test_stacked_forward_equals_plain_models():
+    """Pool-then-ReLU, the wide first conv and the grouped second conv change nothing."""
+    models = [lenet_from_seed(s, bn) for s, bn in [(0, False), (1, True), (2, False)]]
+    stacked = StackedLeNet(models).eval()
+    x = torch.randn(5, 1, 28, 28)
+    log_probs, features = stacked(x)
+    for r, m in enumerate(models):
+        lp, f = m.eval()(x)
+        assert torch.allclose(log_probs[r], lp, atol=1e-5)
+        assert torch.allclose(features[:, r], f, atol=1e-6)
+
+
+def plain_reference(run, grid, data, epochs):
+    """One run alone: a plain LeNet, torch.optim.SGD, the same minibatches (authors' loop)."""
+    torch.manual_seed(1234)
+    model = lenet_from_seed(run.seed, run.batch_norm, run.dropout).train()
+    opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
+                          weight_decay=run.weight_decay)
+    weights = al2.get_map_weights(epochs, grid.map_start, grid.map_threshold, grid.map_fac1,
+                                  grid.map_fac2)
+    lc_means = []
+    for i in range(epochs):
+        perm = torch.randperm(len(data.train_x),
+                              generator=epoch_generator(grid.order_seed, i, ORDER_STREAM,
+                                                        torch.device("cpu")))
+        lcs = []
+        for s in range(0, len(perm), grid.batch_size):
+            idx = perm[s:s + grid.batch_size]
+            log_probs, features = model(data.train_x[idx])
+            loss, lc, _ = al2.al2_loss(log_probs, features, data.train_noisy[idx],
+                                       weights[i] if run.use_al2 else 0.0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            lcs.append(lc.item())
+        lc_means.append(sum(lcs) / len(lcs))
+    return model, lc_means
+
+
+EQUIV_GRID = dict(baselines=["bare", "bn", "wd"], al2="both", seeds=[0, 1], epochs=2, lr=0.05,
+                  map_start=1.0, weight_decay=5e-2, checkpoint_every=1, **TINY)
+
+
+@pytest.fixture
+def float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def test_stacked_engine_equals_runs_trained_alone_in_float64(float64):
+    """The stacked engine (StackedLeNet + summed losses + per-run SGD) is the same computation as
+    R plain LeNets with torch.optim.SGD on the same batches: BN, WD, AL2, the dropout p = 0 path,
+    two seeds. In float64 the two agree to rounding; in float32 a max-pool near-tie can route a
+    gradient differently (both are right), which the float32 test below tolerates."""
+    grid = GridConfig(**EQUIV_GRID)
+    runs, cpu = grid.runs(), torch.device("cpu")
+    data = load_grid_data(grid, cpu)
+    data.train_x = data.train_x.double()
+    stacked = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs]).train()
+    params = list(stacked.parameters())
+    buffers = [torch.zeros_like(p) for p in params]
+    wd = torch.tensor([r.weight_decay for r in runs])
+    weights = al2.get_map_weights(grid.epochs, grid.map_start)
+    lc_sums = []
+    for i in range(grid.epochs):
+        w = torch.tensor([weights[i] if r.use_al2 else 0.0 for r in runs])
+        sums, batches = al2.training.train_epoch(
+            stacked, params, buffers, data, grid, w, wd,
+            epoch_generator(grid.order_seed, i, ORDER_STREAM, cpu),
+            epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, cpu))
+        lc_sums.append(sums[0] / batches)
+    for r, run in enumerate(runs):
+        ref, lc_means = plain_reference(run, grid, data, grid.epochs)
+        assert ref.trunk[0].weight.dtype == torch.float64
+        got, ref_sd = stacked.run_state_dict(r), ref.state_dict()
+        assert set(got) == set(ref_sd)
+        for k, v in got.items():
+            assert torch.allclose(v, ref_sd[k], atol=1e-10, rtol=0), (run.name, k)
+        for i in range(grid.epochs):
+            assert lc_sums[i][r].item() == pytest.approx(lc_means[i], rel=1e-10)
+        # the weights moved: the comparison is not vacuous
+        assert not torch.allclose(got["head.2.weight"],
+                                  lenet_from_seed(run.seed).state_dict()["head.2.weight"])
+
+
+def test_train_grid_matches_runs_trained_alone(tmp_path):
+    """End to end in float32: the files train_grid writes hold what plain training gives."""
+    grid = GridConfig(**EQUIV_GRID)
+    summary = al2.train_grid(grid, tmp_path / "g", device="cpu", progress=False)
+    assert summary["runs"] == [r.name for r in grid.runs()]
+    data = load_grid_data(grid, torch.device("cpu"))
+    for run in grid.runs():
+        ref, lc_means = plain_reference(run, grid, data, grid.epochs)
+        model, config = al2.load_checkpoint(tmp_path / "g" / run.name / "checkpoints" / "epoch_2.pt")
+        assert config["run"] == run.name and config["weight_decay"] == run.weight_decay
+        ref_sd = ref.state_dict()
+        for k, v in model.state_dict().items():
+            assert torch.allclose(v.float(), ref_sd[k].float(), atol=5e-4), (run.name, k)
+        rows = read_metrics(tmp_path / "g" / run.name / "metrics.csv")
+        for e in (1, 2):
+            assert float(rows[e]["train_Lc"]) == pytest.approx(lc_means[e - 1], rel=1e-3)
+            expected_w = al2.get_map_weights(2, grid.map_start)[e - 1] if run.use_al2 else 0.0
+            assert float(rows[e]["al2_weight"]) == pytest.approx(expected_w)
+
+
+def test_dropout_masks_rate_and_independence():
+    """Inverted dropout per run: rate p, scale 1/(1-p), masks independent across runs, p = 0
+    untouched."""
+    models = [lenet_from_seed(0, dropout=0.5), lenet_from_seed(0, dropout=0.5), lenet_from_seed(0)]
+    stacked = StackedLeNet(models)
+    x = torch.randn(64, 1, 28, 28)
+    clean = stacked.eval().trunk(x)
+    noisy = stacked.train().trunk(x, torch.Generator().manual_seed(0))
+    assert torch.equal(noisy[:, 2], clean[:, 2])
+    alive = clean[:, 0] > 0  # runs 0 and 1 share weights, so the same units are alive
+    kept0, kept1 = noisy[:, 0][alive] > 0, noisy[:, 1][alive] > 0
+    assert torch.allclose(noisy[:, 0][alive][kept0], 2 * clean[:, 0][alive][kept0])
+    n = alive.sum().item()
+    assert n > 5000
+    assert abs(kept0.float().mean().item() - 0.5) < 4 * math.sqrt(0.25 / n)
+    both = (kept0 & kept1).float().mean().item()
+    assert abs(both - 0.25) < 4 * math.sqrt(0.25 * 0.75 / n)
+
+
+def test_checkpoint_reproduces_metrics_and_activations(tmp_path):
+    grid = GridConfig(baselines=["bn", "do"], al2="on", epochs=2, lr=0.05, **TINY)
+    al2.train_grid(grid, tmp_path, device="cpu", progress=False)
+    data = load_grid_data(grid, torch.device("cpu"))
+    for run in grid.runs():
+        rows = read_metrics(tmp_path / run.name / "metrics.csv")
+        assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+        assert list(rows[0]) == al2.training.METRIC_COLUMNS
+        config = json.loads((tmp_path / run.name / "config.json").read_text())
+        assert config["activation_images"] == 8 and config["grid"]["epochs"] == 2
+        assert "torch" in config["environment"]
+        for e in (0, 2):
+            model, _ = al2.load_checkpoint(tmp_path / run.name / "checkpoints" / f"epoch_{e}.pt")
+            with torch.no_grad():
+                log_probs, features = model(data.test_x)
+            acc = 100.0 * (log_probs.argmax(1) == data.test_y).double().mean().item()
+            assert acc == pytest.approx(float(rows[e]["test_acc"]), abs=1e-4)
+            acts = torch.load(tmp_path / run.name / "activations" / f"epoch_{e}.pt")
+            assert acts.shape == (8, 800) and acts.dtype == torch.float16
+            assert torch.allclose(acts.float(), features[:8], atol=1e-2, rtol=1e-3)
+    saved = torch.load(tmp_path / "corruption.pt")
+    assert torch.equal(saved["noisy_labels"][:256], data.train_noisy)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    grid = GridConfig(baselines=["bare", "do"], al2="both", epochs=4, lr=0.05, map_start=0.5,
+                      checkpoint_every=2, **TINY)
+    al2.train_grid(grid, tmp_path / "a", device="cpu", progress=False)
+
+    def interrupt(epoch, rows):
+        if epoch == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False, on_epoch_end=interrupt)
+    al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False, resume=True)
+    for run in grid.runs():
+        a = read_metrics(tmp_path / "a" / run.name / "metrics.csv")
+        b = read_metrics(tmp_path / "b" / run.name / "metrics.csv")
+        assert len(a) == len(b) == 5
+        for ra, rb in zip(a, b):
+            ra.pop("wall_time_s"), rb.pop("wall_time_s")
+            assert ra == rb
+        wa = torch.load(tmp_path / "a" / run.name / "checkpoints" / "epoch_4.pt")["model"]
+        wb = torch.load(tmp_path / "b" / run.name / "checkpoints" / "epoch_4.pt")["model"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "code" / "train.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_dry_run_and_help():
+    done = run_cli("--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "trained 8 runs" in done.stdout
+    helptext = run_cli("--help").stdout
+    for flag in ("--baselines", "--al2", "--seeds", "--percent-corrupt", "--resume",
+                 "--checkpoint-epochs", "--preset", "--map-fac2", "Table 1"):
+        assert flag in helptext
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "-1"], "epochs"),
+    (["--percent-corrupt", "120"], "percent"),
+    (["--baselines", "bare,nope"], "unknown baseline"),
+])
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
+    done = run_cli(*args, "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_cuda_without_gpu(tmp_path):
+    done = run_cli("--device", "cuda", "--epochs", "1", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "no CUDA GPU" in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_a_folder_holding_another_grid(tmp_path):
+    out = str(tmp_path / "o")
+    small = ["--subset", "128", "--test-subset", "64", "--baselines", "bare", "--al2", "on",
+             "--no-progress", "--out", out]
+    assert run_cli("--epochs", "1", *small).returncode == 0
+    before = sorted(p.name for p in (tmp_path / "o").rglob("*"))
+    done = run_cli("--epochs", "2", *small)
+    assert done.returncode == 2 and "different grid" in done.stderr and "epochs" in done.stderr
+    done = run_cli("--epochs", "1", *small)
+    assert done.returncode == 2 and "--resume" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "o").rglob("*")) == before
+
+
+def test_non_finite_loss_stops_and_names_the_run(tmp_path):
+    out = str(tmp_path / "o")
+    done = run_cli("--subset", "256", "--test-subset", "64", "--baselines", "bare", "--al2", "off",
+                   "--lr", "1e30", "--epochs", "3", "--no-progress", "--out", out)
+    assert done.returncode == 1, done.stderr
+    assert "bare_plain_s0" in done.stderr and "epoch" in done.stderr
+    assert (tmp_path / "o" / "bare_plain_s0" / "checkpoints" / "epoch_0.pt").exists()
