@@ -1,7 +1,96 @@
-"""Regenerate the paper's Table 1, SVCCA/PWCCA analysis and cumulative ablations (not yet implemented)."""
+"""Regenerate the paper's Table 1, training curves, SVCCA/PWCCA analysis and cumulative ablation
+from a folder of trained runs. Never trains.
+
+    python code/evaluate.py --runs results/runs/quick --out results/quick
+    python code/evaluate.py                       # results/runs/paper -> results/paper
+
+Writes table1.csv/.md/.png, curves.png, similarity.csv/.png, ablation.csv/.png under --out;
+anything that could not be computed is listed in MISSING.md and makes the exit code 2.
+"""
+from __future__ import annotations
+
 import argparse
 import sys
+from pathlib import Path
+
+import torch
+
+from al2.analysis import SIMILARITY_STATISTICS
+from al2.checkpoints import CheckpointError
+from al2.data import DataError
+from al2.evaluation import evaluate_runs
+from al2.paths import RESULTS_DIR
+from al2.runs import RunsError, discover_runs
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--preset", default="paper",
+                   help="names the default --runs (results/runs/<preset>) and --out "
+                        "(results/<preset>) (default: paper)")
+    p.add_argument("--runs", type=Path, default=None, help="folder of trained runs")
+    p.add_argument("--out", type=Path, default=None, help="where the outputs go")
+    for name, what in (("table", "Table 1 (csv, md, png)"), ("curves", "training curves"),
+                       ("similarity", f"similarity, Sec. 5.1 ({', '.join(SIMILARITY_STATISTICS)})"),
+                       ("ablation", "cumulative ablation, Sec. 5.2")):
+        p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=True,
+                       help=f"{what} (default: on)")
+    p.add_argument("--similarity-images", type=int, default=None,
+                   help="test images per representation; default: those saved at each checkpoint "
+                        "(the trainer's --activation-images, 1000); the authors used 10000, "
+                        "recomputed from the checkpoints")
+    p.add_argument("--ablation-epochs", type=int_list, default=None,
+                   help="checkpoint epochs to ablate (default: each run's last epoch)")
+    p.add_argument("--ablation-images", type=int, default=1000,
+                   help="first N training and N test images used for ablation (default: 1000)")
+    p.add_argument("--ablation-draws", type=int, default=3,
+                   help="random draws averaged per ablation fraction (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ablation draws and the "
+                                                       "random floor (default: 0)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the similarity statistics run (default: auto)")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.similarity_images is not None and not 1 <= args.similarity_images <= 10000:
+        parser.error("--similarity-images must lie in 1..10000")
+    if args.ablation_images < 1 or args.ablation_draws < 1:
+        parser.error("--ablation-images and --ablation-draws must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for but no CUDA GPU is available")
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
+        ("cpu" if args.device == "auto" else args.device)
+    runs_dir = (args.runs or RESULTS_DIR / "runs" / args.preset).resolve()
+    out = (args.out or RESULTS_DIR / args.preset).resolve()
+    try:
+        runs = discover_runs(runs_dir)
+        result = evaluate_runs(runs, runs_dir, out, args.table, args.curves, args.similarity,
+                               args.ablation, args.similarity_images, args.ablation_epochs,
+                               args.ablation_images, args.ablation_draws, args.seed, device)
+    except (RunsError, DataError, CheckpointError) as e:
+        parser.exit(2, f"evaluate.py: error: {e}\n")
+    print(f"evaluated {len(runs)} runs from {runs_dir} in {result['seconds']:.0f} s; wrote "
+          f"{', '.join(result['written'])} to {out}")
+    if result["problems"]:
+        for problem in result["problems"]:
+            print(f"evaluate.py: error: {problem}", file=sys.stderr)
+        print(f"evaluate.py: what could be computed was written; the gaps are listed in "
+              f"{out / 'MISSING.md'}", file=sys.stderr)
+        return 2
+    return 0
+
 
 if __name__ == "__main__":
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    sys.exit("evaluate.py: not yet implemented")
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The paper's analyses of trained representations: similarity (Sec. 5.1) and cumulative
+ablation (Sec. 5.2)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+import svcca
+
+from .model import FEATURES, LeNet
+
+SIMILARITY_STATISTICS = ("mean_cca", "mean_cca_all", "svcca", "pwcca", "cka")
+
+
+def spatial_points(features: torch.Tensor) -> torch.Tensor:
+    """Trunk outputs (n, 800) -> (50 neurons, 16 n datapoints): each of the 4 x 4 spatial
+    positions of each image is a datapoint, as in the authors' evaluation (Sec. 5.1)."""
+    n = features.shape[0]
+    return features.float().view(n, 50, 16).permute(1, 0, 2).reshape(50, n * 16)
+
+
+def similarity_rows(reps: dict, pairs: list[tuple], epoch: int, seed: int = 0,
+                    keep_dims: int = 10) -> list[dict]:
+    """Statistics for named pairs of representations at one epoch.
+
+    reps: name -> (neurons, datapoints) tensor. pairs: (kind, name_a, name_b), where name_b
+    may be "random:<name_a>": Gaussian activations of the same shape (the floor).
+    """
+    names = list(reps)
+    tensors = [reps[k] for k in names]
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    for kind, a, b in pairs:
+        if b.startswith("random:") and b not in reps:
+            names.append(b)
+            tensors.append(torch.randn(reps[a].shape, generator=gen, dtype=torch.float64))
+    index = {k: i for i, k in enumerate(names)}
+    rows = []
+    usable = [(kind, a, b) for kind, a, b in pairs]
+    # Dead representations (every neuron constant) have no CCA: record NaN for their pairs.
+    alive = {k: bool((t.std(1) > 0).any()) for k, t in zip(names, tensors)}
+    ok = [(kind, a, b) for kind, a, b in usable if alive[a] and alive[b]]
+    values = svcca.pairwise(tensors, statistics=SIMILARITY_STATISTICS,
+                            pairs=[(index[a], index[b]) for _, a, b in ok],
+                            keep_dims=keep_dims) if ok else {}
+    pos = {p: i for i, p in enumerate(ok)}
+    for pair in usable:
+        kind, a, b = pair
+        for stat in SIMILARITY_STATISTICS:
+            value = values[stat][pos[pair]] if pair in pos else math.nan
+            rows.append({"epoch": epoch, "pair": kind, "run_a": a, "run_b": b.split(":")[0]
+                         if not b.startswith("random:") else "random", "statistic": stat,
+                         "value": float(value)})
+    return rows
+
+
+@torch.no_grad()
+def trunk_outputs(model: LeNet, images: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+    """Eval-mode trunk outputs (n, 800) of normalised images (n, 1, 28, 28)."""
+    model.eval()
+    return torch.cat([model.trunk(images[s:s + chunk]).flatten(1)
+                      for s in range(0, len(images), chunk)])
+
+
+@torch.no_grad()
+def ablation_masks(mode: str, fractions: torch.Tensor, draws: int, n: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Keep-masks (F, draws, n or 1, 800) for each ablation fraction.
+
+    element: each activation is zeroed independently with probability `fraction` (the authors'
+    code); a fraction of 0 keeps everything and 1 zeroes everything, exactly.
+    unit: round(fraction * 50) whole channels (4 x 4 positions each) are zeroed, chosen at random
+    per draw and shared by all samples (Morcos et al. 2018).
+    """
+    F_ = len(fractions)
+    if mode == "element":
+        u = torch.rand(F_, draws, n, FEATURES, generator=generator)
+        return u >= fractions.view(F_, 1, 1, 1)
+    if mode == "unit":
+        order = torch.rand(F_, draws, 50, generator=generator).argsort(-1)  # random channel ranks
+        k = torch.round(fractions * 50).long().view(F_, 1, 1)
+        keep_channel = order >= k                                           # (F, draws, 50)
+        return keep_channel.repeat_interleave(16, dim=-1).unsqueeze(2)     # (F, draws, 1, 800)
+    raise ValueError(f"unknown ablation mode {mode!r}; choose element or unit")
+
+
+@torch.no_grad()
+def ablation_accuracy(model: LeNet, features: torch.Tensor, labels: dict, mode: str,
+                      fractions, draws: int, seed: int, chunk: int = 2000) -> dict:
+    """Accuracy (%) of the head on ablated features, for every fraction, averaged over draws.
+
+    features (n, 800) from the trunk; labels: name -> (n,) targets. Returns name -> (F,) array.
+    Vectorised over fractions and draws: the head runs on (F * draws * chunk, 800) at once.
+    """
+    fractions = torch.as_tensor(fractions, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    correct = {k: torch.zeros(len(fractions)) for k in labels}
+    masks = ablation_masks(mode, fractions, draws, 1, gen) if mode == "unit" else None
+    for s in range(0, len(features), chunk):
+        f = features[s:s + chunk]                                         # (c, 800)
+        m = masks if masks is not None else ablation_masks(mode, fractions, draws, len(f), gen)
+        ablated = f * m                                                   # (F, draws, c, 800)
+        pred = model.head(ablated.flatten(0, 2)).argmax(-1).view(len(fractions), draws, len(f))
+        for k, y in labels.items():
+            correct[k] += (pred == y[s:s + chunk]).float().sum((1, 2))
+    return {k: (100.0 * v / (draws * len(features))).numpy() for k, v in correct.items()}
+
+
+def ablation_fractions(step: float = 0.1) -> np.ndarray:
+    return np.round(np.arange(0.0, 1.0 + 1e-9, step), 10)

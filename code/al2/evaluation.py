@@ -1,0 +1,179 @@
+"""Everything code/evaluate.py regenerates from a folder of trained runs: Table 1, training
+curves, representation similarity (Sec. 5.1) and cumulative ablation (Sec. 5.2).
+
+Each analysis writes what it can; a missing or damaged file is recorded as a problem (naming
+the file) and the rest goes on, so that a partial grid still yields its table.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import torch
+
+from . import plotting
+from .analysis import (ablation_accuracy, ablation_fractions, similarity_rows, spatial_points,
+                       trunk_outputs)
+from .checkpoints import CheckpointError, load_checkpoint, save_csv
+from .data import corrupt_labels, load_mnist, normalize
+from .report import TABLE_COLUMNS, table1_markdown, table1_rows
+from .runs import Run
+from .checkpoints import atomic_write
+
+ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction", "draws",
+                    "images", "acc_train_noisy", "acc_train_clean", "acc_test"]
+SIMILARITY_COLUMNS = ["epoch", "pair", "run_a", "run_b", "statistic", "value", "datapoints"]
+
+
+def write_table1(runs: list[Run], out: Path, title: str) -> list[dict]:
+    rows = table1_rows(runs)
+    save_csv(rows, out / "table1.csv", TABLE_COLUMNS)
+    text = table1_markdown(rows, title)
+    atomic_write(out / "table1.md", lambda f: f.write(text.encode()))
+    plotting.table1_png(rows, out / "table1.png", title)
+    return rows
+
+
+def similarity_pairs(runs: list[Run]) -> list[tuple]:
+    """(kind, run_a, run_b): seed pairs within a (baseline, AL2) group, without vs with AL2 at
+    the same baseline and seed, and each run against random activations (the floor)."""
+    pairs = []
+    groups = {}
+    for r in runs:
+        groups.setdefault((r.baseline, r.use_al2), []).append(r)
+    for (_, use_al2), group in groups.items():
+        for a, b in itertools.combinations(sorted(group, key=lambda r: r.seed), 2):
+            pairs.append(("seeds_al2" if use_al2 else "seeds_plain", a.name, b.name))
+    by_key = {(r.baseline, r.seed, r.use_al2): r for r in runs}
+    for (baseline, seed, use_al2), r in sorted(by_key.items()):
+        if not use_al2 and (baseline, seed, True) in by_key:
+            pairs.append(("plain_vs_al2", r.name, by_key[(baseline, seed, True)].name))
+    for r in runs:
+        pairs.append(("random_al2" if r.use_al2 else "random_plain", r.name, f"random:{r.name}"))
+    return pairs
+
+
+def similarity_epochs(runs: list[Run]) -> list[int]:
+    return sorted(set.intersection(*(set(r.config.get("checkpoint_epochs", [])) for r in runs)))
+
+
+def load_representation(run: Run, epoch: int, images: int | None, test_x):
+    """(50, 16 n) representation at `epoch`: the saved activations, or the trunk recomputed
+    from the checkpoint on the first `images` test images when more than were saved."""
+    saved = run.config.get("activation_images", 0)
+    if images is None or images <= saved:
+        path = run.activations(epoch)
+        try:
+            feats = torch.load(path, weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"activations {path} are missing; retrain or resume that run") \
+                from None
+        except Exception as e:
+            raise CheckpointError(f"activations {path} are damaged ({type(e).__name__}); "
+                                  f"retrain or resume that run") from None
+        feats = feats[:images] if images else feats
+    else:
+        model, _ = load_checkpoint(run.checkpoint(epoch))
+        feats = trunk_outputs(model, test_x[:images])
+    return spatial_points(feats)
+
+
+def write_similarity(runs, out: Path, images: int | None, problems: list, test_x,
+                     device: torch.device) -> list[dict]:
+    pairs = similarity_pairs(runs)
+    rows = []
+    for epoch in similarity_epochs(runs):
+        reps = {}
+        for r in runs:
+            try:
+                reps[r.name] = load_representation(r, epoch, images, test_x).to(device)
+            except CheckpointError as e:
+                problems.append(str(e))
+        usable = [p for p in pairs if p[1] in reps and (p[2].startswith("random:")
+                                                         or p[2] in reps)]
+        for row in similarity_rows(reps, usable, epoch):
+            row["datapoints"] = next(iter(reps.values())).shape[1]
+            rows.append(row)
+    if rows:
+        save_csv(rows, out / "similarity.csv", SIMILARITY_COLUMNS)
+        plotting.similarity_png(rows, out / "similarity.png")
+    return rows
+
+
+def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws: int,
+                   seed: int, problems: list, runs_dir: Path) -> list[dict]:
+    grid = runs[0].grid
+    train_x, train_y, test_x, test_y = load_mnist()
+    n_train = min(images, grid["subset"] or len(train_y))
+    n_test = min(images, grid["test_subset"] or len(test_y))
+    corruption = runs_dir / "corruption.pt"
+    try:
+        noisy = torch.load(corruption, weights_only=True)["noisy_labels"]
+    except (OSError, KeyError, RuntimeError):
+        problems.append(f"{corruption} is missing or damaged; noisy labels recomputed from the "
+                        f"grid's corruption seed")
+        noisy, _ = corrupt_labels(train_y, grid["percent_corrupt"], grid["corruption_seed"])
+    xs = {"train": normalize(train_x[:n_train]), "test": normalize(test_x[:n_test])}
+    labels = {"train": {"acc_train_noisy": noisy[:n_train], "acc_train_clean": train_y[:n_train]},
+              "test": {"acc_test": test_y[:n_test]}}
+    fractions = ablation_fractions()
+    rows = []
+    for r in runs:
+        for epoch in (epochs or [r.epochs]):
+            try:
+                model, _ = load_checkpoint(r.checkpoint(epoch))
+            except CheckpointError as e:
+                problems.append(str(e))
+                continue
+            feats = {k: trunk_outputs(model, x) for k, x in xs.items()}
+            for mode in ("element", "unit"):
+                acc = {}
+                for k in xs:
+                    acc.update(ablation_accuracy(model, feats[k], labels[k], mode, fractions,
+                                                 draws, seed))
+                for i, frac in enumerate(fractions):
+                    rows.append({"run": r.name, "baseline": r.baseline, "al2": r.use_al2,
+                                 "seed": r.seed, "epoch": epoch, "mode": mode,
+                                 "fraction": float(frac), "draws": draws,
+                                 "images": n_train,
+                                 **{k: float(v[i]) for k, v in acc.items()}})
+    if rows:
+        save_csv(rows, out / "ablation.csv", ABLATION_COLUMNS)
+        plotting.ablation_png(rows, out / "ablation.png")
+    return rows
+
+
+def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True,
+                  curves: bool = True, similarity: bool = True, ablation: bool = True,
+                  similarity_images: int | None = None, ablation_epochs=None,
+                  ablation_images: int = 1000, ablation_draws: int = 3, seed: int = 0,
+                  device: str = "cpu", title: str = "") -> dict:
+    """Run the chosen analyses; returns {"written": [...], "problems": [...], "seconds": ...}."""
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    problems, written = [], []
+    title = title or f"Table 1 reproduced: {runs_dir.name}, {len(runs)} runs"
+    if table:
+        write_table1(runs, out, title)
+        written += ["table1.csv", "table1.md", "table1.png"]
+    if curves:
+        plotting.curves_png(runs, out / "curves.png")
+        written.append("curves.png")
+    if similarity:
+        test_x = None
+        if similarity_images and similarity_images > min(
+                r.config.get("activation_images", 0) for r in runs):
+            test_x = normalize(load_mnist()[2])
+        if write_similarity(runs, out, similarity_images, problems, test_x, torch.device(device)):
+            written += ["similarity.csv", "similarity.png"]
+    if ablation:
+        if write_ablation(runs, out, ablation_epochs, ablation_images, ablation_draws, seed,
+                          problems, runs_dir):
+            written += ["ablation.csv", "ablation.png"]
+    if problems:
+        text = "Missing from this evaluation:\n" + "".join(f"- {p}\n" for p in problems)
+        atomic_write(out / "MISSING.md", lambda f: f.write(text.encode()))
+    elif (out / "MISSING.md").exists():
+        (out / "MISSING.md").unlink()
+    return {"written": written, "problems": problems, "seconds": time.perf_counter() - start}

@@ -1,0 +1,166 @@
+"""Figures: Table 1 rendered, training curves, similarity and ablation plots.
+
+Grayscale-readable: without / with AL2 differ by line style (solid / dashed) and marker, the
+baselines by gray level and marker; every axis is labelled with its unit.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .checkpoints import atomic_write  # noqa: E402
+from .report import METRICS  # noqa: E402
+
+BASELINE_STYLE = {"bare": ("0.0", "o"), "bn": ("0.35", "s"), "do": ("0.55", "^"),
+                  "wd": ("0.75", "D")}
+AL2_STYLE = {False: "-", True: "--"}
+
+
+def save_figure(fig, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=130, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def table1_png(rows: list[dict], path: Path, title: str) -> None:
+    """Table 1 in the paper's layout: a row per baseline and metric, without / with AL2 as
+    two lines (with-AL2 in bold, as the paper prints it), epochs as columns. Cells outside the
+    README's tolerance from the paper are shaded and marked †."""
+    epochs = sorted({r["epoch"] for r in rows})
+    index = {(r["baseline"], r["metric"], r["al2"], r["epoch"]): r for r in rows}
+    baselines = list(dict.fromkeys(r["baseline"] for r in rows))
+    cell_text, row_labels, bold, shade = [], [], [], []
+    for b in baselines:
+        for metric in METRICS:
+            for al2 in ("without", "with"):
+                if not any((b, metric, al2, e) in index for e in epochs):
+                    continue
+                texts, flags = [], []
+                for e in epochs:
+                    r = index.get((b, metric, al2, e))
+                    if r is None:
+                        texts.append("–"), flags.append(False)
+                        continue
+                    t = f"{r['ours']:.2f}"
+                    if r["seeds"] > 1:
+                        t += f"±{r['ours_std']:.2f}"
+                    mark = r["outside_tolerance"] and not math.isnan(r["paper"])
+                    texts.append(t + (" †" if mark else ""))
+                    flags.append(mark)
+                cell_text.append(texts)
+                unit = " (×100)" if (metric == "Lr" and al2 == "with") else ""
+                row_labels.append(f"{b.upper()} {metric}{' +AL2' if al2 == 'with' else ''}{unit}")
+                bold.append(al2 == "with")
+                shade.append(flags)
+    fig_h = 0.28 * len(cell_text) + 1.0
+    fig, ax = plt.subplots(figsize=(1.35 * len(epochs) + 2.4, fig_h))
+    ax.axis("off")
+    table = ax.table(cellText=cell_text, rowLabels=row_labels,
+                     colLabels=[f"epoch {e}" for e in epochs], loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1, 1.15)
+    for (i, j), cell in table.get_celld().items():
+        if i == 0:
+            cell.set_text_props(weight="bold")
+            continue
+        if bold[i - 1]:
+            cell.set_text_props(weight="bold")
+        if j >= 0 and shade[i - 1][j]:
+            cell.set_facecolor("0.85")
+    ax.set_title(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def curves_png(runs, path: Path) -> None:
+    """TA, L_c, L_r (log) and the AL2 weight (log) against epoch; seeds as min-max bands."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    panels = [("test_acc", "test accuracy (%)", False), ("train_Lc", "training L_c (nats)", False),
+              ("train_Lr", "training L_r = mean(a²)", True), ("al2_weight", "AL2 weight w_e", True)]
+    groups = {}
+    for r in runs:
+        groups.setdefault((r.baseline, r.use_al2), []).append(r)
+    for ax, (column, label, log) in zip(axes.flat, panels):
+        for (baseline, use_al2), group in sorted(groups.items()):
+            if column == "al2_weight" and not use_al2:
+                continue
+            epochs = np.array([m["epoch"] for m in group[0].metrics])
+            values = np.array([[m[column] for m in r.metrics][:len(epochs)] for r in group])
+            gray, marker = BASELINE_STYLE.get(baseline, ("0.0", "x"))
+            mean = np.nanmean(values, 0)
+            every = max(1, len(epochs) // 8)
+            ax.plot(epochs, mean, AL2_STYLE[use_al2], color=gray, marker=marker,
+                    markevery=every, markersize=4, lw=1.3,
+                    label=f"{baseline}{' + AL2' if use_al2 else ''}")
+            if len(group) > 1:
+                ax.fill_between(epochs, np.nanmin(values, 0), np.nanmax(values, 0), color=gray,
+                                alpha=0.2, lw=0)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    fig.suptitle("Training curves: without AL2 solid, with AL2 dashed")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def similarity_png(rows: list[dict], path: Path) -> None:
+    """Each statistic against epoch: seed pairs and plain-vs-AL2 pairs, with the random floor."""
+    stats = list(dict.fromkeys(r["statistic"] for r in rows))
+    fig, axes = plt.subplots(1, len(stats), figsize=(3.6 * len(stats), 3.4), squeeze=False)
+    styles = {"seeds_plain": ("-", "o", "0.0", "seeds, without AL2"),
+              "seeds_al2": ("--", "s", "0.0", "seeds, with AL2"),
+              "plain_vs_al2": ("-.", "^", "0.4", "without vs with AL2"),
+              "random_plain": (":", "", "0.6", "random floor (without)"),
+              "random_al2": (":", "x", "0.6", "random floor (with)")}
+    for ax, stat in zip(axes[0], stats):
+        for kind, (ls, marker, color, label) in styles.items():
+            sel = [r for r in rows if r["statistic"] == stat and r["pair"] == kind]
+            if not sel:
+                continue
+            epochs = sorted({r["epoch"] for r in sel})
+            mean = [np.nanmean([r["value"] for r in sel if r["epoch"] == e]) for e in epochs]
+            ax.plot(epochs, mean, ls, marker=marker, color=color, markersize=4, label=label)
+        ax.set_title(stat)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("similarity (0-1)")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def ablation_png(rows: list[dict], path: Path) -> None:
+    """Accuracy against the ablated fraction, per mode (rows) and evaluation set (columns)."""
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    sets = [("acc_train_noisy", "train, noisy labels"), ("acc_train_clean", "train, clean labels"),
+            ("acc_test", "test")]
+    fig, axes = plt.subplots(len(modes), 3, figsize=(12, 3.4 * len(modes)), squeeze=False)
+    last = max(r["epoch"] for r in rows)
+    for i, mode in enumerate(modes):
+        for j, (column, label) in enumerate(sets):
+            ax = axes[i][j]
+            for run in dict.fromkeys(r["run"] for r in rows):
+                sel = [r for r in rows if r["run"] == run and r["mode"] == mode
+                       and r["epoch"] == last]
+                if not sel:
+                    continue
+                gray, marker = BASELINE_STYLE.get(sel[0]["baseline"], ("0.0", "x"))
+                ax.plot([100 * r["fraction"] for r in sel], [r[column] for r in sel],
+                        AL2_STYLE[sel[0]["al2"]], color=gray, marker=marker, markersize=3,
+                        label=run)
+            ax.set_title(f"{mode} ablation, {label} (epoch {last})", fontsize=9)
+            ax.set_xlabel("activations zeroed (%)")
+            ax.set_ylabel("accuracy (%)")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,110 @@
+"""Table 1 of the paper, ours beside theirs (long CSV and Markdown; the picture is in plotting)."""
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+
+from .runs import Run
+
+PAPER_TABLE = Path(__file__).with_name("paper") / "table1.csv"  # the published numbers
+PAPER_EPOCHS = (100, 200, 300, 400, 500, 600, 700)
+METRICS = {"TA": "test_acc", "Lc": "train_Lc", "Lr": "train_Lr"}
+# Table 1 prints the with-AL2 L_r values x100; we compare and show them in the same units.
+LR_AL2_SCALE = 100.0
+# A cell "differs from the paper" when |ours - paper| exceeds this (README, "Tolerances").
+TOLERANCE = {"TA": 5.0, "Lc": 0.10, "Lr": 0.25}   # TA: points; Lc: absolute; Lr: relative
+TABLE_COLUMNS = ["baseline", "metric", "al2", "epoch", "paper_epoch", "ours", "ours_std",
+                 "seeds", "paper", "diff", "scale", "outside_tolerance"]
+
+
+def load_paper_table() -> dict:
+    """(baseline, metric, paper_epoch, al2: bool) -> value as printed in Table 1."""
+    table = {}
+    with open(PAPER_TABLE, newline="") as f:
+        for row in csv.DictReader(f):
+            key = (row["baseline"], row["metric"], int(row["epoch"]))
+            table[key + (False,)] = float(row["without_al2"])
+            table[key + (True,)] = float(row["with_al2"])
+    return table
+
+
+def table_epochs(epochs: int) -> list[int]:
+    """Table 1's columns: 100..700 for a 700-epoch run; the same spread (k/7) for others."""
+    return sorted({max(1, round(epochs * k / 7)) for k in range(1, 8)}) if epochs else []
+
+
+def outside(metric: str, ours: float, paper: float) -> bool:
+    if math.isnan(ours):
+        return True
+    if metric == "Lr":
+        return abs(ours - paper) > TOLERANCE["Lr"] * max(abs(paper), 0.04)
+    return abs(ours - paper) > TOLERANCE[metric]
+
+
+def table1_rows(runs: list[Run]) -> list[dict]:
+    """One row per (baseline, metric, without/with AL2, epoch column): ours (mean and std over
+    seeds) beside the paper's value."""
+    paper = load_paper_table()
+    epochs = table_epochs(min(r.epochs for r in runs))
+    rows = []
+    for baseline in sorted({r.baseline for r in runs}, key=["bare", "bn", "do", "wd"].index):
+        for metric, column in METRICS.items():
+            for use_al2 in (False, True):
+                group = [r for r in runs if r.baseline == baseline and r.use_al2 == use_al2]
+                if not group:
+                    continue
+                scale = LR_AL2_SCALE if (metric == "Lr" and use_al2) else 1.0
+                for k, epoch in enumerate(epochs):
+                    values = [r.metric(column, epoch) * scale for r in group]
+                    mean = statistics.fmean(values)
+                    std = statistics.stdev(values) if len(values) > 1 else 0.0
+                    paper_epoch = PAPER_EPOCHS[k] if len(epochs) == 7 else None
+                    ref = paper.get((baseline, metric, paper_epoch, use_al2), math.nan)
+                    rows.append({"baseline": baseline, "metric": metric,
+                                 "al2": "with" if use_al2 else "without", "epoch": epoch,
+                                 "paper_epoch": paper_epoch, "ours": mean, "ours_std": std,
+                                 "seeds": len(values), "paper": ref, "diff": mean - ref,
+                                 "scale": scale,
+                                 "outside_tolerance": outside(metric, mean, ref)})
+    return rows
+
+
+def fmt(metric: str, value: float, std: float = 0.0, seeds: int = 1) -> str:
+    digits = 2
+    text = f"{value:.{digits}f}"
+    return text + (f" ± {std:.{digits}f}" if seeds > 1 else "")
+
+
+def table1_markdown(rows: list[dict], title: str) -> str:
+    """Markdown in the paper's layout: a row per baseline and metric, 'without / **with**'
+    per epoch column, ours above the paper's."""
+    epochs = sorted({r["epoch"] for r in rows})
+    paper_epochs = {r["epoch"]: r["paper_epoch"] for r in rows}
+    head = [f"{e}" + (f" (paper {paper_epochs[e]})" if paper_epochs[e] not in (None, e) else "")
+            for e in epochs]
+    lines = [f"### {title}", "",
+             "Each cell: without AL2 / **with AL2**; ours, then the paper's in brackets. "
+             "With-AL2 L_r is ×100, as in the paper. † marks a cell outside the tolerance.", "",
+             "| baseline | metric | " + " | ".join(head) + " |",
+             "|---|---|" + "---|" * len(epochs)]
+    index = {(r["baseline"], r["metric"], r["al2"], r["epoch"]): r for r in rows}
+    for baseline in dict.fromkeys(r["baseline"] for r in rows):
+        for metric in METRICS:
+            cells = []
+            for e in epochs:
+                parts = []
+                for al2 in ("without", "with"):
+                    r = index.get((baseline, metric, al2, e))
+                    if r is None:
+                        parts.append("–")
+                        continue
+                    text = fmt(metric, r["ours"], r["ours_std"], r["seeds"])
+                    if not math.isnan(r["paper"]):
+                        text += f" ({r['paper']:.2f})"
+                    text += "†" if r["outside_tolerance"] and not math.isnan(r["paper"]) else ""
+                    parts.append(f"**{text}**" if al2 == "with" else text)
+                cells.append(" / ".join(parts))
+            lines.append(f"| {baseline.upper()} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,133 @@
+"""evaluate.py on a tiny trained grid: files, columns, the two ablation checks, bad input."""
+import csv
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import al2
+import al2.analysis
+import al2.evaluation
+import al2.report
+import al2.runs
+from al2.analysis import ablation_accuracy, ablation_fractions, trunk_outputs
+from al2.data import normalize
+from al2.paths import REPO_ROOT
+
+GRID = dict(baselines=["bare", "wd"], al2="both", seeds=[0, 1], epochs=3, lr=0.05,
+            subset=256, test_subset=200, activation_images=40, checkpoint_every=1)
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid") / "runs"
+    al2.train_grid(al2.GridConfig(**GRID), out, device="cpu", progress=False)
+    return out
+
+
+def evaluate(*args):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "code" / "evaluate.py"), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def read(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_all_outputs_with_their_columns(grid_dir, tmp_path):
+    done = evaluate("--runs", str(grid_dir), "--out", str(tmp_path), "--ablation-images", "100",
+                    "--ablation-draws", "2")
+    assert done.returncode == 0, done.stderr
+    for name in ("table1.csv", "table1.md", "table1.png", "curves.png", "similarity.csv",
+                 "similarity.png", "ablation.csv", "ablation.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    table = read(tmp_path / "table1.csv")
+    assert list(table[0]) == al2.report.TABLE_COLUMNS
+    # 2 baselines x 3 metrics x without/with x 3 epoch columns (1, 2, 3 for a 3-epoch run)
+    assert len(table) == 2 * 3 * 2 * 3
+    assert {r["seeds"] for r in table} == {"2"}
+    ta = [r for r in table if r["baseline"] == "bare" and r["metric"] == "TA" and
+          r["al2"] == "without" and r["epoch"] == "3"][0]
+    runs = {r.name: r for r in al2.runs.discover_runs(grid_dir)}
+    mean = (runs["bare_plain_s0"].metric("test_acc", 3) + runs["bare_plain_s1"].metric("test_acc", 3)) / 2
+    assert float(ta["ours"]) == pytest.approx(mean)
+    assert "**" in (tmp_path / "table1.md").read_text()
+    sim = read(tmp_path / "similarity.csv")
+    assert list(sim[0]) == al2.evaluation.SIMILARITY_COLUMNS
+    kinds = {r["pair"] for r in sim}
+    assert kinds == {"seeds_plain", "seeds_al2", "plain_vs_al2", "random_plain", "random_al2"}
+    assert {r["statistic"] for r in sim} == set(al2.analysis.SIMILARITY_STATISTICS)
+    assert {int(r["epoch"]) for r in sim} == {0, 1, 2, 3}
+    assert {r["datapoints"] for r in sim} == {str(40 * 16)}
+    # same initialisation at epoch 0: plain and AL2 runs of one seed are identical
+    same = [r for r in sim if r["pair"] == "plain_vs_al2" and r["epoch"] == "0"]
+    assert all(float(r["value"]) == pytest.approx(1.0, abs=1e-6) for r in same)
+    floor = [float(r["value"]) for r in sim if r["pair"].startswith("random") and r["statistic"] == "cka"]
+    assert max(floor) < 0.2
+    abl = read(tmp_path / "ablation.csv")
+    assert list(abl[0]) == al2.evaluation.ABLATION_COLUMNS
+    assert {r["mode"] for r in abl} == {"element", "unit"}
+    assert len(abl) == 8 * 2 * 11
+
+
+def test_ablation_checks_fraction_0_and_100(grid_dir):
+    """Fraction 0 reproduces the unablated accuracy exactly; fraction 1 gives the head's output
+    on zeros for every sample."""
+    model, _ = al2.load_checkpoint(grid_dir / "wd_al2_s1" / "checkpoints" / "epoch_3.pt")
+    _, _, test_x, test_y = al2.load_mnist()
+    x, y = normalize(test_x[:300]), test_y[:300]
+    feats = trunk_outputs(model, x)
+    with torch.no_grad():
+        plain = 100.0 * (model(x)[0].argmax(1) == y).double().mean().item()
+        zero_class = model.head(torch.zeros(1, 800)).argmax(1).item()
+    for mode in ("element", "unit"):
+        acc = ablation_accuracy(model, feats, {"t": y}, mode, ablation_fractions(), 3, seed=0,
+                                chunk=128)["t"]
+        assert acc[0] == pytest.approx(plain, abs=1e-9)
+        assert acc[-1] == pytest.approx(100.0 * (y == zero_class).double().mean().item(), abs=1e-9)
+        assert acc[0] >= acc[5] - 10  # a coarse sanity check: ablation does not help much
+
+
+def test_missing_and_empty_runs_folders(tmp_path):
+    done = evaluate("--runs", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    (tmp_path / "empty").mkdir()
+    done = evaluate("--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "holds no trained runs" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_mixed_grids_are_refused(grid_dir, tmp_path):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(grid_dir, mixed)
+    other = tmp_path / "other"
+    al2.train_grid(al2.GridConfig(**{**GRID, "baselines": ["bare"], "al2": "on", "seeds": [5],
+                                     "epochs": 1}), other, device="cpu", progress=False)
+    shutil.copytree(other / "bare_al2_s5", mixed / "bare_al2_s5")
+    done = evaluate("--runs", str(mixed), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "different grids" in done.stderr
+
+
+def test_missing_and_damaged_checkpoints_still_write_the_rest(grid_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(grid_dir, broken)
+    (broken / "bare_al2_s0" / "checkpoints" / "epoch_3.pt").unlink()
+    (broken / "wd_plain_s1" / "checkpoints" / "epoch_3.pt").write_bytes(b"not a checkpoint")
+    (broken / "wd_al2_s0" / "activations" / "epoch_2.pt").write_bytes(b"garbage")
+    out = tmp_path / "o"
+    done = evaluate("--runs", str(broken), "--out", str(out), "--ablation-images", "50",
+                    "--ablation-draws", "1")
+    assert done.returncode == 2
+    assert "bare_al2_s0/checkpoints/epoch_3.pt" in done.stderr and "does not exist" in done.stderr
+    assert "wd_plain_s1/checkpoints/epoch_3.pt" in done.stderr and "damaged" in done.stderr
+    assert "wd_al2_s0/activations/epoch_2.pt" in done.stderr
+    assert "Traceback" not in done.stderr
+    for name in ("table1.csv", "table1.png", "curves.png", "similarity.csv", "ablation.csv"):
+        assert (out / name).exists(), name
+    missing = (out / "MISSING.md").read_text()
+    assert "bare_al2_s0" in missing and "wd_plain_s1" in missing
+    ablated = {r["run"] for r in read(out / "ablation.csv")}
+    assert "bare_al2_s0" not in ablated and "bare_plain_s0" in ablated
