@@ -1,16 +1,19 @@
-"""Benchmark: the stacked grid trainer vs the authors' style, one run after another, on the CPU.
+"""Benchmark: the stacked grid trainer vs the authors' style, one run after another.
 
 Authors' style: torchvision's MNIST Dataset of PIL images with ToTensor + Normalize, a DataLoader
-(batch 64, shuffled), one LeNet at a time with torch.optim.SGD. Stacked: al2's train_epoch on the
-same number of samples with all runs in one StackedLeNet. Both use the Table 1 grid (8 runs) and
-count samples x runs per second of training (no test evaluation on either side).
+(batch 64, shuffled), one LeNet at a time with torch.optim.SGD. Stacked: al2's train_epoch with
+all runs in one StackedLeNet, data resident on the device. Both train the same number of samples
+per run and are counted in samples x runs per second of training (test evaluation excluded and
+timed apart). Grids: 1 run (bare), 8 runs (Table 1), 24 runs (Table 1 x 3 seeds).
 
-    python code/bench_train.py              # 8 runs, 6400 samples each (about 3 minutes)
+    python code/bench_train.py                       # CPU: 8 runs, 6400 samples per run
+    python code/bench_train.py --device cuda --runs 1,8,24 --samples 60032 --markdown speed.md
 """
 from __future__ import annotations
 
 import argparse
 import time
+from datetime import date
 
 import torch
 import torchvision
@@ -21,24 +24,41 @@ from al2.data import MNIST_MEAN, MNIST_STD
 from al2.model import StackedLeNet, lenet_from_seed
 from al2.paths import DATA_DIR
 from al2.training import (DROPOUT_STREAM, ORDER_STREAM, GridConfig, epoch_generator,
-                          load_grid_data, train_epoch)
+                          evaluate_stacked, load_grid_data, select_device, train_epoch)
+
+PAPER_STEPS = 700 * 938  # Table 1: 700 epochs of ceil(60000 / 64) steps
 
 
-def authors_style(grid: GridConfig, noisy_labels: torch.Tensor, samples: int) -> float:
+def grid_of(runs: int) -> GridConfig:
+    if runs == 1:
+        return GridConfig(baselines=["bare"], al2="off")
+    if runs % 8:
+        raise ValueError("--runs takes 1 or multiples of 8 (Table 1 x seeds)")
+    return GridConfig(seeds=list(range(runs // 8)))
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -> float:
     """Seconds to train every run of the grid for `samples` samples, one run at a time."""
     dataset = torchvision.datasets.MNIST(
         str(DATA_DIR), train=True, download=False,
         transform=transforms.Compose([transforms.ToTensor(),
                                       transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))]))
-    dataset.targets = noisy_labels.clone()
+    dataset.targets = noisy.clone()
+    sync(device)
     start = time.perf_counter()
     for run in grid.runs():
-        model = lenet_from_seed(run.seed, run.batch_norm, run.dropout).train()
+        model = lenet_from_seed(run.seed, run.batch_norm, run.dropout).to(device).train()
         opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
                               weight_decay=run.weight_decay)
         loader = torch.utils.data.DataLoader(dataset, batch_size=grid.batch_size, shuffle=True)
         seen = 0
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             log_probs, features = model(x)
             loss, _, _ = al2.al2_loss(log_probs, features, y, 0.01 if run.use_al2 else 0.0)
             opt.zero_grad()
@@ -47,49 +67,91 @@ def authors_style(grid: GridConfig, noisy_labels: torch.Tensor, samples: int) ->
             seen += len(x)
             if seen >= samples:
                 break
+    sync(device)
     return time.perf_counter() - start
 
 
-def stacked(grid: GridConfig, samples: int) -> float:
-    device = torch.device("cpu")
+def stacked(grid: GridConfig, samples: int, device):
+    """(seconds to train `samples` samples per run, seconds for one full test evaluation)."""
     data = load_grid_data(GridConfig(**{**grid.__dict__, "subset": samples}), device)
     runs = grid.runs()
-    model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs]).train()
+    model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs])
+    model = model.to(device).train()
     params = list(model.parameters())
     buffers = [torch.zeros_like(p) for p in params]
-    wd = torch.tensor([r.weight_decay for r in runs])
-    w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in runs])
+    wd = torch.tensor([r.weight_decay for r in runs], device=device)
+    w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in runs], device=device)
+
+    def epoch(i):
+        return train_epoch(model, params, buffers, data, grid, w, wd,
+                           epoch_generator(0, i, ORDER_STREAM, device),
+                           epoch_generator(0, i, DROPOUT_STREAM, device))
+    epoch(0)  # warm-up: allocator, oneDNN / cuDNN algorithm choice
+    sync(device)
     start = time.perf_counter()
-    train_epoch(model, params, buffers, data, grid, w, wd,
-                epoch_generator(0, 0, ORDER_STREAM, device),
-                epoch_generator(0, 0, DROPOUT_STREAM, device))
-    return time.perf_counter() - start
+    epoch(1)
+    sync(device)
+    t_train = time.perf_counter() - start
+    full = load_grid_data(GridConfig(**{**grid.__dict__, "subset": 64}), device)
+    evaluate_stacked(model, full.test_x, full.test_y)
+    sync(device)
+    start = time.perf_counter()
+    evaluate_stacked(model, full.test_x, full.test_y)
+    sync(device)
+    return t_train, time.perf_counter() - start
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--samples", type=int, default=6400, help="training samples per run")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--runs", default="8", help="grid sizes, comma list of 1 or 8k")
+    parser.add_argument("--authors-samples", type=int, default=None,
+                        help="samples per run for the authors' loop (default: --samples)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--markdown", default=None, help="also write the results to this file")
     args = parser.parse_args()
-    if args.samples < 64:
-        parser.error("--samples must be >= 64")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    grid = GridConfig()
-    runs = len(grid.runs())
-    noisy, _ = al2.corrupt_labels(al2.load_mnist()[1], grid.percent_corrupt, grid.corruption_seed)
-    stacked(grid, 640)  # warm-up: allocator and oneDNN primitives
-    t_stacked = stacked(grid, args.samples)
-    t_authors = authors_style(grid, noisy, args.samples)
-    work = runs * args.samples
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {runs} runs x "
-          f"{args.samples} samples")
-    print(f"authors' style (one run at a time, DataLoader of PIL images): {t_authors:7.1f} s  "
-          f"{work / t_authors:8.0f} samples*runs/s")
-    print(f"stacked (all runs at once):                                {t_stacked:7.1f} s  "
-          f"{work / t_stacked:8.0f} samples*runs/s")
-    print(f"speed-up: {t_authors / t_stacked:.2f}x")
+    if args.samples < 128:
+        parser.error("--samples must be >= 128")
+    try:
+        sizes = [int(r) for r in args.runs.split(",")]
+        grids = {r: grid_of(r) for r in sizes}
+        device = select_device(args.device)
+    except (ValueError, al2.GridError) as e:
+        parser.error(str(e))
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    noisy, _ = al2.corrupt_labels(al2.load_mnist()[1], 75, 0)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU, {torch.get_num_threads()} threads"
+    lines = [f"# Training speed ({date.today()}, {name}, torch {torch.__version__})", "",
+             f"Samples per run: {args.samples}. Projected times are for 700 epochs of 938 steps "
+             f"per run, plus one test evaluation per epoch.", "",
+             "| runs | trainer | train s | samples·runs/s | steps/s | eval s | projected 700 epochs |",
+             "|---|---|---|---|---|---|---|"]
+    rates = {}
+    for r, grid in grids.items():
+        t_train, t_eval = stacked(grid, args.samples, device)
+        rates[r] = r * args.samples / t_train
+        steps = -(-args.samples // 64)
+        proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
+        lines.append(f"| {r} | stacked | {t_train:.2f} | {r * args.samples / t_train:,.0f} | "
+                     f"{steps / t_train:.1f} | {t_eval:.2f} | {proj / 60:.1f} min |")
+    base = grids[max(sizes)]
+    a_samples = args.authors_samples or args.samples
+    t_auth = authors_style(base, noisy, a_samples, device)
+    runs = len(base.runs())
+    rate = runs * a_samples / t_auth
+    proj = runs * PAPER_STEPS * 64 / rate
+    lines.append(f"| {runs} | authors' style | {t_auth:.2f} | {rate:,.0f} | "
+                 f"{runs * -(-a_samples // 64) / t_auth:.1f} | – | {proj / 60:.1f} min "
+                 f"(training only) |")
+    lines += ["", f"Stacked vs authors' style at {runs} runs: {rates[max(sizes)] / rate:.2f}x "
+                  f"the samples·runs per second."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the ablation draws and the "
                                                        "random floor (default: 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the similarity statistics run (default: auto)")
+                   help="where similarity and ablation run (default: auto: CUDA when available)")
     return p
 
 

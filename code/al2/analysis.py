@@ -75,10 +75,11 @@ def ablation_masks(mode: str, fractions: torch.Tensor, draws: int, n: int,
     """
     F_ = len(fractions)
     if mode == "element":
-        u = torch.rand(F_, draws, n, FEATURES, generator=generator)
+        u = torch.rand(F_, draws, n, FEATURES, generator=generator, device=generator.device)
         return u >= fractions.view(F_, 1, 1, 1)
     if mode == "unit":
-        order = torch.rand(F_, draws, 50, generator=generator).argsort(-1)  # random channel ranks
+        order = torch.rand(F_, draws, 50, generator=generator,
+                           device=generator.device).argsort(-1)             # random channel ranks
         k = torch.round(fractions * 50).long().view(F_, 1, 1)
         keep_channel = order >= k                                           # (F, draws, 50)
         return keep_channel.repeat_interleave(16, dim=-1).unsqueeze(2)     # (F, draws, 1, 800)
@@ -90,13 +91,15 @@ def ablation_accuracy(model: LeNet, features: torch.Tensor, labels: dict, mode: 
                       fractions, draws: int, seed: int, chunk: int = 2000) -> dict:
     """Accuracy (%) of the head on ablated features, for every fraction, averaged over draws.
 
-    features (n, 800) from the trunk; labels: name -> (n,) targets. Returns name -> (F,) array.
+    features (n, 800) from the trunk, labels name -> (n,) targets, on the model's device.
+    Returns name -> (F,) array.
     Vectorised over fractions and draws: the head runs on (F * draws * chunk, 800) at once.
     """
-    fractions = torch.as_tensor(fractions, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(seed)
+    dev = features.device
+    fractions = torch.as_tensor(fractions, dtype=torch.float32, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(seed)
     model.eval()
-    correct = {k: torch.zeros(len(fractions)) for k in labels}
+    correct = {k: torch.zeros(len(fractions), device=dev) for k in labels}
     masks = ablation_masks(mode, fractions, draws, 1, gen) if mode == "unit" else None
     for s in range(0, len(features), chunk):
         f = features[s:s + chunk]                                         # (c, 800)
@@ -105,7 +108,7 @@ def ablation_accuracy(model: LeNet, features: torch.Tensor, labels: dict, mode: 
         pred = model.head(ablated.flatten(0, 2)).argmax(-1).view(len(fractions), draws, len(f))
         for k, y in labels.items():
             correct[k] += (pred == y[s:s + chunk]).float().sum((1, 2))
-    return {k: (100.0 * v / (draws * len(features))).numpy() for k, v in correct.items()}
+    return {k: (100.0 * v / (draws * len(features))).cpu().numpy() for k, v in correct.items()}
 
 
 def ablation_fractions(step: float = 0.1) -> np.ndarray:

@@ -15,11 +15,10 @@ import torch
 from . import plotting
 from .analysis import (ablation_accuracy, ablation_fractions, similarity_rows, spatial_points,
                        trunk_outputs)
-from .checkpoints import CheckpointError, load_checkpoint, save_csv
+from .checkpoints import CheckpointError, atomic_write, load_checkpoint, save_csv
 from .data import corrupt_labels, load_mnist, normalize
 from .report import TABLE_COLUMNS, table1_markdown, table1_rows
 from .runs import Run
-from .checkpoints import atomic_write
 
 ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction", "draws",
                     "images", "acc_train_noisy", "acc_train_clean", "acc_test"]
@@ -102,7 +101,8 @@ def write_similarity(runs, out: Path, images: int | None, problems: list, test_x
 
 
 def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws: int,
-                   seed: int, problems: list, runs_dir: Path) -> list[dict]:
+                   seed: int, problems: list, runs_dir: Path,
+                   device: torch.device) -> list[dict]:
     grid = runs[0].grid
     train_x, train_y, test_x, test_y = load_mnist()
     n_train = min(images, grid["subset"] or len(train_y))
@@ -114,9 +114,11 @@ def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws
         problems.append(f"{corruption} is missing or damaged; noisy labels recomputed from the "
                         f"grid's corruption seed")
         noisy, _ = corrupt_labels(train_y, grid["percent_corrupt"], grid["corruption_seed"])
-    xs = {"train": normalize(train_x[:n_train]), "test": normalize(test_x[:n_test])}
-    labels = {"train": {"acc_train_noisy": noisy[:n_train], "acc_train_clean": train_y[:n_train]},
-              "test": {"acc_test": test_y[:n_test]}}
+    xs = {"train": normalize(train_x[:n_train]).to(device),
+          "test": normalize(test_x[:n_test]).to(device)}
+    labels = {"train": {"acc_train_noisy": noisy[:n_train].to(device),
+                        "acc_train_clean": train_y[:n_train].to(device)},
+              "test": {"acc_test": test_y[:n_test].to(device)}}
     fractions = ablation_fractions()
     rows = []
     for r in runs:
@@ -126,6 +128,7 @@ def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws
             except CheckpointError as e:
                 problems.append(str(e))
                 continue
+            model.to(device)
             feats = {k: trunk_outputs(model, x) for k, x in xs.items()}
             for mode in ("element", "unit"):
                 acc = {}
@@ -153,7 +156,10 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     problems, written = [], []
-    title = title or f"Table 1 reproduced: {runs_dir.name}, {len(runs)} runs"
+    g = runs[0].grid
+    title = title or (f"Table 1 reproduced, {g['preset']} preset: {g['epochs']} epochs, "
+                      f"{g['subset'] or 60000} training images, {g['percent_corrupt']:g}% noise, "
+                      f"{len(g['seeds'])} seed(s)")
     if table:
         write_table1(runs, out, title)
         written += ["table1.csv", "table1.md", "table1.png"]
@@ -169,7 +175,7 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
             written += ["similarity.csv", "similarity.png"]
     if ablation:
         if write_ablation(runs, out, ablation_epochs, ablation_images, ablation_draws, seed,
-                          problems, runs_dir):
+                          problems, runs_dir, torch.device(device)):
             written += ["ablation.csv", "ablation.png"]
     if problems:
         text = "Missing from this evaluation:\n" + "".join(f"- {p}\n" for p in problems)

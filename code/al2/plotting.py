@@ -6,6 +6,7 @@ baselines by gray level and marker; every axis is labelled with its unit.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -92,7 +93,9 @@ def curves_png(runs, path: Path) -> None:
             epochs = np.array([m["epoch"] for m in group[0].metrics])
             values = np.array([[m[column] for m in r.metrics][:len(epochs)] for r in group])
             gray, marker = BASELINE_STYLE.get(baseline, ("0.0", "x"))
-            mean = np.nanmean(values, 0)
+            with warnings.catch_warnings():  # row 0 has no training metrics (NaN)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(values, 0)
             every = max(1, len(epochs) // 8)
             ax.plot(epochs, mean, AL2_STYLE[use_al2], color=gray, marker=marker,
                     markevery=every, markersize=4, lw=1.3,

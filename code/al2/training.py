@@ -8,6 +8,7 @@ permutation; metrics accumulate on the device and are read once per epoch.
 """
 from __future__ import annotations
 
+import json
 import math
 import platform
 import sys
@@ -150,8 +151,16 @@ def environment(device: torch.device) -> dict:
            "numpy": numpy.__version__, "device": str(device), "platform": platform.platform()}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-        env["tf32"] = torch.backends.cuda.matmul.allow_tf32
+        env["tf32"] = torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     return env
+
+
+def set_tf32(device: torch.device, tf32: bool) -> None:
+    """TF32 matmuls and convolutions on CUDA (10-bit mantissa inputs, fp32 accumulation): the
+    GPU default here, recorded in config.json; --no-tf32 gives strict fp32."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
 
 
 ORDER_STREAM, DROPOUT_STREAM = 0, 1
@@ -194,9 +203,9 @@ def sgd_step(params, buffers, lr: float, momentum: float, weight_decay: torch.Te
     for p, buf in zip(params, buffers):
         if p.grad is None:  # batch-norm parameters when no run of the grid uses BN
             continue
-        wd = weight_decay.view(-1, *([1] * (p.dim() - 1)))
-        buf.mul_(momentum).add_(p.grad + wd * p)
-        p.sub_(lr * buf)
+        d = p.grad.addcmul_(weight_decay.view(-1, *([1] * (p.dim() - 1))), p)  # grad + wd_r p
+        torch.add(d, buf, alpha=momentum, out=buf)  # in place, one pass over the buffer
+        p.add_(buf, alpha=-lr)
         p.grad = None
 
 
@@ -286,7 +295,6 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool) -> bool:
         if out.exists() and any(out.iterdir()) and not resume:
             raise GridError(f"{out} is not empty and holds no grid; choose another --out")
         return False
-    import json
     try:
         held = json.loads(grid_file.read_text())
     except ValueError:
@@ -303,7 +311,7 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool) -> bool:
 
 def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool = False,
                command: str = "", progress: bool = True, data_root="data",
-               on_epoch_end=None) -> dict:
+               on_epoch_end=None, tf32: bool = True) -> dict:
     """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
 
     on_epoch_end(epoch, rows) is called after each epoch's files are written (tests use it to
@@ -312,6 +320,7 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     grid.validate()
     out = Path(out)
     dev = select_device(device)
+    set_tf32(dev, tf32)
     held = check_out_dir(out, grid, resume)
     runs = grid.runs()
     R = len(runs)
