@@ -109,10 +109,13 @@ def main():
     parser.add_argument("--authors-samples", type=int, default=None,
                         help="samples per run for the authors' loop (default: --samples)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="time each side this many times and keep the fastest (timing noise "
+                             "on a shared machine is ~10%%)")
     parser.add_argument("--markdown", default=None, help="also write the results to this file")
     args = parser.parse_args()
-    if args.samples < 128:
-        parser.error("--samples must be >= 128")
+    if args.samples < 128 or args.repeats < 1:
+        parser.error("--samples must be >= 128 and --repeats >= 1")
     try:
         sizes = [int(r) for r in args.runs.split(",")]
         grids = {r: grid_of(r) for r in sizes}
@@ -124,13 +127,14 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
     lines = [f"# Training speed ({date.today()}, {name}, torch {torch.__version__})", "",
-             f"Samples per run: {args.samples}. Projected times are for 700 epochs of 938 steps "
-             f"per run, plus one test evaluation per epoch.", "",
+             f"Samples per run: {args.samples}; fastest of {args.repeats} timings per row. "
+             f"Projected times are for 700 epochs of 938 steps per run, plus one test "
+             f"evaluation per epoch.", "",
              "| runs | trainer | train s | samples·runs/s | steps/s | eval s | projected 700 epochs |",
              "|---|---|---|---|---|---|---|"]
     rates = {}
     for r, grid in grids.items():
-        t_train, t_eval = stacked(grid, args.samples, device)
+        t_train, t_eval = min(stacked(grid, args.samples, device) for _ in range(args.repeats))
         rates[r] = r * args.samples / t_train
         steps = -(-args.samples // 64)
         proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
@@ -138,7 +142,7 @@ def main():
                      f"{steps / t_train:.1f} | {t_eval:.2f} | {proj / 60:.1f} min |")
     base = grids[max(sizes)]
     a_samples = args.authors_samples or args.samples
-    t_auth = authors_style(base, noisy, a_samples, device)
+    t_auth = min(authors_style(base, noisy, a_samples, device) for _ in range(args.repeats))
     runs = len(base.runs())
     rate = runs * a_samples / t_auth
     proj = runs * PAPER_STEPS * 64 / rate
