@@ -36,22 +36,21 @@ def similarity_rows(reps: dict, pairs: list[tuple], epoch: int, seed: int = 0,
             names.append(b)
             tensors.append(torch.randn(reps[a].shape, generator=gen, dtype=torch.float64))
     index = {k: i for i, k in enumerate(names)}
-    rows = []
-    usable = [(kind, a, b) for kind, a, b in pairs]
     # Dead representations (every neuron constant) have no CCA: record NaN for their pairs.
     alive = {k: bool((t.std(1) > 0).any()) for k, t in zip(names, tensors)}
-    ok = [(kind, a, b) for kind, a, b in usable if alive[a] and alive[b]]
+    ok = [pair for pair in pairs if alive[pair[1]] and alive[pair[2]]]
     values = svcca.pairwise(tensors, statistics=SIMILARITY_STATISTICS,
                             pairs=[(index[a], index[b]) for _, a, b in ok],
                             keep_dims=keep_dims) if ok else {}
-    pos = {p: i for i, p in enumerate(ok)}
-    for pair in usable:
+    pos = {pair: i for i, pair in enumerate(ok)}
+    rows = []
+    for pair in pairs:
         kind, a, b = pair
         for stat in SIMILARITY_STATISTICS:
             value = values[stat][pos[pair]] if pair in pos else math.nan
-            rows.append({"epoch": epoch, "pair": kind, "run_a": a, "run_b": b.split(":")[0]
-                         if not b.startswith("random:") else "random", "statistic": stat,
-                         "value": float(value)})
+            rows.append({"epoch": epoch, "pair": kind, "run_a": a,
+                         "run_b": "random" if b.startswith("random:") else b,
+                         "statistic": stat, "value": float(value)})
     return rows
 
 
