@@ -244,12 +244,15 @@ def trunk_features(model: StackedLeNet, x, chunk: int | None = None) -> torch.Te
 
 
 def train_epoch(model, params, buffers, data: GridData, grid: GridConfig, al2_weight, wd,
-                order: torch.Generator, masks: torch.Generator, max_steps: int | None = None):
-    """One epoch over the shuffled training set. Returns on-device sums per run:
-    (L_c, L_r, correct vs noisy, correct vs clean) and the number of batches."""
+                order: torch.Generator, masks: torch.Generator, max_steps: int | None = None,
+                perm: torch.Tensor | None = None):
+    """One epoch over the shuffled training set (or in the order `perm`, if given). Returns
+    on-device sums per run: (L_c, L_r, correct vs noisy, correct vs clean), and the number of
+    batches."""
     R, n, B = model.runs, len(data.train_x), grid.batch_size
     dev = data.train_x.device
-    perm = torch.randperm(n, device=dev, generator=order)
+    if perm is None:
+        perm = torch.randperm(n, device=dev, generator=order)
     sums = torch.zeros(4, R, device=dev)
     batches = 0
     for s in range(0, n, B):  # the last partial batch is kept, as a DataLoader would
