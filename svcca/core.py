@@ -70,8 +70,8 @@ def inv_sqrt_psd(a: torch.Tensor) -> torch.Tensor:
 @dataclass
 class CCAResult:
     """CCA of a pair. u (kx, kx), s (min(kx, ky),), vh (ky, ky): SVD of
-    invsqrt_xx @ Sxy @ invsqrt_yy; x_idxs, y_idxs: kept neurons; sxx, sxy, syy: the rescaled
-    covariance blocks of the kept neurons (before epsilon is added)."""
+    invsqrt_xx @ Sxy @ invsqrt_yy over the kept neurons x_idxs, y_idxs (boolean masks);
+    scale_x, scale_y: the largest covariance entries the blocks were divided by."""
     u: torch.Tensor
     s: torch.Tensor
     vh: torch.Tensor

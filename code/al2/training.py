@@ -13,7 +13,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -54,11 +54,6 @@ class GridConfig:
     test_subset: int | None = None    # first N test images for the per-epoch test metrics
     checkpoint_every: int = 10        # checkpoints at epoch 0, every K epochs, and the last
     activation_images: int = 1000     # first N test images whose trunk outputs are saved
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GridConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message for settings no run can use."""
