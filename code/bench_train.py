@@ -21,10 +21,11 @@ from torchvision import transforms
 
 import al2
 from al2.data import MNIST_MEAN, MNIST_STD
-from al2.model import StackedLeNet, lenet_from_seed
+from al2.model import lenet_from_seed
 from al2.paths import DATA_DIR
 from al2.training import (DROPOUT_STREAM, ORDER_STREAM, GridConfig, epoch_generator,
-                          evaluate_stacked, load_grid_data, select_device, train_epoch)
+                          evaluate_stacked, load_grid_data, select_device, stacked_runs,
+                          train_epoch)
 
 PAPER_STEPS = 700 * 938  # Table 1: 700 epochs of ceil(60000 / 64) steps
 
@@ -75,11 +76,7 @@ def stacked(grid: GridConfig, samples: int, device):
     """(seconds to train `samples` samples per run, seconds for one full test evaluation)."""
     data = load_grid_data(GridConfig(**{**grid.__dict__, "subset": samples}), device)
     runs = grid.runs()
-    model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs])
-    model = model.to(device).train()
-    params = list(model.parameters())
-    buffers = [torch.zeros_like(p) for p in params]
-    wd = torch.tensor([r.weight_decay for r in runs], device=device)
+    model, params, buffers, wd = stacked_runs(runs, device)
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in runs], device=device)
 
     def epoch(i):

@@ -14,20 +14,16 @@ import sys
 
 import torch
 
-from al2.model import StackedLeNet, lenet_from_seed
 from al2.training import (DROPOUT_STREAM, GridConfig, GridError, epoch_generator,
-                          load_grid_data, select_device, set_tf32, train_epoch)
+                          load_grid_data, select_device, set_tf32, stacked_runs,
+                          train_epoch)
 
 
 def train(grid: GridConfig, device: torch.device, steps: int):
     """(stacked state_dict on the CPU, per-run mean L_c) after `steps` steps of epoch 0."""
     runs = grid.runs()
     data = load_grid_data(grid, device)
-    model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs])
-    model = model.to(device).train()
-    params = list(model.parameters())
-    buffers = [torch.zeros_like(p) for p in params]
-    wd = torch.tensor([r.weight_decay for r in runs], device=device)
+    model, params, buffers, wd = stacked_runs(runs, device)
     w = torch.tensor([1.0 if r.use_al2 else 0.0 for r in runs], device=device)
     # the batch order is drawn on the CPU and moved, so both devices see the same batches
     perm = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(0))

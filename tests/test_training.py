@@ -102,10 +102,7 @@ def test_stacked_engine_equals_runs_trained_alone_in_float64(float64):
     runs, cpu = grid.runs(), torch.device("cpu")
     data = load_grid_data(grid, cpu)
     data.train_x = data.train_x.double()
-    stacked = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs]).train()
-    params = list(stacked.parameters())
-    buffers = [torch.zeros_like(p) for p in params]
-    wd = torch.tensor([r.weight_decay for r in runs])
+    stacked, params, buffers, wd = al2.training.stacked_runs(runs, cpu)
     weights = al2.get_map_weights(grid.epochs, grid.map_start)
     lc_sums = []
     for i in range(grid.epochs):

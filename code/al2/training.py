@@ -190,6 +190,17 @@ def load_grid_data(grid: GridConfig, device: torch.device, root="data") -> GridD
                     test_y[:m].to(device), noisy, mask)
 
 
+def stacked_runs(runs: list[RunSpec], device: torch.device):
+    """The grid's StackedLeNet in training mode (each run initialised from its seed), its
+    parameters, zeroed momentum buffers and the per-run weight decay (R,)."""
+    model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs])
+    model = model.to(device).train()
+    params = list(model.parameters())
+    buffers = [torch.zeros_like(p) for p in params]
+    wd = torch.tensor([r.weight_decay for r in runs], device=device)
+    return model, params, buffers, wd
+
+
 @torch.no_grad()
 def sgd_step(params, buffers, lr: float, momentum: float, weight_decay: torch.Tensor) -> None:
     """torch.optim.SGD's rule (dampening 0, no Nesterov) with a per-run weight decay:
@@ -324,11 +335,7 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     R = len(runs)
     data = load_grid_data(grid, dev, data_root)
 
-    models = [lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs]
-    model = StackedLeNet(models).to(dev).train()
-    params = [p for p in model.parameters()]
-    buffers = [torch.zeros_like(p) for p in params]
-    wd = torch.tensor([r.weight_decay for r in runs], device=dev)
+    model, params, buffers, wd = stacked_runs(runs, dev)
     map_weights = get_map_weights(grid.epochs, grid.map_start, grid.map_threshold,
                                   grid.map_fac1, grid.map_fac2)
     uses_al2 = torch.tensor([float(r.use_al2) for r in runs], device=dev)
