@@ -14,6 +14,7 @@ import al2.report
 import al2.runs
 from al2.analysis import ablation_accuracy, ablation_fractions, trunk_outputs
 from al2.data import normalize
+from al2.model import StackedLeNet
 from al2.paths import REPO_ROOT
 
 GRID = dict(baselines=["bare", "wd"], al2="both", seeds=[0, 1], epochs=3, lr=0.05,
@@ -83,9 +84,10 @@ def test_ablation_checks_fraction_0_and_100(grid_dir):
     with torch.no_grad():
         plain = 100.0 * (model(x)[0].argmax(1) == y).double().mean().item()
         zero_class = model.head(torch.zeros(1, 800)).argmax(1).item()
+    stacked = StackedLeNet([model]).eval()
     for mode in ("element", "unit"):
-        acc = ablation_accuracy(model, feats, {"t": y}, mode, ablation_fractions(), 3, seed=0,
-                                chunk=128)["t"]
+        acc = ablation_accuracy(stacked, feats[None], {"t": y}, mode, ablation_fractions(), 3,
+                                seed=0, vectors=5000)["t"][0]
         assert acc[0] == pytest.approx(plain, abs=1e-9)
         assert acc[-1] == pytest.approx(100.0 * (y == zero_class).double().mean().item(), abs=1e-9)
         assert acc[0] >= acc[5] - 10  # a coarse sanity check: ablation does not help much

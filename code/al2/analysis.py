@@ -9,7 +9,7 @@ import torch
 
 import svcca
 
-from .model import FEATURES, LeNet
+from .model import FEATURES, LeNet, StackedLeNet
 
 SIMILARITY_STATISTICS = ("mean_cca", "mean_cca_all", "svcca", "pwcca", "cka")
 
@@ -86,28 +86,35 @@ def ablation_masks(mode: str, fractions: torch.Tensor, draws: int, n: int,
 
 
 @torch.no_grad()
-def ablation_accuracy(model: LeNet, features: torch.Tensor, labels: dict, mode: str,
-                      fractions, draws: int, seed: int, chunk: int = 2000) -> dict:
-    """Accuracy (%) of the head on ablated features, for every fraction, averaged over draws.
+def ablation_accuracy(model: StackedLeNet, features: torch.Tensor, labels: dict, mode: str,
+                      fractions, draws: int, seed: int, vectors: int = 100_000) -> dict:
+    """Accuracy (%) of each run's head on ablated features, for every fraction, averaged over
+    draws (paper Sec. 5.2).
 
-    features (n, 800) from the trunk, labels name -> (n,) targets, on the model's device.
-    Returns name -> (F,) array.
-    Vectorised over fractions and draws: the head runs on (F * draws * chunk, 800) at once.
+    features (R, n, 800): the runs' trunk outputs; labels name -> (n,) targets; all on the
+    model's device. Returns name -> (R, F) array. Vectorised over fractions, draws and runs:
+    the stacked head runs on (F * draws * chunk, R, 800) at once, with the same masks for every
+    run (a paired comparison), `vectors` bounding F * draws * chunk * R.
     """
     dev = features.device
+    R, n, _ = features.shape
     fractions = torch.as_tensor(fractions, dtype=torch.float32, device=dev)
+    F_ = len(fractions)
     gen = torch.Generator(device=dev).manual_seed(seed)
     model.eval()
-    correct = {k: torch.zeros(len(fractions), device=dev) for k in labels}
+    correct = {k: torch.zeros(R, F_, device=dev) for k in labels}
     masks = ablation_masks(mode, fractions, draws, 1, gen) if mode == "unit" else None
-    for s in range(0, len(features), chunk):
-        f = features[s:s + chunk]                                         # (c, 800)
-        m = masks if masks is not None else ablation_masks(mode, fractions, draws, len(f), gen)
-        ablated = f * m                                                   # (F, draws, c, 800)
-        pred = model.head(ablated.flatten(0, 2)).argmax(-1).view(len(fractions), draws, len(f))
+    chunk = max(1, vectors // (F_ * draws * R))
+    for s in range(0, n, chunk):
+        f = features[:, s:s + chunk]                                      # (R, c, 800)
+        c = f.shape[1]
+        m = masks if masks is not None else ablation_masks(mode, fractions, draws, c, gen)
+        ablated = m.unsqueeze(2) * f                                      # (F, draws, R, c, 800)
+        ablated = ablated.transpose(2, 3).flatten(0, 2)                   # (F*draws*c, R, 800)
+        pred = model.head(ablated).argmax(-1).view(R, F_, draws, c)
         for k, y in labels.items():
-            correct[k] += (pred == y[s:s + chunk]).float().sum((1, 2))
-    return {k: (100.0 * v / (draws * len(features))).cpu().numpy() for k, v in correct.items()}
+            correct[k] += (pred == y[s:s + chunk]).float().sum((2, 3))
+    return {k: (100.0 * v / (draws * n)).cpu().numpy() for k, v in correct.items()}
 
 
 def ablation_fractions(step: float = 0.1) -> np.ndarray:

@@ -15,6 +15,8 @@ import torch
 from . import plotting
 from .analysis import (ablation_accuracy, ablation_fractions, similarity_rows, spatial_points,
                        trunk_outputs)
+from .model import StackedLeNet
+from .training import trunk_features
 from .checkpoints import CheckpointError, atomic_write, load_checkpoint, save_csv
 from .data import corrupt_labels, load_mnist, normalize
 from .report import TABLE_COLUMNS, table1_markdown, table1_rows
@@ -121,26 +123,31 @@ def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws
               "test": {"acc_test": test_y[:n_test].to(device)}}
     fractions = ablation_fractions()
     rows = []
-    for r in runs:
-        for epoch in (epochs or [r.epochs]):
+    for epoch in (epochs or sorted({r.epochs for r in runs})):
+        group, models = [], []
+        for r in runs:
+            if epochs is None and r.epochs != epoch:
+                continue  # by default each run is ablated at its own last epoch
             try:
-                model, _ = load_checkpoint(r.checkpoint(epoch))
+                models.append(load_checkpoint(r.checkpoint(epoch))[0])
+                group.append(r)
             except CheckpointError as e:
                 problems.append(str(e))
-                continue
-            model.to(device)
-            feats = {k: trunk_outputs(model, x) for k, x in xs.items()}
-            for mode in ("element", "unit"):
-                acc = {}
-                for k in xs:
-                    acc.update(ablation_accuracy(model, feats[k], labels[k], mode, fractions,
-                                                 draws, seed))
+        if not group:
+            continue
+        model = StackedLeNet(models).to(device).eval()        # every run's head at once
+        feats = {k: trunk_features(model, x) for k, x in xs.items()}      # (R, n, 800)
+        for mode in ("element", "unit"):
+            acc = {}
+            for k in xs:
+                acc.update(ablation_accuracy(model, feats[k], labels[k], mode, fractions,
+                                             draws, seed))
+            for j, r in enumerate(group):
                 for i, frac in enumerate(fractions):
                     rows.append({"run": r.name, "baseline": r.baseline, "al2": r.use_al2,
                                  "seed": r.seed, "epoch": epoch, "mode": mode,
-                                 "fraction": float(frac), "draws": draws,
-                                 "images": n_train,
-                                 **{k: float(v[i]) for k, v in acc.items()}})
+                                 "fraction": float(frac), "draws": draws, "images": n_train,
+                                 **{k: float(v[j, i]) for k, v in acc.items()}})
     if rows:
         save_csv(rows, out / "ablation.csv", ABLATION_COLUMNS)
         plotting.ablation_png(rows, out / "ablation.png")
