@@ -13,14 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from al2.analysis import SIMILARITY_STATISTICS
 from al2.checkpoints import CheckpointError
 from al2.data import DataError
 from al2.evaluation import evaluate_runs
 from al2.paths import RESULTS_DIR
 from al2.runs import RunsError, discover_runs
+from al2.training import GridError, select_device
 
 
 def int_list(text: str) -> list[int]:
@@ -68,10 +67,10 @@ def main(argv=None) -> int:
         parser.error("--similarity-images must lie in 1..10000")
     if args.ablation_images < 1 or args.ablation_draws < 1:
         parser.error("--ablation-images and --ablation-draws must be >= 1")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for but no CUDA GPU is available")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
-        ("cpu" if args.device == "auto" else args.device)
+    try:
+        device = str(select_device(args.device))
+    except GridError as e:
+        parser.error(str(e))
     runs_dir = (args.runs or RESULTS_DIR / "runs" / args.preset).resolve()
     out = (args.out or RESULTS_DIR / args.preset).resolve()
     try:

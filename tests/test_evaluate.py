@@ -12,7 +12,7 @@ import al2.analysis
 import al2.evaluation
 import al2.report
 import al2.runs
-from al2.analysis import ablation_accuracy, ablation_fractions, trunk_outputs
+from al2.analysis import ablation_accuracy, ablation_fractions
 from al2.data import normalize
 from al2.model import StackedLeNet
 from al2.paths import REPO_ROOT
@@ -80,11 +80,11 @@ def test_ablation_checks_fraction_0_and_100(grid_dir):
     model, _ = al2.load_checkpoint(grid_dir / "wd_al2_s1" / "checkpoints" / "epoch_3.pt")
     _, _, test_x, test_y = al2.load_mnist()
     x, y = normalize(test_x[:300]), test_y[:300]
-    feats = trunk_outputs(model, x)
+    stacked = StackedLeNet([model]).eval()
+    feats = al2.training.trunk_features(stacked, x)[0]
     with torch.no_grad():
         plain = 100.0 * (model(x)[0].argmax(1) == y).double().mean().item()
         zero_class = model.head(torch.zeros(1, 800)).argmax(1).item()
-    stacked = StackedLeNet([model]).eval()
     for mode in ("element", "unit"):
         acc = ablation_accuracy(stacked, feats[None], {"t": y}, mode, ablation_fractions(), 3,
                                 seed=0, vectors=5000)["t"][0]

@@ -9,7 +9,7 @@ import torch
 
 import svcca
 
-from .model import FEATURES, LeNet, StackedLeNet
+from .model import FEATURES, StackedLeNet
 
 SIMILARITY_STATISTICS = ("mean_cca", "mean_cca_all", "svcca", "pwcca", "cka")
 
@@ -52,14 +52,6 @@ def similarity_rows(reps: dict, pairs: list[tuple], epoch: int, seed: int = 0,
                          "run_b": "random" if b.startswith("random:") else b,
                          "statistic": stat, "value": float(value)})
     return rows
-
-
-@torch.no_grad()
-def trunk_outputs(model: LeNet, images: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
-    """Eval-mode trunk outputs (n, 800) of normalised images (n, 1, 28, 28)."""
-    model.eval()
-    return torch.cat([model.trunk(images[s:s + chunk]).flatten(1)
-                      for s in range(0, len(images), chunk)])
 
 
 @torch.no_grad()

@@ -13,14 +13,13 @@ from pathlib import Path
 import torch
 
 from . import plotting
-from .analysis import (ablation_accuracy, ablation_fractions, similarity_rows, spatial_points,
-                       trunk_outputs)
-from .model import StackedLeNet
-from .training import trunk_features
+from .analysis import ablation_accuracy, ablation_fractions, similarity_rows, spatial_points
 from .checkpoints import CheckpointError, atomic_write, load_checkpoint, save_csv
 from .data import corrupt_labels, load_mnist, normalize
+from .model import StackedLeNet
 from .report import TABLE_COLUMNS, table1_markdown, table1_rows
 from .runs import Run
+from .training import trunk_features
 
 ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction", "draws",
                     "images", "acc_train_noisy", "acc_train_clean", "acc_test"]
@@ -76,7 +75,7 @@ def load_representation(run: Run, epoch: int, images: int | None, test_x):
         feats = feats[:images] if images else feats
     else:
         model, _ = load_checkpoint(run.checkpoint(epoch))
-        feats = trunk_outputs(model, test_x[:images])
+        feats = trunk_features(StackedLeNet([model]), test_x[:images])[0]
     return spatial_points(feats)
 
 

@@ -71,10 +71,9 @@ def table1_rows(runs: list[Run]) -> list[dict]:
     return rows
 
 
-def fmt(metric: str, value: float, std: float = 0.0, seeds: int = 1) -> str:
-    digits = 2
-    text = f"{value:.{digits}f}"
-    return text + (f" ± {std:.{digits}f}" if seeds > 1 else "")
+def fmt(value: float, std: float = 0.0, seeds: int = 1) -> str:
+    """'12.34', or '12.34 ± 0.56' over several seeds."""
+    return f"{value:.2f}" + (f" ± {std:.2f}" if seeds > 1 else "")
 
 
 def table1_markdown(rows: list[dict], title: str) -> str:
@@ -100,7 +99,7 @@ def table1_markdown(rows: list[dict], title: str) -> str:
                     if r is None:
                         parts.append("–")
                         continue
-                    text = fmt(metric, r["ours"], r["ours_std"], r["seeds"])
+                    text = fmt(r["ours"], r["ours_std"], r["seeds"])
                     if not math.isnan(r["paper"]):
                         text += f" ({r['paper']:.2f})"
                     text += "†" if r["outside_tolerance"] and not math.isnan(r["paper"]) else ""
