@@ -4,10 +4,11 @@ Authors' style: torchvision's MNIST Dataset of PIL images with ToTensor + Normal
 (batch 64, shuffled), one LeNet at a time with torch.optim.SGD. Stacked: al2's train_epoch with
 all runs in one StackedLeNet, data resident on the device. Both train the same number of samples
 per run and are counted in samples x runs per second of training (test evaluation excluded and
-timed apart). Grids: 1 run (bare), 8 runs (Table 1), 24 runs (Table 1 x 3 seeds).
+timed apart). Grids: 1 run (bare), 8 runs (Table 1), 14 runs (the default paper grid: Table 1
+plus Bare x 4 instances for Fig. 1), 8k runs (Table 1 x k seeds). Strict fp32 unless --tf32.
 
     python code/bench_train.py                       # CPU: 8 runs, 6400 samples per run
-    python code/bench_train.py --device cuda --runs 1,8,24 --samples 60032 --markdown speed.md
+    python code/bench_train.py --device cuda --runs 1,8,14 --samples 60032 --markdown speed.md
 """
 from __future__ import annotations
 
@@ -24,17 +25,23 @@ from al2.data import MNIST_MEAN, MNIST_STD
 from al2.model import lenet_from_seed
 from al2.paths import DATA_DIR
 from al2.training import (DROPOUT_STREAM, ORDER_STREAM, GridConfig, epoch_generator,
-                          evaluate_stacked, load_grid_data, select_device, stacked_runs,
-                          train_epoch)
+                          evaluate_stacked, load_grid_data, select_device, set_tf32,
+                          stacked_runs, train_epoch)
 
 PAPER_STEPS = 700 * 938  # Table 1: 700 epochs of ceil(60000 / 64) steps
+
+
+PAPER_GRID = GridConfig(extra_seeds={"bare": [1, 2, 3]})  # train.py's default: 14 runs
 
 
 def grid_of(runs: int) -> GridConfig:
     if runs == 1:
         return GridConfig(baselines=["bare"], al2="off")
+    if runs == len(PAPER_GRID.runs()):
+        return PAPER_GRID
     if runs % 8:
-        raise ValueError("--runs takes 1 or multiples of 8 (Table 1 x seeds)")
+        raise ValueError(f"--runs takes 1, {len(PAPER_GRID.runs())} (the default paper grid) "
+                         f"or multiples of 8 (Table 1 x seeds)")
     return GridConfig(seeds=list(range(runs // 8)))
 
 
@@ -108,6 +115,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=2,
                         help="time each side this many times and keep the fastest (timing noise "
                              "on a shared machine is ~10%%)")
+    parser.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=False,
+                        help="TF32 on CUDA (default: strict fp32, the paper's)")
     parser.add_argument("--markdown", default=None, help="also write the results to this file")
     args = parser.parse_args()
     if args.samples < 128 or args.repeats < 1:
@@ -118,11 +127,13 @@ def main():
         device = select_device(args.device)
     except (ValueError, al2.GridError) as e:
         parser.error(str(e))
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    set_tf32(args.tf32)
     noisy, _ = al2.corrupt_labels(al2.load_mnist()[1], 75, 0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
-    lines = [f"# Training speed ({date.today()}, {name}, torch {torch.__version__})", "",
+    precision = "TF32" if args.tf32 else "strict fp32"
+    lines = [f"# Training speed ({date.today()}, {name}, torch {torch.__version__}, {precision})",
+             "",
              f"Samples per run: {args.samples}; fastest of {args.repeats} timings per row. "
              f"Projected times are for 700 epochs of 938 steps per run, plus one test "
              f"evaluation per epoch.", "",

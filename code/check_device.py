@@ -45,7 +45,7 @@ def main() -> int:
         device = select_device(args.device)
     except GridError as e:
         parser.error(str(e))
-    set_tf32(device, False)
+    set_tf32(False)
     grid = GridConfig(baselines=["bare", "bn", "wd"], subset=64 * args.steps,  # no DO: masks differ
                       lr=0.01)
     cpu_state, cpu_lc = train(grid, torch.device("cpu"), args.steps)

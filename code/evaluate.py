@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from al2.analysis import SIMILARITY_STATISTICS
+from al2.analysis import AUTHORS_STATISTICS
 from al2.checkpoints import CheckpointError
 from al2.data import DataError
 from al2.evaluation import evaluate_runs
@@ -29,6 +29,9 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
+AUTHORS_SIMILARITY_IMAGES = 10000  # their evaluate.py: the whole test set, 160,000 datapoints
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -39,14 +42,19 @@ def build_parser():
     p.add_argument("--runs", type=Path, default=None, help="folder of trained runs")
     p.add_argument("--out", type=Path, default=None, help="where the outputs go")
     for name, what in (("table", "Table 1 (csv, md, png)"), ("curves", "training curves"),
-                       ("similarity", f"similarity, Sec. 5.1 ({', '.join(SIMILARITY_STATISTICS)})"),
+                       ("similarity", f"similarity, Sec. 5.1 ({', '.join(AUTHORS_STATISTICS)}, ...)"),
                        ("ablation", "cumulative ablation, Sec. 5.2")):
         p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=True,
                        help=f"{what} (default: on)")
     p.add_argument("--similarity-images", type=int, default=None,
-                   help="test images per representation; default: those saved at each checkpoint "
-                        "(the trainer's --activation-images, 1000); the authors used 10000, "
-                        "recomputed from the checkpoints")
+                   help="test images per representation (x 16 positions = datapoints). Default: "
+                        "for grids of 100+ epochs the authors' 10000 (160,000 datapoints), "
+                        "recomputed from the checkpoints on --device; for shorter grids the "
+                        "images saved at each checkpoint (the trainer's --activation-images)")
+    p.add_argument("--similarity-epochs", type=int_list, default=None,
+                   help="checkpoint epochs compared. Default: for grids of 100+ epochs the "
+                        "authors' 0, 1, 100, 200, ... (their epoch_0 is after one epoch); for "
+                        "shorter grids every checkpoint")
     p.add_argument("--ablation-epochs", type=int_list, default=None,
                    help="checkpoint epochs to ablate (default: each run's last epoch)")
     p.add_argument("--ablation-images", type=int, default=1000,
@@ -75,9 +83,15 @@ def main(argv=None) -> int:
     out = (args.out or RESULTS_DIR / args.preset).resolve()
     try:
         runs = discover_runs(runs_dir)
-        result = evaluate_runs(runs, runs_dir, out, args.table, args.curves, args.similarity,
-                               args.ablation, args.similarity_images, args.ablation_epochs,
-                               args.ablation_images, args.ablation_draws, args.seed, device)
+        images = args.similarity_images
+        if images is None and min(r.epochs for r in runs) >= 100:
+            images = AUTHORS_SIMILARITY_IMAGES
+        result = evaluate_runs(runs, runs_dir, out, table=args.table, curves=args.curves,
+                               similarity=args.similarity, ablation=args.ablation,
+                               similarity_images=images, similarity_epochs=args.similarity_epochs,
+                               ablation_epochs=args.ablation_epochs,
+                               ablation_images=args.ablation_images,
+                               ablation_draws=args.ablation_draws, seed=args.seed, device=device)
     except (RunsError, DataError, CheckpointError) as e:
         parser.exit(2, f"evaluate.py: error: {e}\n")
     print(f"evaluated {len(runs)} runs from {runs_dir} in {result['seconds']:.0f} s; wrote "

@@ -1,7 +1,7 @@
 """Train a grid of AL2 runs: baselines x {without, with AL2} x seeds (paper Table 1).
 
-    python code/train.py                    # the paper's Table 1 grid: 8 runs x 700 epochs (GPU)
-    python code/train.py --preset quick     # a CPU-sized grid showing the same effect (~12 min)
+    python code/train.py                    # the paper: Table 1 + Fig. 1, 14 runs x 700 epochs (GPU)
+    python code/train.py --preset quick     # a CPU-sized grid showing the same effect (~10 min)
     python code/train.py --dry-run          # a few steps, nothing written
 
 Every run writes <out>/<baseline>_<plain|al2>_s<seed>/: config.json, metrics.csv,
@@ -27,11 +27,13 @@ from al2.training import BASELINES, GridConfig, GridError, NonFiniteLoss, train_
 # the remaining 25 (fac2 1.068). The slow phase starts at 50 instead of 5: with 5, the bare
 # AL2 run was memorising by epoch 30 in our trials (L_c 1.71, 15 points above plain). Weight decay is
 # the authors' other value, 5e-4: with 5e-3 the WD + AL2 run's features died (chance accuracy).
+# Fig. 1's comparison needs a seed pair of each type: Bare gets one extra instance (seed 1).
 PRESETS = {
-    "paper": {},
+    # Table 1 (GridConfig's defaults) plus Fig. 1's 4 independently initialised Bare instances
+    "paper": {"extra_seeds": {"bare": [1, 2, 3]}},
     "quick": {"epochs": 35, "subset": 8000, "test_subset": 2000, "lr": 0.05,
               "map_fac1": 1.86, "map_threshold": 50.0, "map_fac2": 1.068,
-              "weight_decay": 5e-4, "checkpoint_every": 5},
+              "weight_decay": 5e-4, "checkpoint_every": 5, "extra_seeds": {"bare": [1]}},
 }
 DEFAULTS = GridConfig()
 
@@ -45,6 +47,16 @@ def int_list(text: str) -> list[int]:
 
 def str_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def baseline_seeds(text: str) -> tuple[str, list[int]] | None:
+    """'bare=1,2,3' -> ('bare', [1, 2, 3]); 'none' -> None (no extra instances)."""
+    if text.strip() == "none":
+        return None
+    name, sep, seeds = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected BASELINE=SEED,SEED,... or none, got {text!r}")
+    return name.strip(), int_list(seeds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--al2", choices=["off", "on", "both"], default=None,
                    help="train without AL2, with it, or both (default: both, Table 1)")
     g.add_argument("--seeds", type=int_list, default=None,
-                   help="comma list; each seed sets a run's initialisation (default: 0)")
+                   help="Table 1's seeds, for every baseline; a seed sets a run's "
+                        "initialisation (default: 0)")
+    g.add_argument("--extra-seeds", type=baseline_seeds, action="append", default=None,
+                   metavar="BASELINE=SEEDS",
+                   help="more independently initialised instances of one baseline, for the "
+                        "similarity analysis (Fig. 1), not in Table 1; repeatable; 'none' for "
+                        "no extra runs (default: bare=1,2,3, the authors' 4 Bare instances)")
     g.add_argument("--epochs", type=int, default=None,
                    help=f"training epochs (default: {d.epochs}, Table 1)")
     g.add_argument("--percent-corrupt", type=float, default=None,
@@ -88,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {d.weight_decay:g})")
     o.add_argument("--dropout", type=float, default=None,
                    help=f"DO baseline's dropout rate, authors' scripts (default: {d.dropout:g})")
+    o.add_argument("--bn-init", choices=["uniform", "ones"], default=None,
+                   help="BN baseline's initial gamma: uniform = U(0, 1), the authors' PyTorch "
+                        "0.4/1.1; ones = PyTorch >= 1.2 (default: uniform)")
     s = p.add_argument_group("AL2 weight schedule, get_map_weights (Sec. 3)")
     s.add_argument("--map-start", type=float, default=None,
                    help=f"weight at epoch 0 (default: {d.map_start:g})")
@@ -102,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA when available (default: auto)")
     r.add_argument("--out", type=Path, default=None,
                    help="run folder (default: results/runs/<preset>)")
-    r.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
-                   help="TF32 matmuls/convolutions on CUDA; --no-tf32 for strict fp32 "
-                        "(default: on; no effect on the CPU)")
+    r.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
+                   help="TF32 matmuls and cuDNN convolutions on CUDA, a departure from the "
+                        "paper's fp32 (default: off, strict fp32; no effect on the CPU)")
     r.add_argument("--resume", action="store_true",
                    help="continue the grid in --out from its newest complete checkpoint")
     r.add_argument("--checkpoint-epochs", type=int, default=None, metavar="K",
@@ -128,6 +149,11 @@ def grid_from_args(args) -> GridConfig:
         field = FLAG_TO_FIELD.get(name, name)
         if value is not None and field in GridConfig.__dataclass_fields__ and field != "preset":
             values[field] = value
+    if args.extra_seeds is not None:
+        values["extra_seeds"] = {name: seeds for name, seeds in filter(None, args.extra_seeds)}
+    elif args.baselines is not None:  # the preset's extra instances of baselines still chosen
+        extra = values.get("extra_seeds", {})
+        values["extra_seeds"] = {b: s for b, s in extra.items() if b in args.baselines}
     if args.dry_run:
         values.update(epochs=1, subset=256, test_subset=256, activation_images=16)
     return GridConfig(**values)
@@ -141,13 +167,13 @@ def main(argv=None) -> int:
         grid.validate()
     except ValueError as e:
         parser.error(str(e))
-    command = " ".join(shlex.quote(a) for a in ["python", "code/train.py", *sys.argv[1:]])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(shlex.quote(a) for a in ["python", "code/train.py", *argv])
     tmp = tempfile.TemporaryDirectory(prefix="al2-dry-run-") if args.dry_run else None
     out = Path(tmp.name) if tmp else (args.out or RESULTS_DIR / "runs" / grid.preset).resolve()
     try:
         summary = train_grid(grid, out, device=args.device, resume=args.resume, command=command,
-                             progress=not args.no_progress and not args.dry_run,
-                             tf32=args.tf32)
+                             progress=not args.no_progress and not args.dry_run)
     except (GridError, al2.DataError) as e:
         parser.exit(2, f"train.py: error: {e}\n")
     except NonFiniteLoss as e:

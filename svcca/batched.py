@@ -14,8 +14,8 @@ import torch
 from .core import Moments, as_acts, cca_from_moments, truncated_mean_index
 from .measures import _cka_from_moments, _pwcca_from_moments, _svcca_from_moments
 
-STATISTICS = ("mean_cca", "mean_cca_all", "svcca", "pwcca", "pwcca_reference", "cka",
-              "cka_debiased")
+STATISTICS = ("mean_cca", "mean_cca_all", "svcca", "svcca_truncated", "pwcca", "pwcca_reference",
+              "cka", "cka_debiased")
 
 
 def pairwise(reps, statistics=("pwcca",), pairs=None, keep_dims: int | None = 10,
@@ -25,8 +25,9 @@ def pairwise(reps, statistics=("pwcca",), pairs=None, keep_dims: int | None = 10
     reps: a list of (neurons, datapoints) arrays or tensors with the same datapoints.
     pairs: (i, j) index pairs (default: all i < j); acts1 = reps[i], acts2 = reps[j].
     Returns {statistic: np.ndarray of len(pairs)}. Statistics: "mean_cca" (the reference's
-    truncated mean), "mean_cca_all" (plain mean), "svcca" (keep_dims or variance), "pwcca"
-    (Morcos), "pwcca_reference", "cka", "cka_debiased".
+    truncated mean), "mean_cca_all" (plain mean), "svcca" (keep_dims or variance; the plain mean
+    of its coefficients), "svcca_truncated" (the same coefficients' truncated mean, as the
+    AL2 authors report SVCCA), "pwcca" (Morcos), "pwcca_reference", "cka", "cka_debiased".
     """
     unknown = [s for s in statistics if s not in STATISTICS]
     if unknown:
@@ -55,9 +56,12 @@ def pairwise(reps, statistics=("pwcca",), pairs=None, keep_dims: int | None = 10
                 out["mean_cca"][k] = float(s[:truncated_mean_index(s, threshold)].mean())
             if "mean_cca_all" in out:
                 out["mean_cca_all"][k] = float(s.mean())
-        if "svcca" in out:
-            out["svcca"][k] = _svcca_from_moments(m, keep_dims, variance, epsilon,
-                                                  threshold)["svcca"]
+        if {"svcca", "svcca_truncated"} & set(statistics):
+            sv = _svcca_from_moments(m, keep_dims, variance, epsilon, threshold)
+            if "svcca" in out:
+                out["svcca"][k] = sv["svcca"]
+            if "svcca_truncated" in out:
+                out["svcca_truncated"][k] = sv["mean"][0]
         if "pwcca" in out:
             out["pwcca"][k] = _pwcca_from_moments(m, epsilon, "morcos")[0]
         if "pwcca_reference" in out:

@@ -68,6 +68,10 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
     assert all(float(r["value"]) == pytest.approx(1.0, abs=1e-6) for r in same)
     floor = [float(r["value"]) for r in sim if r["pair"].startswith("random") and r["statistic"] == "cka"]
     assert max(floor) < 0.2
+    # seed pairs (Fig. 1): each baseline's two instances, without and with AL2, every epoch
+    seeds = {(r["pair"], r["run_a"], r["run_b"]) for r in sim if r["pair"].startswith("seeds")}
+    assert seeds == {("seeds_plain", f"{b}_plain_s0", f"{b}_plain_s1") for b in ("bare", "wd")} | \
+        {("seeds_al2", f"{b}_al2_s0", f"{b}_al2_s1") for b in ("bare", "wd")}
     abl = read(tmp_path / "ablation.csv")
     assert list(abl[0]) == al2.evaluation.ABLATION_COLUMNS
     assert {r["mode"] for r in abl} == {"element", "unit"}
@@ -133,3 +137,42 @@ def test_missing_and_damaged_checkpoints_still_write_the_rest(grid_dir, tmp_path
     assert "bare_al2_s0" in missing and "wd_plain_s1" in missing
     ablated = {r["run"] for r in read(out / "ablation.csv")}
     assert "bare_al2_s0" not in ablated and "bare_plain_s0" in ablated
+
+
+def test_extra_instances_feed_similarity_not_table1(tmp_path):
+    """A grid with Table 1 seed 0 and a second Bare instance (seed 1): every Table 1 cell
+    averages seed 0 alone; similarity.csv holds Bare's seed pairs without and with AL2."""
+    runs_dir = tmp_path / "runs"
+    al2.train_grid(al2.GridConfig(**{**GRID, "seeds": [0], "extra_seeds": {"bare": [1]},
+                                     "epochs": 2}), runs_dir, device="cpu", progress=False)
+    done = evaluate("--runs", str(runs_dir), "--out", str(tmp_path / "o"), "--no-ablation")
+    assert done.returncode == 0, done.stderr
+    table = read(tmp_path / "o" / "table1.csv")
+    assert {r["seeds"] for r in table} == {"1"}
+    runs = {r.name: r for r in al2.runs.discover_runs(runs_dir)}
+    cell = [r for r in table if r["baseline"] == "bare" and r["metric"] == "TA"
+            and r["al2"] == "without" and r["epoch"] == "2"][0]
+    assert float(cell["ours"]) == pytest.approx(runs["bare_plain_s0"].metric("test_acc", 2))
+    sim = read(tmp_path / "o" / "similarity.csv")
+    pairs = {(r["pair"], r["run_a"], r["run_b"]) for r in sim}
+    assert ("seeds_plain", "bare_plain_s0", "bare_plain_s1") in pairs
+    assert ("seeds_al2", "bare_al2_s0", "bare_al2_s1") in pairs
+    assert not any(r["pair"].startswith("seeds") and r["run_a"].startswith("wd") for r in sim)
+
+
+def test_recomputed_representations_equal_the_saved_ones(grid_dir):
+    """The authors' 160,000-point path recomputes trunk outputs from checkpoints, all runs
+    stacked; on the images that were saved it gives the saved (float16) activations, in the
+    authors' layout: (N, 50, 4, 4) -> (N, 4, 4, 50) -> (16 N, 50), transposed."""
+    runs = al2.runs.discover_runs(grid_dir)
+    x = normalize(al2.load_mnist()[2][:40])
+    problems = []
+    recomputed = al2.evaluation.recomputed_representations(runs, 2, x, problems)
+    assert not problems and set(recomputed) == {r.name for r in runs}
+    for r in runs:
+        saved = al2.evaluation.saved_representation(r, 2, None)
+        assert saved.shape == recomputed[r.name].shape == (50, 40 * 16)
+        assert torch.allclose(saved, recomputed[r.name], atol=1e-2, rtol=1e-2)
+        feats = torch.load(r.activations(2)).float()
+        authors = feats.view(40, 50, 4, 4).permute(0, 2, 3, 1).reshape(-1, 50).T
+        assert torch.equal(saved, authors)

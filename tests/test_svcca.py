@@ -176,3 +176,46 @@ def test_cpu_equals_gpu():
 def test_input_errors(a, b, message):
     with pytest.raises(ValueError, match=message):
         svcca.get_cca_similarity(a, b)
+
+
+def authors_inputs(p, q, n=3000, seed=0):
+    """Fixed ReLU-like activations with a shared 6-dimensional latent (legacy RandomState, whose
+    stream numpy keeps stable across versions)."""
+    rng = np.random.RandomState(seed)
+    z = rng.randn(6, n)
+    a = np.maximum(rng.randn(p, 6) @ z + 0.8 * rng.randn(p, n) + 0.3, 0) + 2.0
+    b = np.maximum(rng.randn(q, 6) @ z + 1.2 * rng.randn(q, n), 0)
+    return a, b
+
+
+# google/svcca (cca_core.py at 08f8935e, pwcca.py at 1f9f7ea4) called on authors_inputs exactly
+# as the AL2 authors' code/evaluate.py calls it, epsilon=1e-10: get_cca_similarity(a, b)
+# ['mean'][0]; their get_svcca_similarity (centre, s[:10] * V[:10], get_cca_similarity)
+# ['mean'][0]; pwcca.compute_pwcca(a, b)[0]. Computed once with that code (numpy 2.4.6,
+# outside this repository, which holds none of it) and recorded here.
+GOOGLE_SVCCA_NUMBERS = {
+    (20, 20): {"mean_cca_authors": 0.512790934048017, "svcca_authors": 0.6800783925929657,
+               "pwcca_authors": 0.7172261209523566},
+    (14, 20): {"mean_cca_authors": 0.5448258679272071, "svcca_authors": 0.6239187616512691,
+               "pwcca_authors": 0.703697218089173},
+}
+
+
+@pytest.mark.parametrize("shape", sorted(GOOGLE_SVCCA_NUMBERS))
+def test_authors_statistics_equal_google_svcca_as_the_authors_call_it(shape):
+    """The three 'as published' columns of similarity.csv reproduce google/svcca's numbers."""
+    from al2.analysis import AUTHORS_STATISTICS, similarity_rows
+    a, b = authors_inputs(*shape)
+    rows = similarity_rows({"a": torch.as_tensor(a), "b": torch.as_tensor(b)},
+                           [("pair", "a", "b")], epoch=0)
+    got = {r["statistic"]: r["value"] for r in rows}
+    for stat in AUTHORS_STATISTICS:
+        assert got[stat] == pytest.approx(GOOGLE_SVCCA_NUMBERS[shape][stat], abs=1e-10), stat
+    # the single calls agree with the batched path
+    assert svcca.compute_pwcca(a, b, epsilon=1e-10, variant="reference")[0] == pytest.approx(
+        GOOGLE_SVCCA_NUMBERS[shape]["pwcca_authors"], abs=1e-10)
+    assert svcca.compute_svcca(a, b, keep_dims=10, epsilon=1e-10)["mean"][0] == pytest.approx(
+        GOOGLE_SVCCA_NUMBERS[shape]["svcca_authors"], abs=1e-10)
+    # and the truncated means are not the plain ones (the test can tell them apart)
+    assert abs(got["mean_cca_all"] - got["mean_cca_authors"]) > 1e-3
+    assert abs(got["pwcca_morcos"] - got["pwcca_authors"]) > 1e-4

@@ -220,10 +220,11 @@ def run_cli(*args):
 def test_cli_dry_run_and_help():
     done = run_cli("--dry-run")
     assert done.returncode == 0, done.stderr
-    assert "trained 8 runs" in done.stdout
+    assert "trained 14 runs" in done.stdout  # Table 1's 8 + Bare's 3 extra instances x 2
     helptext = run_cli("--help").stdout
     for flag in ("--baselines", "--al2", "--seeds", "--percent-corrupt", "--resume",
-                 "--checkpoint-epochs", "--preset", "--map-fac2", "Table 1"):
+                 "--checkpoint-epochs", "--preset", "--map-fac2", "Table 1", "--extra-seeds",
+                 "--bn-init", "--tf32"):
         assert flag in helptext
 
 
@@ -231,6 +232,8 @@ def test_cli_dry_run_and_help():
     (["--epochs", "-1"], "epochs"),
     (["--percent-corrupt", "120"], "percent"),
     (["--baselines", "bare,nope"], "unknown baseline"),
+    (["--baselines", "bn", "--extra-seeds", "bare=1"], "extra seeds"),
+    (["--extra-seeds", "bare"], "BASELINE=SEED"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
     done = run_cli(*args, "--out", str(tmp_path / "o"))
@@ -265,3 +268,75 @@ def test_non_finite_loss_stops_and_names_the_run(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "bare_plain_s0" in done.stderr and "epoch" in done.stderr
     assert (tmp_path / "o" / "bare_plain_s0" / "checkpoints" / "epoch_0.pt").exists()
+
+
+def test_bn_gamma_init_uniform_by_default_ones_on_request(tmp_path):
+    """The paper's BN runs start from gamma ~ U(0, 1) (PyTorch 0.4/1.1, the authors'), drawn
+    from the run's seed; bn_init='ones' is today's PyTorch; runs without BN are untouched."""
+    cpu = torch.device("cpu")
+
+    def initial(bn_init, seeds=(0, 1)):
+        grid = GridConfig(baselines=["bare", "bn"], al2="off", seeds=list(seeds), bn_init=bn_init)
+        model = al2.training.stacked_runs(grid.runs(), cpu)[0]
+        return {r.name: model.run_state_dict(i) for i, r in enumerate(grid.runs())}
+
+    uniform, again, ones = initial("uniform"), initial("uniform"), initial("ones")
+    for seed in (0, 1):
+        gamma = uniform[f"bn_plain_s{seed}"]["trunk.4.weight"]
+        assert gamma.shape == (50,) and gamma.min() >= 0 and gamma.max() < 1
+        assert gamma.std() > 0.1  # U(0, 1) has std 0.29: not a constant
+        assert torch.equal(gamma, again[f"bn_plain_s{seed}"]["trunk.4.weight"])
+        assert torch.equal(ones[f"bn_plain_s{seed}"]["trunk.4.weight"], torch.ones(50))
+        assert torch.equal(uniform[f"bn_plain_s{seed}"]["trunk.4.bias"], torch.zeros(50))
+        bare_u, bare_o = uniform[f"bare_plain_s{seed}"], ones[f"bare_plain_s{seed}"]
+        assert all(torch.equal(bare_u[k], bare_o[k]) for k in bare_u)
+    assert not torch.equal(uniform["bn_plain_s0"]["trunk.4.weight"],
+                           uniform["bn_plain_s1"]["trunk.4.weight"])
+    assert GridConfig().bn_init == "uniform"
+    # a checkpoint rebuilds either kind exactly, and config.json records the choice
+    for bn_init, expected in (("uniform", uniform), ("ones", ones)):
+        grid = GridConfig(baselines=["bn"], al2="off", seeds=[0], epochs=0, bn_init=bn_init, **TINY)
+        al2.train_grid(grid, tmp_path / bn_init, device="cpu", progress=False)
+        model, config = al2.load_checkpoint(tmp_path / bn_init / "bn_plain_s0" / "checkpoints" /
+                                            "epoch_0.pt")
+        assert config["bn_init"] == bn_init and config["grid"]["bn_init"] == bn_init
+        assert torch.equal(model.state_dict()["trunk.4.weight"],
+                           expected["bn_plain_s0"]["trunk.4.weight"])
+
+
+def test_strict_fp32_is_the_default(tmp_path):
+    """TF32 is off unless asked for: the paper trained in fp32. train_grid sets both of
+    PyTorch's switches (cuDNN's is on by default in PyTorch) and config.json records them."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_cli", REPO_ROOT / "code" / "train.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    grid = cli.grid_from_args(cli.build_parser().parse_args([]))
+    assert grid.tf32 is False and GridConfig().tf32 is False
+    assert cli.grid_from_args(cli.build_parser().parse_args(["--tf32"])).tf32 is True
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        al2.train_grid(GridConfig(baselines=["bare"], al2="off", epochs=0, **TINY), tmp_path,
+                       device="cpu", progress=False)
+        assert not torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    config = json.loads((tmp_path / "bare_plain_s0" / "config.json").read_text())
+    assert config["grid"]["tf32"] is False
+    assert config["environment"]["tf32_matmul"] is False
+    assert config["environment"]["tf32_cudnn"] is False
+
+
+def test_extra_seeds_add_instances_of_one_baseline():
+    """Fig. 1 wants 4 instances of Bare, Table 1 every baseline over the same seeds."""
+    grid = GridConfig(baselines=["bare", "bn"], seeds=[0], extra_seeds={"bare": [1, 2, 3]})
+    names = [r.name for r in grid.runs()]
+    assert names == ["bare_plain_s0", "bare_plain_s1", "bare_plain_s2", "bare_plain_s3",
+                     "bare_al2_s0", "bare_al2_s1", "bare_al2_s2", "bare_al2_s3",
+                     "bn_plain_s0", "bn_al2_s0"]
+    assert [r.in_table for r in grid.runs()] == [True, False, False, False] * 2 + [True] * 2
+    with pytest.raises(ValueError, match="extra seeds"):
+        GridConfig(baselines=["bn"], extra_seeds={"bare": [1]}).validate()
+    assert len(GridConfig().runs()) == 8  # the library's default: Table 1 alone

@@ -11,7 +11,16 @@ import svcca
 
 from .model import FEATURES, StackedLeNet
 
-SIMILARITY_STATISTICS = ("mean_cca", "mean_cca_all", "svcca", "pwcca", "cka")
+# Our column name -> svcca.pairwise's statistic. The first three are what the authors'
+# evaluate.py reports (google/svcca, epsilon 1e-10): the truncated mean CCA (threshold 0.98),
+# SVCCA on the top 10 SVD directions with the same truncated mean, and the public PWCCA code.
+# The rest are the published formulas' variants and linear CKA, kept beside them.
+AUTHORS_STATISTICS = {"mean_cca_authors": "mean_cca", "svcca_authors": "svcca_truncated",
+                      "pwcca_authors": "pwcca_reference"}
+EXTRA_STATISTICS = {"mean_cca_all": "mean_cca_all", "svcca_all": "svcca",
+                    "pwcca_morcos": "pwcca", "cka": "cka"}
+SIMILARITY_STATISTICS = {**AUTHORS_STATISTICS, **EXTRA_STATISTICS}
+AUTHORS_EPSILON, AUTHORS_SVD_DIMS = 1e-10, 10
 
 
 def spatial_points(features: torch.Tensor) -> torch.Tensor:
@@ -21,33 +30,40 @@ def spatial_points(features: torch.Tensor) -> torch.Tensor:
     return features.float().view(n, 50, 16).permute(1, 0, 2).reshape(50, n * 16)
 
 
-def similarity_rows(reps: dict, pairs: list[tuple], epoch: int, seed: int = 0,
-                    keep_dims: int = 10) -> list[dict]:
-    """Statistics for named pairs of representations at one epoch.
+def random_floor(shape, seed: int, epoch: int, index: int, device=None) -> torch.Tensor:
+    """Uniform [0, 1) activations of `shape` (float64), the authors' floor
+    (np.random.uniform of the compared shape), drawn from (seed, epoch, index)."""
+    gen = torch.Generator(device=device or "cpu").manual_seed((seed * 100_003 + epoch) * 1009
+                                                             + index)
+    return torch.rand(shape, generator=gen, dtype=torch.float64, device=device or "cpu")
+
+
+def similarity_rows(reps: dict, pairs: list[tuple], epoch: int, seed: int = 0) -> list[dict]:
+    """Statistics (SIMILARITY_STATISTICS) for named pairs of representations at one epoch.
 
     reps: name -> (neurons, datapoints) tensor. pairs: (kind, name_a, name_b), where name_b
-    may be "random:<name_a>": Gaussian activations of the same shape (the floor).
+    may be "random:<name_a>": uniform random activations of the same shape (the floor).
     """
     names = list(reps)
     tensors = [reps[k] for k in names]
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     for kind, a, b in pairs:
         if b.startswith("random:") and b not in reps:
             names.append(b)
-            tensors.append(torch.randn(reps[a].shape, generator=gen, dtype=torch.float64))
+            tensors.append(random_floor(reps[a].shape, seed, epoch, len(names),
+                                        reps[a].device))
     index = {k: i for i, k in enumerate(names)}
     # Dead representations (every neuron constant) have no CCA: record NaN for their pairs.
     alive = {k: bool((t.std(1) > 0).any()) for k, t in zip(names, tensors)}
     ok = [pair for pair in pairs if alive[pair[1]] and alive[pair[2]]]
-    values = svcca.pairwise(tensors, statistics=SIMILARITY_STATISTICS,
+    values = svcca.pairwise(tensors, statistics=tuple(SIMILARITY_STATISTICS.values()),
                             pairs=[(index[a], index[b]) for _, a, b in ok],
-                            keep_dims=keep_dims) if ok else {}
+                            keep_dims=AUTHORS_SVD_DIMS, epsilon=AUTHORS_EPSILON) if ok else {}
     pos = {pair: i for i, pair in enumerate(ok)}
     rows = []
     for pair in pairs:
         kind, a, b = pair
-        for stat in SIMILARITY_STATISTICS:
-            value = values[stat][pos[pair]] if pair in pos else math.nan
+        for stat, measure in SIMILARITY_STATISTICS.items():
+            value = values[measure][pos[pair]] if pair in pos else math.nan
             rows.append({"epoch": epoch, "pair": kind, "run_a": a,
                          "run_b": "random" if b.startswith("random:") else b,
                          "statistic": stat, "value": float(value)})

@@ -26,8 +26,14 @@ ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction
 SIMILARITY_COLUMNS = ["epoch", "pair", "run_a", "run_b", "statistic", "value", "datapoints"]
 
 
+def table_runs(runs: list[Run]) -> list[Run]:
+    """The runs Table 1 averages: every baseline over the grid's `seeds` (extra instances of a
+    baseline, trained for Fig. 1, are left out so that every cell has the same seeds)."""
+    return [r for r in runs if r.in_table]
+
+
 def write_table1(runs: list[Run], out: Path, title: str) -> list[dict]:
-    rows = table1_rows(runs)
+    rows = table1_rows(table_runs(runs))
     save_csv(rows, out / "table1.csv", TABLE_COLUMNS)
     text = table1_markdown(rows, title)
     atomic_write(out / "table1.md", lambda f: f.write(text.encode()))
@@ -55,44 +61,65 @@ def similarity_pairs(runs: list[Run]) -> list[tuple]:
 
 
 def similarity_epochs(runs: list[Run]) -> list[int]:
-    return sorted(set.intersection(*(set(r.config.get("checkpoint_epochs", [])) for r in runs)))
+    """The checkpoint epochs every run has. For grids of 100 epochs or more, the authors'
+    choice (their evaluate.py: epochs 0, 100, ..., 500), extended to the run's end: 0, 1 (the
+    authors' `epoch_0` file is written after the first epoch), then every 100th."""
+    common = sorted(set.intersection(*(set(r.config.get("checkpoint_epochs", [])) for r in runs)))
+    if max(common, default=0) >= 100:
+        return [e for e in common if e in (0, 1) or e % 100 == 0]
+    return common
 
 
-def load_representation(run: Run, epoch: int, images: int | None, test_x):
-    """(50, 16 n) representation at `epoch`: the saved activations, or the trunk recomputed
-    from the checkpoint on the first `images` test images when more than were saved."""
-    saved = run.config.get("activation_images", 0)
-    if images is None or images <= saved:
-        path = run.activations(epoch)
+def saved_representation(run: Run, epoch: int, images: int | None) -> torch.Tensor:
+    """(50, 16 n) representation at `epoch` from the activations saved during training."""
+    path = run.activations(epoch)
+    try:
+        feats = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"activations {path} are missing; retrain or resume that run") \
+            from None
+    except Exception as e:
+        raise CheckpointError(f"activations {path} are damaged ({type(e).__name__}); "
+                              f"retrain or resume that run") from None
+    return spatial_points(feats[:images] if images else feats)
+
+
+def recomputed_representations(runs: list[Run], epoch: int, test_x: torch.Tensor,
+                               problems: list) -> dict:
+    """name -> (50, 16 n) representations of every run at `epoch` on the images `test_x`,
+    recomputed from the checkpoints: all runs in one StackedLeNet on test_x's device."""
+    models, names = [], []
+    for r in runs:
         try:
-            feats = torch.load(path, weights_only=True)
-        except FileNotFoundError:
-            raise CheckpointError(f"activations {path} are missing; retrain or resume that run") \
-                from None
-        except Exception as e:
-            raise CheckpointError(f"activations {path} are damaged ({type(e).__name__}); "
-                                  f"retrain or resume that run") from None
-        feats = feats[:images] if images else feats
-    else:
-        model, _ = load_checkpoint(run.checkpoint(epoch))
-        feats = trunk_features(StackedLeNet([model]), test_x[:images])[0]
-    return spatial_points(feats)
+            models.append(load_checkpoint(r.checkpoint(epoch))[0])
+            names.append(r.name)
+        except CheckpointError as e:
+            problems.append(str(e))
+    if not models:
+        return {}
+    feats = trunk_features(StackedLeNet(models).to(test_x.device), test_x)    # (R, n, 800)
+    return {name: spatial_points(f) for name, f in zip(names, feats)}
 
 
-def write_similarity(runs, out: Path, images: int | None, problems: list, test_x,
-                     device: torch.device) -> list[dict]:
+def write_similarity(runs, out: Path, images: int | None, epochs: list[int] | None,
+                     problems: list, test_x, seed: int, device: torch.device) -> list[dict]:
+    """similarity.csv/.png (Sec. 5.1). test_x: the normalised test images on `device` when the
+    representations are recomputed from checkpoints (more images than were saved), else None."""
     pairs = similarity_pairs(runs)
     rows = []
-    for epoch in similarity_epochs(runs):
-        reps = {}
-        for r in runs:
-            try:
-                reps[r.name] = load_representation(r, epoch, images, test_x).to(device)
-            except CheckpointError as e:
-                problems.append(str(e))
+    for epoch in epochs or similarity_epochs(runs):
+        if test_x is not None:
+            reps = recomputed_representations(runs, epoch, test_x[:images], problems)
+        else:
+            reps = {}
+            for r in runs:
+                try:
+                    reps[r.name] = saved_representation(r, epoch, images).to(device)
+                except CheckpointError as e:
+                    problems.append(str(e))
         usable = [p for p in pairs if p[1] in reps and (p[2].startswith("random:")
                                                          or p[2] in reps)]
-        for row in similarity_rows(reps, usable, epoch):
+        for row in similarity_rows(reps, usable, epoch, seed):
             row["datapoints"] = next(iter(reps.values())).shape[1]
             rows.append(row)
     if rows:
@@ -155,10 +182,12 @@ def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws
 
 def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True,
                   curves: bool = True, similarity: bool = True, ablation: bool = True,
-                  similarity_images: int | None = None, ablation_epochs=None,
-                  ablation_images: int = 1000, ablation_draws: int = 3, seed: int = 0,
-                  device: str = "cpu", title: str = "") -> dict:
-    """Run the chosen analyses; returns {"written": [...], "problems": [...], "seconds": ...}."""
+                  similarity_images: int | None = None, similarity_epochs: list | None = None,
+                  ablation_epochs=None, ablation_images: int = 1000, ablation_draws: int = 3,
+                  seed: int = 0, device: str = "cpu", title: str = "") -> dict:
+    """Run the chosen analyses; returns {"written": [...], "problems": [...], "seconds": ...}.
+    similarity_images: test images per representation (None: those saved at each checkpoint;
+    more are recomputed from the checkpoints); seed: the random floor and ablation draws."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     problems, written = [], []
@@ -170,14 +199,15 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         write_table1(runs, out, title)
         written += ["table1.csv", "table1.md", "table1.png"]
     if curves:
-        plotting.curves_png(runs, out / "curves.png")
+        plotting.curves_png(table_runs(runs), out / "curves.png")
         written.append("curves.png")
     if similarity:
         test_x = None
         if similarity_images and similarity_images > min(
                 r.config.get("activation_images", 0) for r in runs):
-            test_x = normalize(load_mnist()[2])
-        if write_similarity(runs, out, similarity_images, problems, test_x, torch.device(device)):
+            test_x = normalize(load_mnist()[2][:similarity_images]).to(device)
+        if write_similarity(runs, out, similarity_images, similarity_epochs, problems, test_x,
+                            seed, torch.device(device)):
             written += ["similarity.csv", "similarity.png"]
     if ablation:
         if write_ablation(runs, out, ablation_epochs, ablation_images, ablation_draws, seed,

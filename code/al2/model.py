@@ -4,7 +4,7 @@
 reference. `StackedLeNet` holds R independent copies and computes all of them in one pass:
 the first convolution is shared input so it becomes one wider convolution, the second a grouped
 convolution (one group per run), the head batched matrix products. Each run keeps its own
-weights, batch-norm statistics, dropout rate and masks. tests/test_stacked.py proves that R runs
+weights, batch-norm statistics, dropout rate and masks. tests/test_training.py proves that R runs
 trained stacked end where R plain LeNets trained alone end.
 """
 from __future__ import annotations
@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 FEATURES = 50 * 4 * 4  # trunk output per image: 50 channels x 4 x 4 = 800
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+# Batch-norm weight (gamma) initialisation. The authors ran PyTorch 0.4 / 1.1, whose BatchNorm2d
+# drew gamma ~ U(0, 1); PyTorch 1.2 changed it to ones (pytorch/pytorch#12259).
+BN_INITS = ("uniform", "ones")
 
 
 class LeNet(nn.Module):
@@ -22,17 +25,25 @@ class LeNet(nn.Module):
 
     x is a batch of normalised images (N, 1, 28, 28); features are the trunk's output, flattened
     in (C, H, W) order: the representation AL2 penalises and the head reads.
+
+    bn_init: "uniform" (default, the authors' PyTorch: gamma ~ U(0, 1), drawn from the global RNG
+    right after the convolutions, where their PyTorch drew it) or "ones" (PyTorch >= 1.2).
     """
 
-    def __init__(self, batch_norm: bool = False, dropout: float = 0.0):
+    def __init__(self, batch_norm: bool = False, dropout: float = 0.0, bn_init: str = "uniform"):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if bn_init not in BN_INITS:
+            raise ValueError(f"bn_init must be one of {BN_INITS}, got {bn_init!r}")
         self.batch_norm, self.dropout = batch_norm, dropout
         layers = [nn.Conv2d(1, 20, 5, 1), nn.ReLU(), nn.MaxPool2d(2, 2),   # (N, 20, 12, 12)
                   nn.Conv2d(20, 50, 5, 1)]                                 # (N, 50, 8, 8)
         if batch_norm:  # BN baseline: after the second convolution
-            layers.append(nn.BatchNorm2d(50, eps=BN_EPS, momentum=BN_MOMENTUM))
+            bn = nn.BatchNorm2d(50, eps=BN_EPS, momentum=BN_MOMENTUM)
+            if bn_init == "uniform":  # before the head is built: the authors' order of draws
+                nn.init.uniform_(bn.weight, 0.0, 1.0)
+            layers.append(bn)
         layers += [nn.ReLU(), nn.MaxPool2d(2, 2)]                          # (N, 50, 4, 4)
         if dropout > 0:  # DO baseline: at the end of the trunk, so AL2 sees dropped activations
             layers.append(nn.Dropout(dropout))
@@ -45,11 +56,12 @@ class LeNet(nn.Module):
         return self.head(features), features
 
 
-def lenet_from_seed(seed: int, batch_norm: bool = False, dropout: float = 0.0) -> LeNet:
-    """A LeNet with PyTorch's default initialisation drawn from `seed`; global RNG untouched."""
+def lenet_from_seed(seed: int, batch_norm: bool = False, dropout: float = 0.0,
+                    bn_init: str = "uniform") -> LeNet:
+    """A LeNet with the default initialisation drawn from `seed`; global RNG untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return LeNet(batch_norm, dropout)
+        return LeNet(batch_norm, dropout, bn_init)
 
 
 class StackedLeNet(nn.Module):

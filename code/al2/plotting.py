@@ -114,30 +114,59 @@ def curves_png(runs, path: Path) -> None:
     save_figure(fig, path)
 
 
+SIMILARITY_LINES = {  # pair kinds (similarity.csv) -> line style, marker, gray, label
+    ("seeds_plain",): ("-", "o", "0.0", "instance pairs, without AL2"),
+    ("seeds_al2",): ("--", "s", "0.0", "instance pairs, with AL2"),
+    ("plain_vs_al2",): ("-.", "^", "0.45", "without vs with AL2, same seed"),
+    ("random_plain", "random_al2"): (":", "x", "0.6", "random floor (uniform)"),
+}
+
+
 def similarity_png(rows: list[dict], path: Path) -> None:
-    """Each statistic against epoch: seed pairs and plain-vs-AL2 pairs, with the random floor."""
+    """Fig. 1's comparison: each statistic against epoch, the mean over pairs of a kind with
+    its min-max spread shaded. Top row: the statistics as the authors computed them; bottom
+    row: the published-formula variants and linear CKA."""
     stats = list(dict.fromkeys(r["statistic"] for r in rows))
-    fig, axes = plt.subplots(1, len(stats), figsize=(3.6 * len(stats), 3.4), squeeze=False)
-    styles = {"seeds_plain": ("-", "o", "0.0", "seeds, without AL2"),
-              "seeds_al2": ("--", "s", "0.0", "seeds, with AL2"),
-              "plain_vs_al2": ("-.", "^", "0.4", "without vs with AL2"),
-              "random_plain": (":", "", "0.6", "random floor (without)"),
-              "random_al2": (":", "x", "0.6", "random floor (with)")}
-    for ax, stat in zip(axes[0], stats):
-        for kind, (ls, marker, color, label) in styles.items():
-            sel = [r for r in rows if r["statistic"] == stat and r["pair"] == kind]
-            if not sel:
+    top = [s for s in stats if s.endswith("_authors")]
+    bottom = [s for s in stats if s not in top]
+    layout = [row for row in (top, bottom) if row]
+    cols = max(len(row) for row in layout)
+    fig, axes = plt.subplots(len(layout), cols, figsize=(3.7 * cols, 3.3 * len(layout)),
+                             squeeze=False)
+    for i, row in enumerate(layout):
+        for j in range(cols):
+            ax = axes[i][j]
+            if j >= len(row):
+                ax.axis("off")
                 continue
-            epochs = sorted({r["epoch"] for r in sel})
-            mean = [np.nanmean([r["value"] for r in sel if r["epoch"] == e]) for e in epochs]
-            ax.plot(epochs, mean, ls, marker=marker, color=color, markersize=4, label=label)
-        ax.set_title(stat)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("similarity (0-1)")
-        ax.set_ylim(-0.05, 1.05)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+            stat = row[j]
+            for kinds, (ls, marker, color, label) in SIMILARITY_LINES.items():
+                sel = [r for r in rows if r["statistic"] == stat and r["pair"] in kinds]
+                if not sel:
+                    continue
+                epochs = sorted({r["epoch"] for r in sel})
+                values = [[r["value"] for r in sel if r["epoch"] == e] for e in epochs]
+                with warnings.catch_warnings():  # a dead representation's pairs are NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = [np.nanmean(v) for v in values]
+                    low, high = [np.nanmin(v) for v in values], [np.nanmax(v) for v in values]
+                baselines = sorted({r["run_a"].split("_")[0] for r in sel})
+                ax.plot(epochs, mean, ls, marker=marker, color=color, markersize=4,
+                        label=f"{label} ({', '.join(baselines)})" if kinds[0] != "random_plain"
+                        else label)
+                if any(len(v) > 1 for v in values):
+                    ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
+            ax.set_title(stat.replace("_authors", " (as the authors computed it)")
+                         if stat.endswith("_authors") else stat, fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("similarity (0-1)")
+            ax.set_ylim(-0.05, 1.05)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle("Representation similarity (Sec. 5.1): mean over pairs, min-max shaded",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     save_figure(fig, path)
 
 

@@ -37,6 +37,11 @@ class Run:
         return self.config["grid"]
 
     @property
+    def in_table(self) -> bool:
+        """Table 1 averages the grid's `seeds`; extra instances (Fig. 1) are left out."""
+        return self.seed in self.grid["seeds"]
+
+    @property
     def epochs(self) -> int:
         return int(self.metrics[-1]["epoch"])
 
@@ -50,8 +55,6 @@ class Run:
     def activations(self, epoch: int) -> Path:
         return self.path / "activations" / f"epoch_{epoch}.pt"
 
-    def checkpoint_epochs(self) -> list[int]:
-        return sorted(int(p.stem.split("_")[1]) for p in (self.path / "checkpoints").glob("epoch_*.pt"))
 
 
 def discover_runs(folder) -> list[Run]:

@@ -1,6 +1,8 @@
 """Training a whole grid of runs at once (paper Sec. 4, Table 1).
 
-A grid is baselines x {without, with AL2} x seeds. Every run sees the same corrupted labels and
+A grid is baselines x {without, with AL2} x seeds: Table 1 trains every baseline over the same
+`seeds`; Fig. 1 (Sec. 5.1) compares independently initialised instances, so a baseline may have
+`extra_seeds` (code/train.py's paper preset: Bare x 4 instances). Every run sees the same corrupted labels and
 the same minibatches (a paired comparison); its seed sets its initialisation. All runs live in
 one StackedLeNet: one forward, one backward and one SGD step per minibatch for the whole grid.
 The data set sits on the device, normalised once; batches are index slices of an on-device
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 
 from . import checkpoints as io
 from .data import corrupt_labels, load_mnist, normalize
-from .model import StackedLeNet, lenet_from_seed
+from .model import BN_INITS, StackedLeNet, lenet_from_seed
 from .schedule import activation_loss, get_map_weights
 
 BASELINES = ("bare", "bn", "do", "wd")
@@ -35,7 +37,11 @@ class GridConfig:
     preset: str = "paper"
     baselines: list = field(default_factory=lambda: list(BASELINES))
     al2: str = "both"                 # off | on | both
-    seeds: list = field(default_factory=lambda: [0])  # one run per seed; sets initialisation
+    seeds: list = field(default_factory=lambda: [0])  # Table 1: every baseline, these seeds
+    # baseline -> more seeds, trained beside Table 1's but not tabulated. Fig. 1 (Sec. 5.1)
+    # compares 4 independently initialised Bare networks without and 4 with AL2: the paper
+    # preset of code/train.py sets {"bare": [1, 2, 3]}.
+    extra_seeds: dict = field(default_factory=dict)
     epochs: int = 700                 # Table 1 reports epochs 100..700
     percent_corrupt: float = 75.0     # Table 1: 75% symmetric label noise
     corruption_seed: int = 0          # which labels are corrupted, shared by the grid
@@ -54,6 +60,8 @@ class GridConfig:
     test_subset: int | None = None    # first N test images for the per-epoch test metrics
     checkpoint_every: int = 10        # checkpoints at epoch 0, every K epochs, and the last
     activation_images: int = 1000     # first N test images whose trunk outputs are saved
+    bn_init: str = "uniform"          # BN gamma ~ U(0, 1) as in the authors' PyTorch 0.4/1.1
+    tf32: bool = False                # CUDA: strict fp32 (the authors' 2019 GPUs had no TF32)
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message for settings no run can use."""
@@ -65,6 +73,12 @@ class GridConfig:
             (self.al2 in ("off", "on", "both"), f"al2 must be off, on or both, not {self.al2!r}"),
             (len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds),
              "seeds must be a non-empty list without repeats"),
+            (all(b in self.baselines for b in self.extra_seeds),
+             f"extra seeds for {sorted(set(self.extra_seeds) - set(self.baselines))}, "
+             f"not among the baselines {self.baselines}"),
+            (all(len(set(v)) == len(v) for v in self.extra_seeds.values()),
+             "extra seeds of a baseline repeat a seed"),
+            (self.bn_init in BN_INITS, f"bn init must be one of {list(BN_INITS)}"),
             (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
             (0 <= self.percent_corrupt <= 100,
              f"percent corrupt must lie in 0..100, got {self.percent_corrupt}"),
@@ -83,12 +97,20 @@ class GridConfig:
             if not ok:
                 raise ValueError(message)
 
+    def seeds_of(self, baseline: str) -> list[int]:
+        """Table 1's seeds, then the baseline's extra instances (Fig. 1)."""
+        return self.seeds + [s for s in self.extra_seeds.get(baseline, []) if s not in self.seeds]
+
     def runs(self) -> list["RunSpec"]:
         flags = {"off": [False], "on": [True], "both": [False, True]}[self.al2]
-        return [RunSpec(b, a, s, self) for b in self.baselines for a in flags for s in self.seeds]
+        return [RunSpec(b, a, s, self) for b in self.baselines for a in flags
+                for s in self.seeds_of(b)]
 
     def checkpoint_epochs(self) -> list[int]:
-        return sorted(set(range(0, self.epochs + 1, self.checkpoint_every)) | {self.epochs})
+        """Epoch 0 (the initialisation), 1 (the authors' `epoch_0` file is saved after the first
+        epoch), every `checkpoint_every` epochs, and the last."""
+        every = set(range(0, self.epochs + 1, self.checkpoint_every))
+        return sorted(every | {min(1, self.epochs), self.epochs})
 
 
 @dataclass
@@ -114,11 +136,21 @@ class RunSpec:
     def weight_decay(self) -> float:
         return self.grid.weight_decay if self.baseline == "wd" else 0.0
 
+    @property
+    def bn_init(self) -> str | None:
+        return self.grid.bn_init if self.batch_norm else None
+
+    @property
+    def in_table(self) -> bool:
+        """Whether Table 1 averages this run (its seed is one of the grid's `seeds`)."""
+        return self.seed in self.grid.seeds
+
     def config(self) -> dict:
         """What rebuilds this run: its own settings plus the whole grid's."""
         return {"run": self.name, "baseline": self.baseline, "al2": self.use_al2,
                 "seed": self.seed, "batch_norm": self.batch_norm, "dropout": self.dropout,
-                "weight_decay": self.weight_decay, "grid": asdict(self.grid)}
+                "bn_init": self.bn_init, "weight_decay": self.weight_decay,
+                "in_table": self.in_table, "grid": asdict(self.grid)}
 
 
 class GridError(RuntimeError):
@@ -143,19 +175,20 @@ def select_device(device: str) -> torch.device:
 def environment(device: torch.device) -> dict:
     import numpy
     env = {"python": platform.python_version(), "torch": torch.__version__,
-           "numpy": numpy.__version__, "device": str(device), "platform": platform.platform()}
+           "numpy": numpy.__version__, "device": str(device), "platform": platform.platform(),
+           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+           "tf32_cudnn": torch.backends.cudnn.allow_tf32}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-        env["tf32"] = torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     return env
 
 
-def set_tf32(device: torch.device, tf32: bool) -> None:
-    """TF32 matmuls and convolutions on CUDA (10-bit mantissa inputs, fp32 accumulation): the
-    GPU default here, recorded in config.json; --no-tf32 gives strict fp32."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
+def set_tf32(tf32: bool) -> None:
+    """TF32 for CUDA matmuls and cuDNN convolutions (10-bit mantissa inputs, fp32 accumulation).
+    Both switches are set explicitly: PyTorch's own default lets cuDNN convolutions use TF32,
+    and the paper's fp32 needs both off. No effect on CPU arithmetic."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 ORDER_STREAM, DROPOUT_STREAM = 0, 1
@@ -193,7 +226,8 @@ def load_grid_data(grid: GridConfig, device: torch.device, root="data") -> GridD
 def stacked_runs(runs: list[RunSpec], device: torch.device):
     """The grid's StackedLeNet in training mode (each run initialised from its seed), its
     parameters, zeroed momentum buffers and the per-run weight decay (R,)."""
-    model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout) for r in runs])
+    model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout, r.grid.bn_init)
+                          for r in runs])
     model = model.to(device).train()
     params = list(model.parameters())
     buffers = [torch.zeros_like(p) for p in params]
@@ -320,7 +354,7 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool) -> bool:
 
 def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool = False,
                command: str = "", progress: bool = True, data_root="data",
-               on_epoch_end=None, tf32: bool = True) -> dict:
+               on_epoch_end=None) -> dict:
     """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
 
     on_epoch_end(epoch, rows) is called after each epoch's files are written (tests use it to
@@ -329,7 +363,7 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     grid.validate()
     out = Path(out)
     dev = select_device(device)
-    set_tf32(dev, tf32)
+    set_tf32(grid.tf32)
     held = check_out_dir(out, grid, resume)
     runs = grid.runs()
     R = len(runs)
