@@ -24,14 +24,16 @@ import al2
 from al2.data import MNIST_MEAN, MNIST_STD
 from al2.model import lenet_from_seed
 from al2.paths import DATA_DIR
-from al2.training import (DROPOUT_STREAM, ORDER_STREAM, GridConfig, epoch_generator,
-                          evaluate_stacked, load_grid_data, select_device, set_tf32,
-                          stacked_runs, train_epoch)
+from al2.config import PRESETS, GridConfig, GridError
+from al2.data import load_grid_data
+from al2.device import select_device, set_tf32
+from al2.engine import DROPOUT_STREAM, ORDER_STREAM, epoch_generator, stacked_runs, train_epoch
+from al2.inference import evaluate_stacked
 
 PAPER_STEPS = 700 * 938  # Table 1: 700 epochs of ceil(60000 / 64) steps
 
 
-PAPER_GRID = GridConfig(extra_seeds={"bare": [1, 2, 3]})  # train.py's default: 14 runs
+PAPER_GRID = GridConfig(**PRESETS["paper"])  # train.py's default: 14 runs
 
 
 def grid_of(runs: int) -> GridConfig:
@@ -68,7 +70,8 @@ def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             log_probs, features = model(x)
-            loss, _, _ = al2.al2_loss(log_probs, features, y, 0.01 if run.use_al2 else 0.0)
+            w = torch.tensor([0.01 if run.use_al2 else 0.0], device=device)
+            loss, _, _ = al2.al2_loss(log_probs[None], features[:, None], y, w)  # R = 1
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -87,8 +90,8 @@ def stacked(grid: GridConfig, samples: int, device):
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in runs], device=device)
 
     def epoch(i):
-        return train_epoch(model, params, buffers, data, grid, w, wd,
-                           epoch_generator(0, i, ORDER_STREAM, device),
+        return train_epoch(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
+                           w, wd, epoch_generator(0, i, ORDER_STREAM, device),
                            epoch_generator(0, i, DROPOUT_STREAM, device))
     epoch(0)  # warm-up: allocator, oneDNN / cuDNN algorithm choice
     sync(device)
@@ -125,7 +128,7 @@ def main():
         sizes = [int(r) for r in args.runs.split(",")]
         grids = {r: grid_of(r) for r in sizes}
         device = select_device(args.device)
-    except (ValueError, al2.GridError) as e:
+    except (ValueError, GridError) as e:
         parser.error(str(e))
     set_tf32(args.tf32)
     noisy, _ = al2.corrupt_labels(al2.load_mnist()[1], 75, 0)

@@ -14,9 +14,10 @@ import sys
 
 import torch
 
-from al2.training import (DROPOUT_STREAM, GridConfig, GridError, epoch_generator,
-                          load_grid_data, select_device, set_tf32, stacked_runs,
-                          train_epoch)
+from al2.config import GridConfig, GridError
+from al2.data import load_grid_data
+from al2.device import select_device, set_tf32
+from al2.engine import DROPOUT_STREAM, epoch_generator, stacked_runs, train_epoch
 
 
 def train(grid: GridConfig, device: torch.device, steps: int):
@@ -27,7 +28,8 @@ def train(grid: GridConfig, device: torch.device, steps: int):
     w = torch.tensor([1.0 if r.use_al2 else 0.0 for r in runs], device=device)
     # the batch order is drawn on the CPU and moved, so both devices see the same batches
     perm = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(0))
-    sums, batches = train_epoch(model, params, buffers, data, grid, w, wd, None,
+    sums, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
+                                grid.momentum, w, wd, None,
                                 epoch_generator(0, 0, DROPOUT_STREAM, device),
                                 max_steps=steps, perm=perm.to(device))
     return ({k: v.detach().cpu() for k, v in model.state_dict().items()},

@@ -15,18 +15,13 @@ from pathlib import Path
 
 from al2.analysis import AUTHORS_STATISTICS
 from al2.checkpoints import CheckpointError
+from al2.cli import int_list
+from al2.config import GridError
 from al2.data import DataError
+from al2.device import select_device
 from al2.evaluation import evaluate_runs
 from al2.paths import RESULTS_DIR
 from al2.runs import RunsError, discover_runs
-from al2.training import GridError, select_device
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 AUTHORS_SIMILARITY_IMAGES = 10000  # their evaluate.py: the whole test set, 160,000 datapoints

@@ -1,7 +1,7 @@
-"""Train a grid of AL2 runs: baselines x {without, with AL2} x seeds (paper Table 1).
+"""Train a grid of AL2 runs: baselines x {without, with AL2} x seeds (paper Table 1, Fig. 1).
 
     python code/train.py                    # the paper: Table 1 + Fig. 1, 14 runs x 700 epochs (GPU)
-    python code/train.py --preset quick     # a CPU-sized grid showing the same effect (~10 min)
+    python code/train.py --preset quick     # a CPU-sized grid showing the same effect (~7 min)
     python code/train.py --dry-run          # a few steps, nothing written
 
 Every run writes <out>/<baseline>_<plain|al2>_s<seed>/: config.json, metrics.csv,
@@ -17,58 +17,26 @@ import time
 from pathlib import Path
 
 import al2
+from al2.cli import baseline_seeds, int_list, str_list
+from al2.config import BASELINES, PRESETS, GridConfig, GridError
+from al2.outputs import NonFiniteLoss
 from al2.paths import RESULTS_DIR
-from al2.training import BASELINES, GridConfig, GridError, NonFiniteLoss, train_grid
+from al2.training import train_grid
 
-# The quick preset: a CPU-sized grid that still shows the paper's effect (README, "Quick
-# preset"). The paper trains 700 x 938 steps at lr 0.001; this trains 35 x 125 steps at lr 0.05
-# on the first 8,000 images. The AL2 ramp is compressed by SGD progress (lr x steps): the
-# paper's 66 ramp epochs are ~10 epochs here (fac1 1.86) and its first ~200 slow-phase epochs
-# the remaining 25 (fac2 1.068). The slow phase starts at 50 instead of 5: with 5, the bare
-# AL2 run was memorising by epoch 30 in our trials (L_c 1.71, 15 points above plain). Weight decay is
-# the authors' other value, 5e-4: with 5e-3 the WD + AL2 run's features died (chance accuracy).
-# Fig. 1's comparison needs a seed pair of each type: Bare gets one extra instance (seed 1).
-PRESETS = {
-    # Table 1 (GridConfig's defaults) plus Fig. 1's 4 independently initialised Bare instances
-    "paper": {"extra_seeds": {"bare": [1, 2, 3]}},
-    "quick": {"epochs": 35, "subset": 8000, "test_subset": 2000, "lr": 0.05,
-              "map_fac1": 1.86, "map_threshold": 50.0, "map_fac2": 1.068,
-              "weight_decay": 5e-4, "checkpoint_every": 5, "extra_seeds": {"bare": [1]}},
-}
 DEFAULTS = GridConfig()
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-
-
-def str_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def baseline_seeds(text: str) -> tuple[str, list[int]] | None:
-    """'bare=1,2,3' -> ('bare', [1, 2, 3]); 'none' -> None (no extra instances)."""
-    if text.strip() == "none":
-        return None
-    name, sep, seeds = text.partition("=")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected BASELINE=SEED,SEED,... or none, got {text!r}")
-    return name.strip(), int_list(seeds)
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Defaults are the paper's Table 1 setting (Sec. 4); --preset quick replaces some "
-               "of them (shown in README.md); an explicit flag beats the preset.",
+        epilog="Defaults are the paper's setting (Sec. 4, Table 1, Fig. 1); --preset quick "
+               "replaces some of them (al2.config.PRESETS, README.md); an explicit flag beats "
+               "the preset.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("grid")
     g.add_argument("--preset", choices=sorted(PRESETS), default="paper",
-                   help="paper: Table 1 as published; quick: CPU-sized (default: paper)")
+                   help="paper: Table 1 and Fig. 1 as published; quick: CPU-sized (default: paper)")
     g.add_argument("--baselines", type=str_list, default=None,
                    help=f"comma list from {','.join(BASELINES)} (default: all four, Table 1)")
     g.add_argument("--al2", choices=["off", "on", "both"], default=None,

@@ -70,8 +70,7 @@ def inv_sqrt_psd(a: torch.Tensor) -> torch.Tensor:
 @dataclass
 class CCAResult:
     """CCA of a pair. u (kx, kx), s (min(kx, ky),), vh (ky, ky): SVD of
-    invsqrt_xx @ Sxy @ invsqrt_yy over the kept neurons x_idxs, y_idxs (boolean masks);
-    scale_x, scale_y: the largest covariance entries the blocks were divided by."""
+    invsqrt_xx @ Sxy @ invsqrt_yy over the kept neurons x_idxs, y_idxs (boolean masks)."""
     u: torch.Tensor
     s: torch.Tensor
     vh: torch.Tensor
@@ -79,12 +78,11 @@ class CCAResult:
     invsqrt_yy: torch.Tensor
     x_idxs: torch.Tensor
     y_idxs: torch.Tensor
-    scale_x: float
-    scale_y: float
 
 
 def cca_from_moments(m: Moments, epsilon: float = 0.0, numpy_svd: bool = False) -> CCAResult:
-    """The reference's CCA (PAPER.md): covariances rescaled by their largest entries, neurons
+    """The reference's CCA (google/svcca's cca_core, as Raghu et al. 2017 and Morcos et al.
+    2018 describe it): covariances rescaled by their largest entries, neurons
     with (rescaled) variance below epsilon dropped (exactly constant ones too), epsilon added to
     the diagonals, then the SVD of Sxx^-1/2 Sxy Syy^-1/2. numpy_svd computes that SVD with
     LAPACK via numpy, so that singular-vector signs match the public code (the reference PWCCA
@@ -110,7 +108,7 @@ def cca_from_moments(m: Moments, epsilon: float = 0.0, numpy_svd: bool = False) 
                     for a in np.linalg.svd(arr.cpu().numpy()))
     else:
         u, s, vh = torch.linalg.svd(arr)
-    return CCAResult(u, s.abs().clamp_max(1.0), vh, ix, iy, xi, yi, float(xmax), float(ymax))
+    return CCAResult(u, s.abs().clamp_max(1.0), vh, ix, iy, xi, yi)
 
 
 def truncated_mean_index(coefs: torch.Tensor, threshold: float) -> int:

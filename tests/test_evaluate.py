@@ -1,5 +1,6 @@
 """evaluate.py on a tiny trained grid: files, columns, the two ablation checks, bad input."""
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import torch
 import al2
 import al2.analysis
 import al2.evaluation
+import al2.inference
 import al2.report
 import al2.runs
 from al2.analysis import ablation_accuracy, ablation_fractions
@@ -85,7 +87,7 @@ def test_ablation_checks_fraction_0_and_100(grid_dir):
     _, _, test_x, test_y = al2.load_mnist()
     x, y = normalize(test_x[:300]), test_y[:300]
     stacked = StackedLeNet([model]).eval()
-    feats = al2.training.trunk_features(stacked, x)[0]
+    feats = al2.inference.trunk_features(stacked, x)[0]
     with torch.no_grad():
         plain = 100.0 * (model(x)[0].argmax(1) == y).double().mean().item()
         zero_class = model.head(torch.zeros(1, 800)).argmax(1).item()
@@ -176,3 +178,81 @@ def test_recomputed_representations_equal_the_saved_ones(grid_dir):
         feats = torch.load(r.activations(2)).float()
         authors = feats.view(40, 50, 4, 4).permute(0, 2, 3, 1).reshape(-1, 50).T
         assert torch.equal(saved, authors)
+
+
+def write_fake_run(folder, baseline, use_al2, metric):
+    """A run folder by hand: config.json and a 701-row metrics.csv from metric(epoch, column)."""
+    run = folder / f"{baseline}_{'al2' if use_al2 else 'plain'}_s0"
+    run.mkdir(parents=True)
+    grid = {"preset": "paper", "seeds": [0], "epochs": 700, "subset": None, "test_subset": None,
+            "percent_corrupt": 75.0}
+    (run / "config.json").write_text(json.dumps({"baseline": baseline, "al2": use_al2, "seed": 0,
+                                                 "grid": grid}))
+    columns = ["epoch", "test_acc", "train_Lc", "train_Lr"]
+    with open(run / "metrics.csv", "w") as f:
+        f.write(",".join(columns) + "\n")
+        for e in range(701):
+            f.write(",".join(str(metric(e, c)) for c in columns) + "\n")
+
+
+def test_table1_cells_from_hand_made_metrics(tmp_path):
+    """table1.csv reads epochs 100..700, prints with-AL2 L_r x100, sets the paper's value beside
+    ours with their difference, and flags cells outside the tolerance."""
+    def metric(e, column):
+        return {"epoch": e, "test_acc": 20.0 + e / 100, "train_Lc": 2.0,
+                "train_Lr": 0.0001 * e}[column]
+    runs_dir = tmp_path / "runs"
+    write_fake_run(runs_dir, "bare", False, metric)
+    write_fake_run(runs_dir, "bare", True, metric)
+    done = evaluate("--runs", str(runs_dir), "--out", str(tmp_path / "o"), "--no-similarity",
+                    "--no-ablation", "--no-curves")
+    assert done.returncode == 0, done.stderr
+    table = {(r["metric"], r["al2"], int(r["epoch"])): r for r in read(tmp_path / "o" / "table1.csv")}
+    assert sorted({e for _, _, e in table}) == [100, 200, 300, 400, 500, 600, 700]
+    ta = table[("TA", "without", 700)]          # ours 27.00, paper 25.84: inside 5 points
+    assert (float(ta["ours"]), float(ta["paper"])) == (27.0, 25.84)
+    assert float(ta["diff"]) == pytest.approx(1.16) and ta["outside_tolerance"] == "False"
+    ta = table[("TA", "with", 100)]             # ours 21.00, paper 95.25
+    assert float(ta["diff"]) == pytest.approx(21.0 - 95.25) and ta["outside_tolerance"] == "True"
+    lr = table[("Lr", "with", 300)]             # 0.03 raw, printed x100 = 3.0; paper 0.06
+    assert float(lr["scale"]) == 100.0 and float(lr["ours"]) == pytest.approx(3.0)
+    assert float(lr["paper"]) == 0.06 and lr["outside_tolerance"] == "True"
+    lr = table[("Lr", "without", 300)]          # 0.03 raw, no scale; paper 26.12
+    assert float(lr["scale"]) == 1.0 and float(lr["ours"]) == pytest.approx(0.03)
+    lc = table[("Lc", "with", 600)]             # 2.00 vs the paper's 2.07: inside 0.10
+    assert lc["outside_tolerance"] == "False" and float(lc["diff"]) == pytest.approx(-0.07)
+    assert "**21.00 (95.25)†**" in (tmp_path / "o" / "table1.md").read_text()
+
+
+def test_spatial_points_use_the_authors_layout():
+    """Each value encodes (image, channel, row, column); the authors' evaluate.py takes
+    view(N, 50, 4, 4).permute(0, 2, 3, 1).view(-1, 50) and transposes: neuron c, datapoint
+    16 image + 4 row + column."""
+    n = 3
+    i, c, h, w = torch.meshgrid(torch.arange(n), torch.arange(50), torch.arange(4),
+                                torch.arange(4), indexing="ij")
+    features = (i * 1000 + c * 10 + h * 4 + w).float().reshape(n, 800)   # (C, H, W) order
+    points = al2.analysis.spatial_points(features)
+    assert points.shape == (50, 16 * n)
+    for image, channel, row, col in [(0, 0, 0, 0), (2, 49, 3, 3), (1, 7, 2, 1), (2, 13, 0, 3)]:
+        assert points[channel, 16 * image + 4 * row + col] == image * 1000 + channel * 10 + \
+            row * 4 + col
+
+
+def test_stacked_ablation_equals_each_run_alone(grid_dir):
+    """All runs' heads in one stacked pass give what each run gives ablated alone with the
+    same masks (one mask draw covers all images in both cases)."""
+    names = ["bare_plain_s0", "bare_al2_s1", "wd_plain_s1"]
+    models = [al2.load_checkpoint(grid_dir / n / "checkpoints" / "epoch_3.pt")[0] for n in names]
+    _, _, test_x, test_y = al2.load_mnist()
+    x, y = normalize(test_x[:50]), test_y[:50]
+    stacked = StackedLeNet(models).eval()
+    feats = al2.inference.trunk_features(stacked, x)                       # (3, 50, 800)
+    for mode in ("element", "unit"):
+        together = ablation_accuracy(stacked, feats, {"t": y}, mode, ablation_fractions(), 2,
+                                     seed=3)["t"]
+        for j, m in enumerate(models):
+            alone = ablation_accuracy(StackedLeNet([m]).eval(), feats[j:j + 1], {"t": y}, mode,
+                                      ablation_fractions(), 2, seed=3)["t"][0]
+            assert together[j] == pytest.approx(alone, abs=1e-9), (mode, names[j])
+        assert len({tuple(t) for t in together}) > 1  # the runs differ: not vacuous

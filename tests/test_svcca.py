@@ -88,6 +88,19 @@ def test_independent_noise_gives_low_similarity():
     assert abs(stats["cka_deb"]) < 1e-3
 
 
+def test_debiased_cka_removes_the_small_sample_bias():
+    """With few datapoints, linear CKA of independent noise is biased upwards (~p/n); the
+    unbiased HSIC estimator brings it near 0, so ignoring `debiased` fails here."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(10, 300)), rng.normal(size=(10, 300))
+    biased, debiased = svcca.linear_cka(x, y), svcca.linear_cka(x, y, debiased=True)
+    assert biased > 0.02
+    assert abs(debiased) < biased / 10
+    pair = svcca.pairwise([x, y], statistics=("cka", "cka_debiased"))
+    assert pair["cka_debiased"][0] == pytest.approx(debiased, abs=1e-12)
+    assert pair["cka"][0] == pytest.approx(biased, abs=1e-12)
+
+
 def test_matches_the_numpy_reference_with_offsets_and_both_orders():
     """Coefficients to 1e-8, PWCCA (both variants) to 1e-6, unequal neuron counts in either
     order, and a +50 offset per neuron (ReLU-like data) where the reference variant's

@@ -7,12 +7,15 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import al2
-from al2.model import StackedLeNet, lenet_from_seed
+from al2.config import GridConfig
+from al2.data import load_grid_data
+from al2.engine import (DROPOUT_STREAM, ORDER_STREAM, epoch_generator, stacked_runs,
+                        train_epoch)
+from al2.model import LeNet, StackedLeNet, lenet_from_seed
 from al2.paths import REPO_ROOT
-from al2.training import (DROPOUT_STREAM, ORDER_STREAM, GridConfig, epoch_generator,
-                          load_grid_data)
 
 TINY = dict(subset=256, test_subset=200, batch_size=64, activation_images=8)
 
@@ -26,7 +29,7 @@ def test_get_map_weights_matches_the_authors_rule():
     w = al2.get_map_weights(700)
     assert len(w) == 700 and w[0] == 0.01
     first = next(e for e, v in enumerate(w) if v >= 5)
-    assert first == 66  # PAPER.md: reaches the threshold at epoch 66 (zero-based)
+    assert first == 66  # 0.01 * 1.1**66 = 5.4 is the first value >= 5 (zero-based epoch 66)
     # an independent closed form: 0.01 * 1.1**66 then * 1.01 per epoch
     assert w[66] == pytest.approx(0.01 * 1.1 ** 66, rel=1e-12)
     assert w[699] == pytest.approx(0.01 * 1.1 ** 66 * 1.01 ** (699 - 66), rel=1e-9)
@@ -55,25 +58,50 @@ def test_stacked_forward_equals_plain_models():
         assert torch.allclose(features[:, r], f, atol=1e-6)
 
 
-def plain_reference(run, grid, data, epochs):
-    """One run alone: a plain LeNet, torch.optim.SGD, the same minibatches (authors' loop)."""
-    torch.manual_seed(1234)
-    model = lenet_from_seed(run.seed, run.batch_norm, run.dropout).train()
+# The paper's baseline -> regulariser table (Sec. 4), written here rather than read from the
+# code's RunSpec, so that the equivalence tests below also check the wiring.
+REGULARISERS = {"bare": dict(batch_norm=False, dropout=False, weight_decay=False),
+                "bn": dict(batch_norm=True, dropout=False, weight_decay=False),
+                "do": dict(batch_norm=False, dropout=True, weight_decay=False),
+                "wd": dict(batch_norm=False, dropout=False, weight_decay=True)}
+
+
+def hand_weights(grid, epochs):
+    """w_e of the first epochs, by hand: start * fac1^e while below the threshold."""
+    weights = [grid.map_start * grid.map_fac1 ** e for e in range(epochs)]
+    assert all(w < grid.map_threshold for w in weights[:-1])
+    return weights
+
+
+def plain_reference(run, r, grid, data, epochs):
+    """Run `run` (index r of the grid) alone: a plain LeNet, torch.optim.SGD, the same
+    minibatches, Eq. 1 written out here, and for DO the stacked engine's mask draw
+    (one (b, R, 800) uniform draw per step, run r's slice)."""
+    reg, R = REGULARISERS[run.baseline], len(grid.runs())
+    model = lenet_from_seed(run.seed, reg["batch_norm"], 0.0, grid.bn_init).train()
     opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
-                          weight_decay=run.weight_decay)
-    weights = al2.get_map_weights(epochs, grid.map_start, grid.map_threshold, grid.map_fac1,
-                                  grid.map_fac2)
+                          weight_decay=grid.weight_decay if reg["weight_decay"] else 0.0)
+    weights = hand_weights(grid, epochs)
+    any_dropout = any(REGULARISERS[b]["dropout"] for b in grid.baselines)
+    cpu = torch.device("cpu")
     lc_means = []
     for i in range(epochs):
-        perm = torch.randperm(len(data.train_x),
-                              generator=epoch_generator(grid.order_seed, i, ORDER_STREAM,
-                                                        torch.device("cpu")))
+        order = epoch_generator(grid.order_seed, i, ORDER_STREAM, cpu)
+        masks = epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, cpu)
+        perm = torch.randperm(len(data.train_x), generator=order)
         lcs = []
         for s in range(0, len(perm), grid.batch_size):
             idx = perm[s:s + grid.batch_size]
-            log_probs, features = model(data.train_x[idx])
-            loss, lc, _ = al2.al2_loss(log_probs, features, data.train_noisy[idx],
-                                       weights[i] if run.use_al2 else 0.0)
+            features = model.trunk(data.train_x[idx]).flatten(1)           # (b, 800)
+            if any_dropout:
+                u = torch.rand((len(idx), R, 800), generator=masks)[:, r]
+                if reg["dropout"]:  # inverted dropout, keep probability 1 - p
+                    keep = 1.0 - grid.dropout
+                    features = features * (u < keep) / keep
+            log_probs = model.head(features)
+            w = weights[i] if run.use_al2 else 0.0
+            lc = F.nll_loss(log_probs, data.train_noisy[idx])
+            loss = lc + w * (features ** 2).mean()                         # Eq. 1
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -82,8 +110,10 @@ def plain_reference(run, grid, data, epochs):
     return model, lc_means
 
 
-EQUIV_GRID = dict(baselines=["bare", "bn", "wd"], al2="both", seeds=[0, 1], epochs=2, lr=0.05,
-                  map_start=1.0, weight_decay=5e-2, checkpoint_every=1, **TINY)
+# AL2 weights 2.0 then 6.0 (start 2, fac1 3): distinct per epoch, large enough to matter.
+EQUIV_GRID = dict(baselines=["bare", "bn", "do", "wd"], al2="both", seeds=[0, 1], epochs=2,
+                  lr=0.05, map_start=2.0, map_fac1=3.0, weight_decay=5e-2, checkpoint_every=1,
+                  **TINY)
 
 
 @pytest.fixture
@@ -94,26 +124,27 @@ def float64():
 
 
 def test_stacked_engine_equals_runs_trained_alone_in_float64(float64):
-    """The stacked engine (StackedLeNet + summed losses + per-run SGD) is the same computation as
-    R plain LeNets with torch.optim.SGD on the same batches: BN, WD, AL2, the dropout p = 0 path,
-    two seeds. In float64 the two agree to rounding; in float32 a max-pool near-tie can route a
-    gradient differently (both are right), which the float32 test below tolerates."""
+    """The stacked engine (StackedLeNet + Eq. 1 summed over runs + per-run SGD) is the same
+    computation as R plain LeNets with torch.optim.SGD on the same batches: all four baselines
+    (BN, DO with the same masks, WD), with and without AL2, two seeds. In float64 the two agree
+    to rounding; in float32 a max-pool near-tie can route a gradient differently (both are
+    right), which the float32 test below tolerates."""
     grid = GridConfig(**{**EQUIV_GRID, "subset": 128})  # float64 convolutions are slow
     runs, cpu = grid.runs(), torch.device("cpu")
     data = load_grid_data(grid, cpu)
     data.train_x = data.train_x.double()
-    stacked, params, buffers, wd = al2.training.stacked_runs(runs, cpu)
-    weights = al2.get_map_weights(grid.epochs, grid.map_start)
+    stacked, params, buffers, wd = stacked_runs(runs, cpu)
+    weights = hand_weights(grid, grid.epochs)
     lc_sums = []
     for i in range(grid.epochs):
         w = torch.tensor([weights[i] if r.use_al2 else 0.0 for r in runs])
-        sums, batches = al2.training.train_epoch(
-            stacked, params, buffers, data, grid, w, wd,
+        sums, batches = train_epoch(
+            stacked, params, buffers, data, grid.batch_size, grid.lr, grid.momentum, w, wd,
             epoch_generator(grid.order_seed, i, ORDER_STREAM, cpu),
             epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, cpu))
         lc_sums.append(sums[0] / batches)
     for r, run in enumerate(runs):
-        ref, lc_means = plain_reference(run, grid, data, grid.epochs)
+        ref, lc_means = plain_reference(run, r, grid, data, grid.epochs)
         assert ref.trunk[0].weight.dtype == torch.float64
         got, ref_sd = stacked.run_state_dict(r), ref.state_dict()
         assert set(got) == set(ref_sd)
@@ -127,22 +158,24 @@ def test_stacked_engine_equals_runs_trained_alone_in_float64(float64):
 
 
 def test_train_grid_matches_runs_trained_alone(tmp_path):
-    """End to end in float32: the files train_grid writes hold what plain training gives."""
+    """End to end in float32: train_grid gives AL2 runs w_e = get_map_weights(...)[e - 1] in
+    epoch e (2.0, then 6.0) and plain runs 0, and its files hold what plain training with the
+    loss written out gives."""
     grid = GridConfig(**EQUIV_GRID)
     summary = al2.train_grid(grid, tmp_path / "g", device="cpu", progress=False)
     assert summary["runs"] == [r.name for r in grid.runs()]
     data = load_grid_data(grid, torch.device("cpu"))
-    for run in grid.runs():
-        ref, lc_means = plain_reference(run, grid, data, grid.epochs)
+    for r, run in enumerate(grid.runs()):
+        ref, lc_means = plain_reference(run, r, grid, data, grid.epochs)
         model, config = al2.load_checkpoint(tmp_path / "g" / run.name / "checkpoints" / "epoch_2.pt")
-        assert config["run"] == run.name and config["weight_decay"] == run.weight_decay
+        assert config["run"] == run.name
         ref_sd = ref.state_dict()
         for k, v in model.state_dict().items():
             assert torch.allclose(v.float(), ref_sd[k].float(), atol=5e-4), (run.name, k)
         rows = read_metrics(tmp_path / "g" / run.name / "metrics.csv")
         for e in (1, 2):
             assert float(rows[e]["train_Lc"]) == pytest.approx(lc_means[e - 1], rel=1e-3)
-            expected_w = al2.get_map_weights(2, grid.map_start)[e - 1] if run.use_al2 else 0.0
+            expected_w = (2.0, 6.0)[e - 1] if run.use_al2 else 0.0
             assert float(rows[e]["al2_weight"]) == pytest.approx(expected_w)
 
 
@@ -172,7 +205,7 @@ def test_checkpoint_reproduces_metrics_and_activations(tmp_path):
     for run in grid.runs():
         rows = read_metrics(tmp_path / run.name / "metrics.csv")
         assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-        assert list(rows[0]) == al2.training.METRIC_COLUMNS
+        assert list(rows[0]) == al2.outputs.METRIC_COLUMNS
         config = json.loads((tmp_path / run.name / "config.json").read_text())
         assert config["activation_images"] == 8 and config["grid"]["epochs"] == 2
         assert "torch" in config["environment"]
@@ -277,7 +310,7 @@ def test_bn_gamma_init_uniform_by_default_ones_on_request(tmp_path):
 
     def initial(bn_init, seeds=(0, 1)):
         grid = GridConfig(baselines=["bare", "bn"], al2="off", seeds=list(seeds), bn_init=bn_init)
-        model = al2.training.stacked_runs(grid.runs(), cpu)[0]
+        model = stacked_runs(grid.runs(), cpu)[0]
         return {r.name: model.run_state_dict(i) for i, r in enumerate(grid.runs())}
 
     uniform, again, ones = initial("uniform"), initial("uniform"), initial("ones")
@@ -340,3 +373,111 @@ def test_extra_seeds_add_instances_of_one_baseline():
     with pytest.raises(ValueError, match="extra seeds"):
         GridConfig(baselines=["bn"], extra_seeds={"bare": [1]}).validate()
     assert len(GridConfig().runs()) == 8  # the library's default: Table 1 alone
+
+
+def constant_lenet(*args, **kwargs):
+    """A LeNet whose output is known in closed form: zero weights everywhere, conv2 bias 0.5
+    (every trunk feature is relu(0.5) = 0.5, so L_r = 0.25) and fc2 bias b (every image gets
+    log_softmax(b), class 3 predicted)."""
+    model = LeNet()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.trunk[3].bias.fill_(0.5)
+        model.head[2].bias.copy_(torch.arange(10.0) * 0.1 + (torch.arange(10) == 3) * 2.0)
+    return model
+
+
+def test_logged_metrics_equal_closed_forms(tmp_path, monkeypatch):
+    """L_r = mean(a**2), and metrics.csv's train_Lr, train_Lc, train_acc_noisy/clean, test_loss
+    and test_acc, checked against closed forms on a model whose outputs are constant (lr 1e-9:
+    the weights stay put to ~1e-9)."""
+    features = torch.full((5, 800), 0.5)
+    assert al2.activation_loss(features).item() == 0.25
+    assert torch.equal(al2.activation_loss(features[:, None].expand(5, 3, 800), dims=(0, 2)),
+                       torch.full((3,), 0.25))
+    monkeypatch.setattr(al2.engine, "lenet_from_seed", constant_lenet)
+    grid = GridConfig(baselines=["bare"], al2="both", epochs=1, lr=1e-9, **TINY)
+    al2.train_grid(grid, tmp_path, device="cpu", progress=False)
+    data = load_grid_data(grid, torch.device("cpu"))
+    log_p = torch.log_softmax(constant_lenet().head[2].bias.double(), 0)     # (10,)
+    for run in grid.runs():
+        rows = read_metrics(tmp_path / run.name / "metrics.csv")
+        for row in rows:  # epoch 0 (initialisation) and 1
+            assert float(row["test_loss"]) == pytest.approx(-log_p[data.test_y].mean().item(),
+                                                             rel=1e-6)
+            assert float(row["test_acc"]) == pytest.approx(
+                100.0 * (data.test_y == 3).double().mean().item(), abs=1e-9)
+        row = rows[1]
+        assert float(row["train_Lr"]) == pytest.approx(0.25, rel=1e-6)
+        # 256 images in 4 full batches: the mean of batch means is the mean over all images
+        assert float(row["train_Lc"]) == pytest.approx(-log_p[data.train_noisy].mean().item(),
+                                                       rel=1e-6)
+        assert float(row["train_acc_noisy"]) == pytest.approx(
+            100.0 * (data.train_noisy == 3).double().mean().item(), abs=1e-9)
+        assert float(row["train_acc_clean"]) == pytest.approx(
+            100.0 * (data.train_clean == 3).double().mean().item(), abs=1e-9)
+        assert (data.train_noisy == 3).sum() != (data.train_clean == 3).sum()  # not vacuous
+
+
+def final_weights(**changes):
+    """Each run's state after one epoch of a 4-baseline grid (one seed, without AL2)."""
+    grid = GridConfig(**{**dict(baselines=["bare", "bn", "do", "wd"], al2="off", epochs=1,
+                                lr=0.05, **TINY), **changes})
+    cpu = torch.device("cpu")
+    data = load_grid_data(grid, cpu)
+    model, params, buffers, wd = stacked_runs(grid.runs(), cpu)
+    train_epoch(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
+                torch.zeros(len(grid.runs())), wd, epoch_generator(0, 0, ORDER_STREAM, cpu),
+                epoch_generator(0, 0, DROPOUT_STREAM, cpu))
+    return {r.baseline: model.run_state_dict(i) for i, r in enumerate(grid.runs())}
+
+
+def changed(a, b):
+    return {name for name in a if any(not torch.equal(a[name][k], b[name][k]) for k in a[name])}
+
+
+def test_each_regulariser_acts_on_its_baseline_alone():
+    """Observed from the weights' trajectories: changing the weight decay changes only the WD
+    run, changing the dropout rate only the DO run, changing BN's initial gamma only the BN
+    run; and only the BN run's normalisation statistics move."""
+    base = final_weights()
+    assert changed(base, final_weights(weight_decay=0.2)) == {"wd"}
+    assert changed(base, final_weights(dropout=0.2)) == {"do"}
+    assert changed(base, final_weights(bn_init="ones")) == {"bn"}
+    assert changed(base, final_weights(weight_decay=0.2, dropout=0.2)) == {"wd", "do"}
+    assert base["bn"]["trunk.4.running_mean"].abs().sum() > 0
+    assert all("trunk.4.running_mean" not in base[b] for b in ("bare", "do", "wd"))
+
+
+def test_cli_defaults_are_the_papers_and_presets_yield_to_flags():
+    """python code/train.py with no flags is the paper's setting (values written here from the
+    paper and the authors' code); --preset quick has its documented values; a flag beats it."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_cli", REPO_ROOT / "code" / "train.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+
+    def grid(*argv):
+        return cli.grid_from_args(cli.build_parser().parse_args(list(argv)))
+    paper = grid()
+    assert (paper.baselines, paper.al2, paper.seeds, paper.extra_seeds) == \
+        (["bare", "bn", "do", "wd"], "both", [0], {"bare": [1, 2, 3]})
+    assert (paper.epochs, paper.percent_corrupt, paper.lr, paper.momentum, paper.batch_size) == \
+        (700, 75.0, 0.001, 0.5, 64)
+    assert (paper.map_start, paper.map_threshold, paper.map_fac1, paper.map_fac2) == \
+        (0.01, 5.0, 1.1, 1.01)
+    assert (paper.dropout, paper.weight_decay, paper.bn_init, paper.tf32) == \
+        (0.5, 5e-3, "uniform", False)
+    assert (paper.subset, paper.test_subset) == (None, None)
+    assert len(paper.runs()) == 14
+    quick = grid("--preset", "quick")
+    assert (quick.epochs, quick.subset, quick.test_subset, quick.lr, quick.map_fac1,
+            quick.map_threshold, quick.map_fac2, quick.weight_decay, quick.checkpoint_every,
+            quick.extra_seeds) == (35, 8000, 2000, 0.05, 1.86, 50.0, 1.068, 5e-4, 5,
+                                   {"bare": [1]})
+    assert (quick.momentum, quick.batch_size, quick.map_start) == (0.5, 64, 0.01)
+    assert grid("--preset", "quick", "--lr", "0.1", "--epochs", "3").lr == 0.1
+    assert grid("--preset", "quick", "--epochs", "3").epochs == 3
+    assert grid("--preset", "quick", "--extra-seeds", "none").extra_seeds == {}
+    assert grid("--baselines", "bn,wd").extra_seeds == {}

@@ -1,15 +1,30 @@
 """AL2: Progressive Activation Loss (El Helou, Duembgen, Suesstrunk, ICASSP 2020), reproduced.
 
-Modules, one idea each: data (MNIST, label corruption), model (LeNet trunk + head, the stacked
-runs), schedule (get_map_weights, the AL2 loss), training (the grid trainer), checkpoints (files).
+Modules, one idea each, in the order a reader meets them:
+  loss        Eq. 1: L = L_c + w_e * L_r, L_r = mean(a**2)     (al2_loss, activation_loss)
+  schedule    the progressive weight w_e                        (get_map_weights)
+  model       smallNet: LeNet (trunk + head), StackedLeNet (R runs at once)
+  data        MNIST (byte-exact), label corruption, the grid's data on the device
+  config      GridConfig, RunSpec, PRESETS: a grid's settings
+  engine      the training step for all runs: forward, Eq. 1, backward, SGD
+  inference   test metrics and trunk outputs of all runs
+  training    train_grid: the epoch loop
+  outputs     run folders, metrics, checkpoints, resume
+  device      device choice, TF32, environment
+  checkpoints atomic files, load_checkpoint
+  runs, report, analysis, evaluation, plotting   what code/evaluate.py uses
+  paths, cli  repository paths; argparse types for the scripts
 """
 from .checkpoints import CheckpointError, load_checkpoint
+from .config import BASELINES, PRESETS, GridConfig, GridError, RunSpec
 from .data import DataError, corrupt_labels, load_mnist, normalize
+from .loss import activation_loss, al2_loss
 from .model import LeNet, StackedLeNet, lenet_from_seed
-from .schedule import activation_loss, al2_loss, get_map_weights
-from .training import BASELINES, GridConfig, GridError, NonFiniteLoss, train_grid
+from .outputs import NonFiniteLoss
+from .schedule import get_map_weights
+from .training import train_grid
 
 __all__ = ["BASELINES", "CheckpointError", "DataError", "GridConfig", "GridError", "LeNet",
-           "NonFiniteLoss", "StackedLeNet", "activation_loss", "al2_loss", "corrupt_labels",
-           "get_map_weights", "lenet_from_seed", "load_checkpoint", "load_mnist", "normalize",
-           "train_grid"]
+           "NonFiniteLoss", "PRESETS", "RunSpec", "StackedLeNet", "activation_loss", "al2_loss",
+           "corrupt_labels", "get_map_weights", "lenet_from_seed", "load_checkpoint",
+           "load_mnist", "normalize", "train_grid"]

@@ -9,7 +9,7 @@ import torch
 
 import svcca
 
-from .model import FEATURES, StackedLeNet
+from .model import CHANNELS, FEATURES, POSITIONS, StackedLeNet
 
 # Our column name -> svcca.pairwise's statistic. The first three are what the authors'
 # evaluate.py reports (google/svcca, epsilon 1e-10): the truncated mean CCA (threshold 0.98),
@@ -27,7 +27,9 @@ def spatial_points(features: torch.Tensor) -> torch.Tensor:
     """Trunk outputs (n, 800) -> (50 neurons, 16 n datapoints): each of the 4 x 4 spatial
     positions of each image is a datapoint, as in the authors' evaluation (Sec. 5.1)."""
     n = features.shape[0]
-    return features.float().view(n, 50, 16).permute(1, 0, 2).reshape(50, n * 16)
+    # (n, 800) -> (n, 50, 16) -> (50, n, 16) -> (50, 16 n): datapoint index = 16 image + position
+    return features.float().view(n, CHANNELS, POSITIONS).permute(1, 0, 2).reshape(
+        CHANNELS, n * POSITIONS)
 
 
 def random_floor(shape, seed: int, epoch: int, index: int, device=None) -> torch.Tensor:
@@ -85,11 +87,11 @@ def ablation_masks(mode: str, fractions: torch.Tensor, draws: int, n: int,
         u = torch.rand(F_, draws, n, FEATURES, generator=generator, device=generator.device)
         return u >= fractions.view(F_, 1, 1, 1)
     if mode == "unit":
-        order = torch.rand(F_, draws, 50, generator=generator,
+        ranks = torch.rand(F_, draws, CHANNELS, generator=generator,
                            device=generator.device).argsort(-1)             # random channel ranks
-        k = torch.round(fractions * 50).long().view(F_, 1, 1)
-        keep_channel = order >= k                                           # (F, draws, 50)
-        return keep_channel.repeat_interleave(16, dim=-1).unsqueeze(2)     # (F, draws, 1, 800)
+        k = torch.round(fractions * CHANNELS).long().view(F_, 1, 1)
+        keep_channel = ranks >= k                                           # (F, draws, 50)
+        return keep_channel.repeat_interleave(POSITIONS, dim=-1).unsqueeze(2)  # (F, draws, 1, 800)
     raise ValueError(f"unknown ablation mode {mode!r}; choose element or unit")
 
 

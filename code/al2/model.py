@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-FEATURES = 50 * 4 * 4  # trunk output per image: 50 channels x 4 x 4 = 800
+CHANNELS, POSITIONS = 50, 4 * 4  # the trunk's output: 50 channels on a 4 x 4 grid
+FEATURES = CHANNELS * POSITIONS  # 800 features per image, in (C, H, W) order
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
 # Batch-norm weight (gamma) initialisation. The authors ran PyTorch 0.4 / 1.1, whose BatchNorm2d
 # drew gamma ~ U(0, 1); PyTorch 1.2 changed it to ones (pytorch/pytorch#12259).

@@ -6,6 +6,7 @@ import math
 import statistics
 from pathlib import Path
 
+from .config import BASELINES
 from .runs import Run
 
 PAPER_TABLE = Path(__file__).with_name("paper") / "table1.csv"  # the published numbers
@@ -49,7 +50,7 @@ def table1_rows(runs: list[Run]) -> list[dict]:
     paper = load_paper_table()
     epochs = table_epochs(min(r.epochs for r in runs))
     rows = []
-    for baseline in sorted({r.baseline for r in runs}, key=["bare", "bn", "do", "wd"].index):
+    for baseline in sorted({r.baseline for r in runs}, key=BASELINES.index):
         for metric, column in METRICS.items():
             for use_al2 in (False, True):
                 group = [r for r in runs if r.baseline == baseline and r.use_al2 == use_al2]

@@ -1,0 +1,40 @@
+"""Inference for all stacked runs at once: test metrics and trunk outputs, in eval mode."""
+from __future__ import annotations
+
+import torch
+
+from .model import StackedLeNet
+
+
+def eval_chunk(device: torch.device) -> int:
+    """Images per evaluation forward: small on the CPU, where big activations thrash the cache
+    (measured: 64 is 2x faster than 1000 for 8 runs), large on a GPU."""
+    return 64 if device.type == "cpu" else 2500
+
+
+@torch.no_grad()
+def evaluate_stacked(model: StackedLeNet, x, y, chunk: int | None = None):
+    """Test metrics of all runs: (accuracy % (R,), mean NLL (R,)), eval mode, no host sync."""
+    chunk = chunk or eval_chunk(x.device)
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros(model.runs, device=x.device)
+    nll = torch.zeros(model.runs, device=x.device)
+    for s in range(0, len(x), chunk):
+        log_probs, _ = model(x[s:s + chunk])                           # (R, n, 10)
+        yb = y[s:s + chunk]
+        correct += (log_probs.argmax(-1) == yb).sum(1)
+        nll += -log_probs.gather(-1, yb.expand(model.runs, -1).unsqueeze(-1)).sum((1, 2))
+    model.train(was_training)
+    return 100.0 * correct / len(x), nll / len(x)
+
+
+@torch.no_grad()
+def trunk_features(model: StackedLeNet, x, chunk: int | None = None) -> torch.Tensor:
+    """Trunk outputs (eval mode) of all runs: (R, n, 800)."""
+    chunk = chunk or eval_chunk(x.device)
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.trunk(x[s:s + chunk]) for s in range(0, len(x), chunk)])
+    model.train(was_training)
+    return out.transpose(0, 1)

@@ -1,0 +1,31 @@
+"""The AL2 loss, paper Eq. 1:  L = L_c + w_e * L_r,  L_r = mean(a**2).
+
+L_c is the cross-entropy (NLL of the head's log-softmax) on the training labels, possibly
+corrupted; a is the trunk's output, the representation the head reads; w_e is the progressive
+weight of epoch e (schedule.get_map_weights; 0 for runs without AL2). The trainer calls
+`al2_loss` once per minibatch for all stacked runs at once.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def activation_loss(features: torch.Tensor, dims=None) -> torch.Tensor:
+    """L_r = mean(a**2) over the batch and all 800 features. `dims` (e.g. (0, 2) for stacked
+    features (N, R, 800)) keeps the other dimensions: one L_r per run."""
+    return features.pow(2).mean() if dims is None else features.pow(2).mean(dim=dims)
+
+
+def al2_loss(log_probs: torch.Tensor, features: torch.Tensor, targets: torch.Tensor,
+             al2_weight: torch.Tensor):
+    """Eq. 1 for R stacked runs -> (L summed over runs, L_c (R,), L_r (R,)).
+
+    log_probs (R, N, 10), features (N, R, 800), targets (N,), al2_weight (R,): w_e per run.
+    The total is a sum over runs, not a mean, so that each run's gradient is its own Eq. 1.
+    A single model is R = 1: al2_loss(log_probs[None], features[:, None], y, w[None]).
+    """
+    R = log_probs.shape[0]
+    # L_c per run: the mean NLL of the target class, (R, N, 10) -> (R,)
+    loss_c = -log_probs.gather(2, targets.expand(R, -1).unsqueeze(2)).squeeze(2).mean(1)
+    loss_r = activation_loss(features, dims=(0, 2))                       # (R,)
+    return (loss_c + al2_weight * loss_r).sum(), loss_c, loss_r

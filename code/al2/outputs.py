@@ -1,0 +1,129 @@
+"""What a grid writes, and the rules of its output folder (README, "Outputs").
+
+Per run in `<out>/<run name>/`: config.json, metrics.csv, checkpoints/epoch_<E>.pt and
+activations/epoch_<E>.pt. Per grid: grid.json, corruption.pt and resume.pt (the newest
+complete checkpoint of the whole grid). Every file is written atomically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import checkpoints as files
+from .config import GridConfig, GridError, RunSpec
+from .data import GridData
+from .inference import trunk_features
+
+METRIC_COLUMNS = ["epoch", "test_acc", "test_loss", "train_Lc", "train_Lr", "train_acc_noisy",
+                  "train_acc_clean", "al2_weight", "wall_time_s"]
+
+
+class NonFiniteLoss(RuntimeError):
+    """A run's loss became NaN or infinite; the message names the run and epoch."""
+
+
+def check_out_dir(out: Path, grid: GridConfig, resume: bool) -> bool:
+    """Refuse a folder that holds another grid; returns whether it holds this one."""
+    grid_file = out / "grid.json"
+    if not grid_file.exists():
+        if out.exists() and any(out.iterdir()) and not resume:
+            raise GridError(f"{out} is not empty and holds no grid; choose another --out")
+        return False
+    try:
+        saved = json.loads(grid_file.read_text())
+    except ValueError:
+        raise GridError(f"{grid_file} is damaged; delete {out} or choose another --out") from None
+    wanted = asdict(grid)
+    if saved != wanted:
+        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise GridError(f"{out} holds a different grid (differs in {', '.join(diff)}); "
+                        f"choose another --out")
+    if not resume:
+        raise GridError(f"{out} already holds this grid; pass --resume to continue it "
+                        f"or choose another --out")
+    return True
+
+
+def write_grid_files(out: Path, grid: GridConfig, data: GridData) -> None:
+    files.save_json(asdict(grid), out / "grid.json")
+    files.save_torch({"noisy_labels": data.noisy_full, "corrupted": data.mask_full,
+                      "percent_corrupt": grid.percent_corrupt, "seed": grid.corruption_seed},
+                     out / "corruption.pt")
+
+
+def write_run_configs(out: Path, runs: list[RunSpec], command: str, env: dict,
+                      data: GridData, resumed: bool) -> None:
+    """config.json of every run. A fresh start writes it; a resume keeps the original
+    command and environment and appends its own under "resumes"."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    for r in runs:
+        path = out / r.name / "config.json"
+        if resumed and path.exists():
+            config = json.loads(path.read_text())
+            config.setdefault("resumes", []).append({"command": command, "environment": env,
+                                                     "started": started})
+        else:
+            config = {**r.config(), "command": command, "environment": env, "started": started,
+                      "train_images": len(data.train_x), "test_images": len(data.test_x),
+                      "activation_images": min(r.grid.activation_images, len(data.test_x)),
+                      "checkpoint_epochs": r.grid.checkpoint_epochs(),
+                      "metrics_columns": METRIC_COLUMNS, "resumes": []}
+        files.save_json(config, path)
+
+
+def metrics_rows(epoch, test_acc, test_loss, sums, batches, n_seen, weights, wall):
+    """Per-run metric dicts for one epoch from host copies of the on-device values:
+    test_acc, test_loss, al2 weights (R,); sums (4, R) of L_c, L_r, correct vs noisy and vs
+    clean labels over `batches` batches and `n_seen` samples (None before training)."""
+    rows = []
+    for r in range(len(test_acc)):
+        row = {"epoch": epoch, "test_acc": test_acc[r], "test_loss": test_loss[r],
+               "train_Lc": math.nan, "train_Lr": math.nan, "train_acc_noisy": math.nan,
+               "train_acc_clean": math.nan, "al2_weight": weights[r], "wall_time_s": wall}
+        if batches:
+            row.update(train_Lc=sums[0][r] / batches, train_Lr=sums[1][r] / batches,
+                       train_acc_noisy=100.0 * sums[2][r] / n_seen,
+                       train_acc_clean=100.0 * sums[3][r] / n_seen)
+        rows.append(row)
+    return rows
+
+
+def check_finite(rows: list[dict], runs: list[RunSpec], epoch: int, out: Path) -> None:
+    for r, row in zip(runs, rows):
+        if not (math.isfinite(row["train_Lc"]) and math.isfinite(row["train_Lr"])) and epoch:
+            raise NonFiniteLoss(f"run {r.name}: non-finite loss in epoch {epoch}; the last "
+                                f"good checkpoint is kept in {out / r.name / 'checkpoints'}")
+
+
+def save_metrics(out: Path, runs: list[RunSpec], history: list[list[dict]]) -> None:
+    for r, h in zip(runs, history):
+        files.save_csv(h, out / r.name / "metrics.csv", METRIC_COLUMNS)
+
+
+def save_checkpoints(out: Path, runs: list[RunSpec], model, buffers, history, epoch: int,
+                     act_x: torch.Tensor, wall: float) -> None:
+    """Every run's checkpoint and saved activations at `epoch`, then the grid's resume.pt
+    (last: a resume never starts from a checkpoint that is not complete)."""
+    feats = trunk_features(model, act_x).to(torch.float16).cpu()        # (R, n_act, 800)
+    for i, r in enumerate(runs):
+        files.save_torch({"model": model.run_state_dict(i), "config": r.config(),
+                          "epoch": epoch, "metrics": history[i][-1]},
+                         out / r.name / "checkpoints" / f"epoch_{epoch}.pt")
+        files.save_torch(feats[i].clone(), out / r.name / "activations" / f"epoch_{epoch}.pt")
+    files.save_torch({"epoch": epoch, "model": model.state_dict(),
+                      "momentum": [b.detach().cpu() for b in buffers],
+                      "history": history, "wall_time_s": wall}, out / "resume.pt")
+
+
+def load_resume(out: Path, model, buffers, device: torch.device):
+    """Restore weights and momentum from resume.pt -> (history, epoch, wall seconds so far)."""
+    state = torch.load(out / "resume.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state["model"], strict=True)
+    for buf, saved in zip(buffers, state["momentum"]):
+        buf.copy_(saved)
+    return state["history"], state["epoch"], state["wall_time_s"]
