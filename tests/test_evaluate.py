@@ -221,6 +221,8 @@ def test_table1_cells_from_hand_made_metrics(tmp_path):
     assert float(lr["scale"]) == 1.0 and float(lr["ours"]) == pytest.approx(0.03)
     lc = table[("Lc", "with", 600)]             # 2.00 vs the paper's 2.07: inside 0.10
     assert lc["outside_tolerance"] == "False" and float(lc["diff"]) == pytest.approx(-0.07)
+    lc = table[("Lc", "without", 100)]          # 2.00 vs 2.15: just outside 0.10
+    assert lc["outside_tolerance"] == "True" and float(lc["diff"]) == pytest.approx(-0.15)
     assert "**21.00 (95.25)†**" in (tmp_path / "o" / "table1.md").read_text()
 
 
