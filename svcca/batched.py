@@ -11,7 +11,8 @@ import itertools
 import numpy as np
 import torch
 
-from .core import Moments, as_acts, cca_from_moments, truncated_mean_index
+from .core import (Moments, as_acts, cca_from_moments, centred_gram, neuron_means,
+                   truncated_mean_index)
 from .measures import _cka_from_moments, _pwcca_from_moments, _svcca_from_moments
 
 STATISTICS = ("mean_cca", "mean_cca_all", "svcca", "svcca_truncated", "pwcca", "pwcca_reference",
@@ -40,12 +41,11 @@ def pairwise(reps, statistics=("pwcca",), pairs=None, keep_dims: int | None = 10
     pairs = list(itertools.combinations(range(len(acts)), 2)) if pairs is None else list(pairs)
     sizes = [a.shape[0] for a in acts]
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    means = [a.mean(1) for a in acts]
-    z = torch.cat([a - mu[:, None] for a, mu in zip(acts, means)])     # (sum p, n)
-    gram = z @ z.T                                                      # the one O(n) product
-    diag = [(z[s:e] ** 2).sum(0) for s, e in zip(starts[:-1], starts[1:])] \
+    means = [neuron_means(a, f"reps[{i}]") for i, a in enumerate(acts)]
+    gram = centred_gram(torch.cat(acts), torch.cat(means))              # the one O(n) product
+    diag = [((a - mu[:, None]) ** 2).sum(0) for a, mu in zip(acts, means)] \
         if "cka_debiased" in statistics else None
-    n = z.shape[1]
+    n = acts[0].shape[1]
     out = {s: np.empty(len(pairs)) for s in statistics}
     for k, (i, j) in enumerate(pairs):
         bi, bj = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])

@@ -132,6 +132,22 @@ def test_dead_neurons_equal_their_removal():
     assert svcca.compute_pwcca(y, dead)[0] == pytest.approx(svcca.compute_pwcca(y, x)[0])
 
 
+def test_large_offsets_take_the_explicitly_centred_path():
+    """Centring by subtraction (X Y^T - n m m^T) would lose accuracy when a mean dwarfs the
+    spread (here 1e6 against unit variance); those inputs are centred explicitly and still
+    equal the numpy reference; moderate offsets take the fast path and agree too."""
+    from svcca import core
+    for offset, centred in ((1e6, True), (3.0, False)):
+        x, y = related(p=8, q=6, offset=offset)
+        mean = torch.as_tensor(x).mean(1)
+        fast = torch.as_tensor(x @ x.T) - x.shape[1] * torch.outer(mean, mean)
+        assert core.needs_centring(mean, fast.diagonal(), x.shape[1]) == centred
+        coefs = svcca.get_cca_similarity(x, y)["cca_coef1"]
+        assert np.allclose(coefs, ref.cca(x, y)["cca_coef1"], atol=1e-8)
+        pair = svcca.pairwise([x, y], statistics=("mean_cca",))["mean_cca"][0]
+        assert pair == pytest.approx(ref.cca(x, y)["mean"], abs=1e-8)
+
+
 def test_epsilon_drops_low_variance_neurons():
     x, y = related()
     x[0] *= 1e-6
