@@ -34,7 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
                "replaces some of them (al2.config.PRESETS, README.md); an explicit flag beats "
                "the preset.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_argument_group("grid")
+    add_grid_args(p.add_argument_group("grid"), d)
+    add_optimisation_args(p.add_argument_group("optimisation (Sec. 4)"), d)
+    add_schedule_args(p.add_argument_group("AL2 weight schedule, get_map_weights (Sec. 3)"), d)
+    add_running_args(p.add_argument_group("running"), d)
+    return p
+
+
+def add_grid_args(g, d: GridConfig) -> None:
     g.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="paper: Table 1 and Fig. 1 as published; quick: CPU-sized (default: paper)")
     g.add_argument("--baselines", type=str_list, default=None,
@@ -63,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the first N training images (default: all 60,000)")
     g.add_argument("--test-subset", type=int, default=None,
                    help="per-epoch test metrics on the first N test images (default: all 10,000)")
-    o = p.add_argument_group("optimisation (Sec. 4)")
+
+
+def add_optimisation_args(o, d: GridConfig) -> None:
     o.add_argument("--lr", type=float, default=None, help=f"SGD learning rate (default: {d.lr:g})")
     o.add_argument("--momentum", type=float, default=None,
                    help=f"SGD momentum (default: {d.momentum:g})")
@@ -77,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--bn-init", choices=["uniform", "ones"], default=None,
                    help="BN baseline's initial gamma: uniform = U(0, 1), the authors' PyTorch "
                         "0.4/1.1; ones = PyTorch >= 1.2 (default: uniform)")
-    s = p.add_argument_group("AL2 weight schedule, get_map_weights (Sec. 3)")
+
+
+def add_schedule_args(s, d: GridConfig) -> None:
     s.add_argument("--map-start", type=float, default=None,
                    help=f"weight at epoch 0 (default: {d.map_start:g})")
     s.add_argument("--map-threshold", type=float, default=None,
@@ -86,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"growth per epoch below the threshold (default: {d.map_fac1:g})")
     s.add_argument("--map-fac2", type=float, default=None,
                    help=f"growth per epoch above the threshold (default: {d.map_fac2:g})")
-    r = p.add_argument_group("running")
+
+
+def add_running_args(r, d: GridConfig) -> None:
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: CUDA when available (default: auto)")
     r.add_argument("--out", type=Path, default=None,
@@ -105,7 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true",
                    help="1 epoch on 256 images (4 steps) in a temporary folder, nothing kept")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 FLAG_TO_FIELD = {"checkpoint_epochs": "checkpoint_every"}
