@@ -70,6 +70,7 @@ def train_epoch(model, params, buffers, data: GridData, batch_size: int, lr: flo
     the last partial batch kept as a DataLoader would. Returns the on-device per-run sums
     (4, R): L_c, L_r, correct vs noisy, correct vs clean; and the number of batches."""
     n, dev = len(data.train_x), data.train_x.device
+    model.train()
     if perm is None:
         perm = torch.randperm(n, device=dev, generator=order_gen)
     sums = torch.zeros(4, model.runs, device=dev)

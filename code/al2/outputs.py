@@ -100,24 +100,36 @@ def check_finite(rows: list[dict], runs: list[RunSpec], epoch: int, out: Path) -
                                 f"good checkpoint is kept in {out / r.name / 'checkpoints'}")
 
 
-def save_metrics(out: Path, runs: list[RunSpec], history: list[list[dict]]) -> None:
-    for r, h in zip(runs, history):
-        files.save_csv(h, out / r.name / "metrics.csv", METRIC_COLUMNS)
-
-
-def save_checkpoints(out: Path, runs: list[RunSpec], model, buffers, history, epoch: int,
-                     act_x: torch.Tensor, wall: float) -> None:
-    """Every run's checkpoint and saved activations at `epoch`, then the grid's resume.pt
+class EpochRecorder:
+    """Writes each epoch's results: every run's metrics.csv (the whole history so far), and at
+    the grid's checkpoint epochs every run's checkpoint and saved activations, then resume.pt
     (last: a resume never starts from a checkpoint that is not complete)."""
-    feats = trunk_features(model, act_x).to(torch.float16).cpu()        # (R, n_act, 800)
-    for i, r in enumerate(runs):
-        files.save_torch({"model": model.run_state_dict(i), "config": r.config(),
-                          "epoch": epoch, "metrics": history[i][-1]},
-                         out / r.name / "checkpoints" / f"epoch_{epoch}.pt")
-        files.save_torch(feats[i].clone(), out / r.name / "activations" / f"epoch_{epoch}.pt")
-    files.save_torch({"epoch": epoch, "model": model.state_dict(),
-                      "momentum": [b.detach().cpu() for b in buffers],
-                      "history": history, "wall_time_s": wall}, out / "resume.pt")
+
+    def __init__(self, out: Path, grid: GridConfig, runs: list[RunSpec], history: list[list],
+                 activation_x: torch.Tensor):
+        self.out, self.runs, self.history = out, runs, history
+        self.checkpoint_epochs = set(grid.checkpoint_epochs())
+        self.activation_x = activation_x          # (n_act, 1, 28, 28): first test images
+
+    def record(self, epoch: int, rows: list[dict], model, buffers, wall: float) -> None:
+        for h, row in zip(self.history, rows):
+            h.append(row)
+        for r, h in zip(self.runs, self.history):
+            files.save_csv(h, self.out / r.name / "metrics.csv", METRIC_COLUMNS)
+        if epoch in self.checkpoint_epochs:
+            self.save_checkpoints(epoch, model, buffers, wall)
+
+    def save_checkpoints(self, epoch: int, model, buffers, wall: float) -> None:
+        feats = trunk_features(model, self.activation_x).to(torch.float16).cpu()  # (R, n, 800)
+        for i, r in enumerate(self.runs):
+            run_dir = self.out / r.name
+            files.save_torch({"model": model.run_state_dict(i), "config": r.config(),
+                              "epoch": epoch, "metrics": self.history[i][-1]},
+                             run_dir / "checkpoints" / f"epoch_{epoch}.pt")
+            files.save_torch(feats[i].clone(), run_dir / "activations" / f"epoch_{epoch}.pt")
+        files.save_torch({"epoch": epoch, "model": model.state_dict(),
+                          "momentum": [b.detach().cpu() for b in buffers],
+                          "history": self.history, "wall_time_s": wall}, self.out / "resume.pt")
 
 
 def load_resume(out: Path, model, buffers, device: torch.device):

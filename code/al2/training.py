@@ -18,8 +18,8 @@ from .data import load_grid_data
 from .device import environment, select_device, set_tf32
 from .engine import DROPOUT_STREAM, ORDER_STREAM, epoch_generator, stacked_runs, train_epoch
 from .inference import evaluate_stacked
-from .outputs import (check_finite, check_out_dir, load_resume, metrics_rows, save_checkpoints,
-                      save_metrics, write_grid_files, write_run_configs)
+from .outputs import (EpochRecorder, check_finite, check_out_dir, load_resume, metrics_rows,
+                      write_grid_files, write_run_configs)
 from .schedule import get_map_weights
 
 
@@ -53,44 +53,41 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
         history, start_epoch, wall_before = [[] for _ in runs], 0, 0.0
         write_grid_files(out, grid, data)
     write_run_configs(out, runs, command, environment(dev), data, resumed)
-    checkpoint_epochs = set(grid.checkpoint_epochs())
-    activation_x = data.test_x[:grid.activation_images]
+    recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images])
     t0 = time.perf_counter() - wall_before
-
-    def finish_epoch(epoch, sums, batches, al2_weight):
-        """Test metrics, metrics.csv and (at checkpoint epochs) checkpoints for `epoch`."""
-        acc, loss = evaluate_stacked(model, data.test_x, data.test_y)
-        rows = metrics_rows(epoch, acc.tolist(), loss.tolist(),            # the one host sync
-                            None if sums is None else sums.tolist(), batches,
-                            len(data.train_x), al2_weight.tolist(), time.perf_counter() - t0)
-        check_finite(rows, runs, epoch, out)
-        for h, row in zip(history, rows):
-            h.append(row)
-        save_metrics(out, runs, history)
-        if epoch in checkpoint_epochs:
-            save_checkpoints(out, runs, model, buffers, history, epoch, activation_x,
-                             time.perf_counter() - t0)
-        if on_epoch_end:
-            on_epoch_end(epoch, rows)
-        return rows
-
     if not history[0]:  # row 0: the initialisation, before any training
-        finish_epoch(0, None, 0, torch.full((len(runs),), math.nan))
+        rows = epoch_rows(model, data, 0, None, 0, torch.full((len(runs),), math.nan), t0)
+        recorder.record(0, rows, model, buffers, time.perf_counter() - t0)
+        if on_epoch_end:
+            on_epoch_end(0, rows)
     bar = progress_bar(range(start_epoch + 1, grid.epochs + 1), start_epoch, grid.epochs,
                        len(runs), progress)
     for epoch in bar:
         i = epoch - 1  # zero-based index of the epoch being trained, as in get_map_weights
-        model.train()
         sums, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
                                     grid.momentum, weights[i], wd,
                                     epoch_generator(grid.order_seed, i, ORDER_STREAM, dev),
                                     epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, dev))
-        rows = finish_epoch(epoch, sums, batches, weights[i])
+        rows = epoch_rows(model, data, epoch, sums, batches, weights[i], t0)
+        check_finite(rows, runs, epoch, out)
+        recorder.record(epoch, rows, model, buffers, time.perf_counter() - t0)
         if progress:
             bar.set_postfix_str(progress_summary(runs, rows))
+        if on_epoch_end:
+            on_epoch_end(epoch, rows)
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
             "wall_time_s": time.perf_counter() - t0,
             "final": {r.name: h[-1] for r, h in zip(runs, history)}}
+
+
+def epoch_rows(model, data, epoch: int, sums, batches: int, al2_weight: torch.Tensor,
+               t0: float) -> list[dict]:
+    """The epoch's metrics per run: test accuracy and loss of every run (one batched pass),
+    the training sums read back: the epoch's one host sync."""
+    acc, loss = evaluate_stacked(model, data.test_x, data.test_y)
+    return metrics_rows(epoch, acc.tolist(), loss.tolist(),
+                        None if sums is None else sums.tolist(), batches, len(data.train_x),
+                        al2_weight.tolist(), time.perf_counter() - t0)
 
 
 def progress_bar(epochs, start: int, total: int, runs: int, show: bool):
