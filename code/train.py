@@ -107,6 +107,13 @@ def add_running_args(r, d: GridConfig) -> None:
     r.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
                    help="TF32 matmuls and cuDNN convolutions on CUDA, a departure from the "
                         "paper's fp32 (default: off, strict fp32; no effect on the CPU)")
+    r.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CUDA, capture the training step once as a CUDA graph and replay it; "
+                        "--no-cuda-graph runs it eagerly (default: on; no effect on the CPU)")
+    r.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop cleanly, with a checkpoint of every run, after the epoch past "
+                        "which the next would not fit in this many minutes; continue with "
+                        "--resume (default: no limit)")
     r.add_argument("--resume", action="store_true",
                    help="continue the grid in --out from its newest complete checkpoint")
     r.add_argument("--checkpoint-epochs", type=int, default=None, metavar="K",
@@ -143,6 +150,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     grid = grid_from_args(args)
+    if args.time_budget is not None and args.time_budget <= 0:
+        parser.error("--time-budget must be > 0 minutes")
     try:
         grid.validate()
     except ValueError as e:
@@ -153,7 +162,10 @@ def main(argv=None) -> int:
     out = Path(tmp.name) if tmp else (args.out or RESULTS_DIR / "runs" / grid.preset).resolve()
     try:
         summary = train_grid(grid, out, device=args.device, resume=args.resume, command=command,
-                             progress=not args.no_progress and not args.dry_run)
+                             progress=not args.no_progress and not args.dry_run,
+                             cuda_graph=args.cuda_graph,
+                             time_budget_s=None if args.time_budget is None
+                             else 60 * args.time_budget)
     except (GridError, al2.DataError) as e:
         parser.exit(2, f"train.py: error: {e}\n")
     except NonFiniteLoss as e:
@@ -167,6 +179,9 @@ def main(argv=None) -> int:
     finals = summary["final"]
     best = " ".join(f"{name} {row['test_acc']:.2f}%" for name, row in finals.items())
     where = "nothing kept (dry run)" if args.dry_run else str(out)
+    if summary["stopped_at"] is not None:
+        where += (f"; stopped after epoch {summary['stopped_at']} of {summary['epochs']} "
+                  f"(--time-budget): continue with the same command plus --resume")
     print(f"trained {len(finals)} runs x {summary['epochs']} epochs on {summary['device']} in "
           f"{time.strftime('%H:%M:%S', time.gmtime(summary['wall_time_s']))}; test accuracy: "
           f"{best}; {where}")

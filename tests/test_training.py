@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import al2
+import al2.evaluation
+import al2.runs
 from al2.config import GridConfig
 from al2.data import load_grid_data
 from al2.engine import (DROPOUT_STREAM, ORDER_STREAM, epoch_generator, stacked_runs,
@@ -186,7 +188,7 @@ def test_dropout_masks_rate_and_independence():
     stacked = StackedLeNet(models)
     x = torch.randn(64, 1, 28, 28)
     clean = stacked.eval().trunk(x)
-    noisy = stacked.train().trunk(x, torch.Generator().manual_seed(0))
+    noisy = stacked.train().trunk(x, torch.rand(64, 3, 800, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(noisy[:, 2], clean[:, 2])
     alive = clean[:, 0] > 0  # runs 0 and 1 share weights, so the same units are alive
     kept0, kept1 = noisy[:, 0][alive] > 0, noisy[:, 1][alive] > 0
@@ -481,3 +483,69 @@ def test_cli_defaults_are_the_papers_and_presets_yield_to_flags():
     assert grid("--preset", "quick", "--epochs", "3").epochs == 3
     assert grid("--preset", "quick", "--extra-seeds", "none").extra_seeds == {}
     assert grid("--baselines", "bn,wd").extra_seeds == {}
+
+
+def test_static_step_equals_the_eager_step():
+    """The CUDA-graph path without the capture: full batches through StaticStep's fixed
+    buffers (batch indices, dropout uniforms, AL2 weight, metric sums), the last partial batch
+    eagerly on the same buffers, equals plain train_epoch bit for bit (all four baselines,
+    dropout included, two epochs with different AL2 weights)."""
+    grid = GridConfig(baselines=["bare", "bn", "do", "wd"], al2="both", epochs=2, lr=0.05,
+                      **{**TINY, "subset": 200})                          # 3 full batches + 8
+    cpu = torch.device("cpu")
+    data = load_grid_data(grid, cpu)
+    results = []
+    for use_step in (False, True):
+        model, params, buffers, wd = stacked_runs(grid.runs(), cpu)
+        step = al2.engine.StaticStep(model, params, buffers, data, grid.batch_size, grid.lr,
+                                     grid.momentum, wd, graph=False) if use_step else None
+        sums = []
+        for i, w in enumerate((0.5, 2.0)):
+            weight = torch.tensor([w if r.use_al2 else 0.0 for r in grid.runs()])
+            s, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
+                                     grid.momentum, weight, wd,
+                                     epoch_generator(0, i, ORDER_STREAM, cpu),
+                                     epoch_generator(0, i, DROPOUT_STREAM, cpu), step=step)
+            assert batches == 4
+            sums.append(s)
+        results.append((model.state_dict(), [b.clone() for b in buffers], sums))
+    (sd_a, mom_a, sums_a), (sd_b, mom_b, sums_b) = results
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    assert all(torch.equal(a, b) for a, b in zip(mom_a, mom_b))
+    assert all(torch.equal(a, b) for a, b in zip(sums_a, sums_b))
+    assert not torch.equal(sums_a[0], sums_a[1])
+
+
+def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkeypatch):
+    """--time-budget: the grid stops after the epoch past which the next would not fit (here
+    forced after epoch 2, not a checkpoint epoch), with every run's checkpoint at the stop and
+    evaluable files; --resume then ends where an uninterrupted grid ends."""
+    grid = GridConfig(baselines=["bare", "do"], al2="both", epochs=4, lr=0.05, map_start=0.5,
+                      checkpoint_every=10, **TINY)
+    al2.train_grid(grid, tmp_path / "a", device="cpu", progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(al2.training, "out_of_budget", lambda budget, start, done: done == 2)
+        summary = al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False,
+                                 time_budget_s=60.0)
+    assert summary["stopped_at"] == 2
+    runs = al2.runs.discover_runs(tmp_path / "b")
+    assert {r.epochs for r in runs} == {2}
+    assert all(r.checkpoint(2).exists() for r in runs)
+    result = al2.evaluation.evaluate_runs(runs, tmp_path / "b", tmp_path / "eval",
+                                          ablation_images=50, ablation_draws=1)
+    assert not result["problems"]
+    assert {int(r["epoch"]) for r in read_metrics(tmp_path / "eval" / "similarity.csv")} == \
+        {0, 1, 2}
+    summary = al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False, resume=True)
+    assert summary["stopped_at"] is None
+    for run in grid.runs():
+        a = read_metrics(tmp_path / "a" / run.name / "metrics.csv")
+        b = read_metrics(tmp_path / "b" / run.name / "metrics.csv")
+        for ra, rb in zip(a, b):
+            ra.pop("wall_time_s"), rb.pop("wall_time_s")
+        assert a == b
+        wa = torch.load(tmp_path / "a" / run.name / "checkpoints" / "epoch_4.pt")["model"]
+        wb = torch.load(tmp_path / "b" / run.name / "checkpoints" / "epoch_4.pt")["model"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    config = json.loads((tmp_path / "b" / "bare_plain_s0" / "config.json").read_text())
+    assert len(config["resumes"]) == 1 and config["command"] == ""

@@ -11,7 +11,7 @@ import torch
 from .config import RunSpec
 from .data import GridData
 from .loss import al2_loss
-from .model import StackedLeNet, lenet_from_seed
+from .model import FEATURES, StackedLeNet, lenet_from_seed
 
 ORDER_STREAM, DROPOUT_STREAM = 0, 1
 
@@ -48,12 +48,23 @@ def sgd_step(params, buffers, lr: float, momentum: float, weight_decay: torch.Te
         p.grad = None
 
 
+def draw_dropout(model: StackedLeNet, batch: int, generator, out=None):
+    """Uniforms (batch, R, 800) for the dropout masks of one step, or None without dropout."""
+    if not model.uses_dropout:
+        return None
+    shape, dev = (batch, model.runs, FEATURES), model.conv1_w.device
+    if out is None:
+        return torch.rand(shape, generator=generator, device=dev)
+    return torch.rand(shape, generator=generator, device=dev, out=out)
+
+
 def train_step(model: StackedLeNet, params, buffers, x, y_noisy, y_clean, al2_weight, wd,
-               lr: float, momentum: float, sums: torch.Tensor, dropout_gen=None) -> None:
+               lr: float, momentum: float, sums: torch.Tensor, dropout_u=None) -> None:
     """One minibatch for every run: Eq. 1, backward, SGD; adds the batch's per-run L_c, L_r,
     correct predictions against the noisy and the clean labels to `sums` (4, R), in place.
-    x (b, 1, 28, 28); y_noisy, y_clean (b,); al2_weight, wd (R,) on the device."""
-    log_probs, features = model(x, dropout_gen)                   # (R, b, 10), (b, R, 800)
+    x (b, 1, 28, 28); y_noisy, y_clean (b,); al2_weight, wd (R,) on the device; dropout_u
+    (b, R, 800) from draw_dropout."""
+    log_probs, features = model(x, dropout_u)                     # (R, b, 10), (b, R, 800)
     loss, loss_c, loss_r = al2_loss(log_probs, features, y_noisy, al2_weight)
     loss.backward()
     sgd_step(params, buffers, lr, momentum, wd)
@@ -65,21 +76,102 @@ def train_step(model: StackedLeNet, params, buffers, x, y_noisy, y_clean, al2_we
 def train_epoch(model, params, buffers, data: GridData, batch_size: int, lr: float,
                 momentum: float, al2_weight, wd, order_gen: torch.Generator | None,
                 dropout_gen: torch.Generator | None, max_steps: int | None = None,
-                perm: torch.Tensor | None = None):
+                perm: torch.Tensor | None = None, step: "StaticStep | None" = None):
     """One epoch over the training set, shuffled by `order_gen` (or in the order `perm`),
     the last partial batch kept as a DataLoader would. Returns the on-device per-run sums
-    (4, R): L_c, L_r, correct vs noisy, correct vs clean; and the number of batches."""
+    (4, R): L_c, L_r, correct vs noisy, correct vs clean; and the number of batches.
+    With `step` (a StaticStep of the same model), full batches go through it (a CUDA graph's
+    replay on the GPU) and the last partial batch runs eagerly on the same buffers."""
     n, dev = len(data.train_x), data.train_x.device
     model.train()
     if perm is None:
         perm = torch.randperm(n, device=dev, generator=order_gen)
-    sums = torch.zeros(4, model.runs, device=dev)
+    if step is not None:
+        step.start_epoch(al2_weight)
+        sums, al2_weight = step.sums, step.al2_weight
+    else:
+        sums = torch.zeros(4, model.runs, device=dev)
     batches = 0
     for s in range(0, n, batch_size):
         if max_steps is not None and batches >= max_steps:
             break
         idx = perm[s:s + batch_size]
-        train_step(model, params, buffers, data.train_x[idx], data.train_noisy[idx],
-                   data.train_clean[idx], al2_weight, wd, lr, momentum, sums, dropout_gen)
+        if step is not None and len(idx) == batch_size:
+            step(idx, dropout_gen)
+        else:
+            train_step(model, params, buffers, data.train_x[idx], data.train_noisy[idx],
+                       data.train_clean[idx], al2_weight, wd, lr, momentum, sums,
+                       draw_dropout(model, len(idx), dropout_gen))
         batches += 1
-    return sums, batches
+    return (sums.clone() if step is not None else sums), batches
+
+
+class StaticStep:
+    """train_step on fixed-shape, fixed-address buffers: replayable as a CUDA graph.
+
+    An eager step launches ~100 small kernels; for the paper grid (656,600 steps) their launch
+    cost alone is minutes. Here the step reads its batch through static buffers (the batch's
+    indices into the resident data set, and the dropout uniforms), and its AL2 weight and metric
+    sums are static device tensors, so every kernel's shapes and addresses are the same at every
+    step. On CUDA it is captured once (torch.cuda.graph) and replayed; with graph=False, or on
+    the CPU, the same buffers run train_step eagerly, which is what the CPU tests exercise:
+    everything but the capture. Full batches only; the last partial batch runs eagerly.
+    """
+
+    def __init__(self, model: StackedLeNet, params, buffers, data: GridData, batch_size: int,
+                 lr: float, momentum: float, wd: torch.Tensor, graph: bool):
+        dev = data.train_x.device
+        self.model, self.params, self.buffers, self.data = model, params, buffers, data
+        self.lr, self.momentum, self.wd = lr, momentum, wd
+        self.idx = torch.zeros(batch_size, dtype=torch.long, device=dev)        # (B,)
+        self.u = (torch.zeros(batch_size, model.runs, FEATURES, device=dev)     # (B, R, 800)
+                  if model.uses_dropout else None)
+        self.al2_weight = torch.zeros(model.runs, device=dev)                   # (R,)
+        self.sums = torch.zeros(4, model.runs, device=dev)                      # (4, R)
+        self.graph = self.capture() if graph else None
+
+    def eager(self) -> None:
+        """The step itself, reading the static buffers."""
+        d = self.data
+        train_step(self.model, self.params, self.buffers, d.train_x[self.idx],
+                   d.train_noisy[self.idx], d.train_clean[self.idx], self.al2_weight, self.wd,
+                   self.lr, self.momentum, self.sums, self.u)
+
+    def start_epoch(self, al2_weight: torch.Tensor) -> None:
+        """Zero the metric sums and set the epoch's AL2 weight (R,), in place."""
+        self.sums.zero_()
+        self.al2_weight.copy_(al2_weight)
+
+    def __call__(self, idx: torch.Tensor, dropout_gen: torch.Generator | None) -> None:
+        """One step on the batch `idx` (B,): copy it in, draw the dropout uniforms into their
+        buffer (the same draw as the eager path's), run or replay."""
+        self.idx.copy_(idx)
+        if self.u is not None:
+            draw_dropout(self.model, len(idx), dropout_gen, out=self.u)
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.eager()
+
+    def capture(self) -> "torch.cuda.CUDAGraph":
+        """Warm up on a side stream (cuDNN/cuBLAS pick their algorithms, the allocator
+        settles), restore the state the warm-up changed, then record one step."""
+        saved = [t.detach().clone() for t in self.state()]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.eager()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.eager()
+        # capture records kernels without running them; undo the warm-up's updates
+        with torch.no_grad():
+            for t, s in zip(self.state(), saved):
+                t.copy_(s)
+        return graph
+
+    def state(self) -> list[torch.Tensor]:
+        """Every tensor a step writes: weights, momentum, BN statistics, metric sums."""
+        return [*self.params, *self.buffers, *self.model.buffers(), self.sums]

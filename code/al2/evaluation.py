@@ -64,9 +64,13 @@ def similarity_epochs(runs: list[Run]) -> list[int]:
     """The checkpoint epochs every run has. For grids of 100 epochs or more, the authors'
     choice (their evaluate.py: epochs 0, 100, ..., 500), extended to the run's end: 0, 1 (the
     authors' `epoch_0` file is written after the first epoch), then every 100th."""
-    common = sorted(set.intersection(*(set(r.config.get("checkpoint_epochs", [])) for r in runs)))
+    planned = set.intersection(*(set(r.config.get("checkpoint_epochs", [])) for r in runs))
+    trained = min(r.epochs for r in runs)   # less than planned when --time-budget stopped it
+    common = sorted(e for e in planned if e <= trained)
+    if all(r.checkpoint(trained).exists() for r in runs):
+        common = sorted(set(common) | {trained})  # the stop checkpoint of a budgeted grid
     if max(common, default=0) >= 100:
-        return [e for e in common if e in (0, 1) or e % 100 == 0]
+        return [e for e in common if e in (0, 1) or e % 100 == 0 or e == trained]
     return common
 
 

@@ -102,8 +102,14 @@ class StackedLeNet(nn.Module):
                              .view(1, R * 50, 1, 1))
         self.register_buffer("keep_prob", 1.0 - torch.tensor(self.dropout).view(1, R, 1))
 
-    def trunk(self, x, generator=None):
-        """x (N, 1, 28, 28) -> features (N, R, 800), in each run's (C, H, W) order."""
+    @property
+    def uses_dropout(self) -> bool:
+        return any(p > 0 for p in self.dropout)
+
+    def trunk(self, x, dropout_u=None):
+        """x (N, 1, 28, 28) -> features (N, R, 800), in each run's (C, H, W) order.
+        dropout_u (N, R, 800): uniforms in [0, 1) for the dropout masks in training mode, drawn
+        by the caller (engine.draw_dropout) so that a CUDA graph can read them from a buffer."""
         R, N = self.runs, x.shape[0]
         h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())  # (N, R*20, 24, 24)
         h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*20, 12, 12)
@@ -119,10 +125,9 @@ class StackedLeNet(nn.Module):
             h = torch.where(self.bn_channels, normed, h)
         h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*50, 4, 4)
         features = h.reshape(N, R, FEATURES)                                 # (N, R, 800)
-        if self.training and any(p > 0 for p in self.dropout):
+        if self.training and self.uses_dropout:
             # inverted dropout, one mask per run and element; p = 0 runs keep everything
-            u = torch.rand(features.shape, device=x.device, generator=generator)
-            features = features * ((u < self.keep_prob) / self.keep_prob)
+            features = features * ((dropout_u < self.keep_prob) / self.keep_prob)
         return features
 
     def head(self, features):
@@ -132,8 +137,8 @@ class StackedLeNet(nn.Module):
         out = torch.baddbmm(self.fc2_b.unsqueeze(1), h, self.fc2_w.transpose(1, 2))  # (R, N, 10)
         return F.log_softmax(out, dim=-1)
 
-    def forward(self, x, generator=None):
-        features = self.trunk(x, generator)
+    def forward(self, x, dropout_u=None):
+        features = self.trunk(x, dropout_u)
         return self.head(features), features
 
     def run_state_dict(self, r: int) -> dict:

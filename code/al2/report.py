@@ -32,8 +32,8 @@ def load_paper_table() -> dict:
 
 
 def table_epochs(epochs: int) -> list[int]:
-    """Table 1's columns: 100..700 for a 700-epoch run; the same spread (k/7) for others."""
-    return sorted({max(1, round(epochs * k / 7)) for k in range(1, 8)}) if epochs else []
+    """Table 1's columns: 100..700 for a 700-epoch grid; the same spread (k/7) for others."""
+    return [max(1, round(epochs * k / 7)) for k in range(1, 8)] if epochs else []
 
 
 def outside(metric: str, ours: float, paper: float) -> bool:
@@ -48,7 +48,13 @@ def table1_rows(runs: list[Run]) -> list[dict]:
     """One row per (baseline, metric, without/with AL2, epoch column): ours (mean and std over
     seeds) beside the paper's value."""
     paper = load_paper_table()
-    epochs = table_epochs(min(r.epochs for r in runs))
+    # columns from the grid's planned length, kept where every run got there (a grid stopped
+    # by --time-budget at epoch 450 shows 100..400 beside the paper's 100..400)
+    planned = table_epochs(int(runs[0].grid["epochs"]))
+    trained = min(r.epochs for r in runs)
+    columns = [(e, PAPER_EPOCHS[k] if len(set(planned)) == 7 else None)
+               for k, e in enumerate(planned) if e <= trained]
+    columns = list(dict.fromkeys(columns))
     rows = []
     for baseline in sorted({r.baseline for r in runs}, key=BASELINES.index):
         for metric, column in METRICS.items():
@@ -57,11 +63,10 @@ def table1_rows(runs: list[Run]) -> list[dict]:
                 if not group:
                     continue
                 scale = LR_AL2_SCALE if (metric == "Lr" and use_al2) else 1.0
-                for k, epoch in enumerate(epochs):
+                for epoch, paper_epoch in columns:
                     values = [r.metric(column, epoch) * scale for r in group]
                     mean = statistics.fmean(values)
                     std = statistics.stdev(values) if len(values) > 1 else 0.0
-                    paper_epoch = PAPER_EPOCHS[k] if len(epochs) == 7 else None
                     ref = paper.get((baseline, metric, paper_epoch, use_al2), math.nan)
                     rows.append({"baseline": baseline, "metric": metric,
                                  "al2": "with" if use_al2 else "without", "epoch": epoch,

@@ -16,7 +16,8 @@ import torch
 from .config import GridConfig, RunSpec
 from .data import load_grid_data
 from .device import environment, select_device, set_tf32
-from .engine import DROPOUT_STREAM, ORDER_STREAM, epoch_generator, stacked_runs, train_epoch
+from .engine import (DROPOUT_STREAM, ORDER_STREAM, StaticStep, epoch_generator, stacked_runs,
+                     train_epoch)
 from .inference import evaluate_stacked
 from .outputs import (EpochRecorder, check_finite, check_out_dir, load_resume, metrics_rows,
                       write_grid_files, write_run_configs)
@@ -34,10 +35,15 @@ def al2_weights(grid: GridConfig, runs: list[RunSpec], device: torch.device) -> 
 
 def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool = False,
                command: str = "", progress: bool = True, data_root="data",
-               on_epoch_end=None) -> dict:
+               on_epoch_end=None, cuda_graph: bool = True,
+               time_budget_s: float | None = None) -> dict:
     """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
-    on_epoch_end(epoch, rows) is called after each epoch's files are written (tests use it to
-    interrupt a grid)."""
+
+    cuda_graph: on CUDA, replay the training step as a captured graph (engine.StaticStep);
+    False runs it eagerly. time_budget_s: stop after the epoch past which the next one would
+    not fit in this many seconds of this call, with a checkpoint of every run at that epoch;
+    --resume continues later. on_epoch_end(epoch, rows) is called after each epoch's files are
+    written (tests use it to interrupt a grid)."""
     grid.validate()
     out, dev = Path(out), select_device(device)
     set_tf32(grid.tf32)
@@ -52,9 +58,13 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     else:
         history, start_epoch, wall_before = [[] for _ in runs], 0, 0.0
         write_grid_files(out, grid, data)
-    write_run_configs(out, runs, command, environment(dev), data, resumed)
+    step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
+                      wd, graph=True) if dev.type == "cuda" and cuda_graph else None
+    write_run_configs(out, runs, command, {**environment(dev), "cuda_graph": step is not None},
+                      data, resumed)
     recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images])
     t0 = time.perf_counter() - wall_before
+    call_start, stopped_at = time.perf_counter(), None
     if not history[0]:  # row 0: the initialisation, before any training
         rows = epoch_rows(model, data, 0, None, 0, torch.full((len(runs),), math.nan), t0)
         recorder.record(0, rows, model, buffers, time.perf_counter() - t0)
@@ -67,7 +77,8 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
         sums, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
                                     grid.momentum, weights[i], wd,
                                     epoch_generator(grid.order_seed, i, ORDER_STREAM, dev),
-                                    epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, dev))
+                                    epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, dev),
+                                    step=step)
         rows = epoch_rows(model, data, epoch, sums, batches, weights[i], t0)
         check_finite(rows, runs, epoch, out)
         recorder.record(epoch, rows, model, buffers, time.perf_counter() - t0)
@@ -75,9 +86,22 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
             bar.set_postfix_str(progress_summary(runs, rows))
         if on_epoch_end:
             on_epoch_end(epoch, rows)
+        if out_of_budget(time_budget_s, call_start, epoch - start_epoch) and epoch < grid.epochs:
+            if epoch not in recorder.checkpoint_epochs:  # every run's state at the stop
+                recorder.save_checkpoints(epoch, model, buffers, time.perf_counter() - t0)
+            stopped_at = epoch
+            break
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
-            "wall_time_s": time.perf_counter() - t0,
+            "wall_time_s": time.perf_counter() - t0, "stopped_at": stopped_at,
             "final": {r.name: h[-1] for r, h in zip(runs, history)}}
+
+
+def out_of_budget(budget_s: float | None, start: float, epochs_done: int) -> bool:
+    """Whether one more epoch, at this call's mean epoch time so far, would pass the budget."""
+    if budget_s is None or epochs_done == 0:
+        return False
+    elapsed = time.perf_counter() - start
+    return elapsed + elapsed / epochs_done > budget_s
 
 
 def epoch_rows(model, data, epoch: int, sums, batches: int, al2_weight: torch.Tensor,
