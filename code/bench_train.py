@@ -5,14 +5,16 @@ Authors' style: torchvision's MNIST Dataset of PIL images with ToTensor + Normal
 all runs in one StackedLeNet, data resident on the device. Both train the same number of samples
 per run and are counted in samples x runs per second of training (test evaluation excluded and
 timed apart). Grids: 1 run (bare), 8 runs (Table 1), 14 runs (the default paper grid: Table 1
-plus Bare x 4 instances for Fig. 1), 8k runs (Table 1 x k seeds). Strict fp32 unless --tf32.
+plus Bare x 4 instances for Fig. 1), 8k runs (Table 1 x k seeds). On CUDA each size is timed
+for every --precisions (fp32, tf32) x --modes (eager, graph: the captured CUDA-graph step).
 
     python code/bench_train.py                       # CPU: 8 runs, 6400 samples per run
-    python code/bench_train.py --device cuda --runs 1,8,14 --samples 60032 --markdown speed.md
+    python code/bench_train.py --device cuda --runs 1,8,14 --precisions fp32,tf32 --no-authors
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import date
 
@@ -27,7 +29,8 @@ from al2.paths import DATA_DIR
 from al2.config import PRESETS, GridConfig, GridError
 from al2.data import load_grid_data
 from al2.device import select_device, set_tf32
-from al2.engine import DROPOUT_STREAM, ORDER_STREAM, epoch_generator, stacked_runs, train_epoch
+from al2.engine import (DROPOUT_STREAM, ORDER_STREAM, StaticStep, epoch_generator,
+                        stacked_runs, train_epoch)
 from al2.inference import evaluate_stacked
 
 PAPER_STEPS = 700 * 938  # Table 1: 700 epochs of ceil(60000 / 64) steps
@@ -82,17 +85,20 @@ def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -
     return time.perf_counter() - start
 
 
-def stacked(grid: GridConfig, samples: int, device):
-    """(seconds to train `samples` samples per run, seconds for one full test evaluation)."""
+def stacked(grid: GridConfig, samples: int, device, graph: bool = False):
+    """(seconds to train `samples` samples per run, seconds for one full test evaluation).
+    graph: full batches through engine.StaticStep captured as a CUDA graph."""
     data = load_grid_data(GridConfig(**{**grid.__dict__, "subset": samples}), device)
     runs = grid.runs()
     model, params, buffers, wd = stacked_runs(runs, device)
+    step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum, wd,
+                      graph=True) if graph else None
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in runs], device=device)
 
     def epoch(i):
         return train_epoch(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
                            w, wd, epoch_generator(0, i, ORDER_STREAM, device),
-                           epoch_generator(0, i, DROPOUT_STREAM, device))
+                           epoch_generator(0, i, DROPOUT_STREAM, device), step=step)
     epoch(0)  # warm-up: allocator, oneDNN / cuDNN algorithm choice
     sync(device)
     start = time.perf_counter()
@@ -107,20 +113,33 @@ def stacked(grid: GridConfig, samples: int, device):
     return t_train, time.perf_counter() - start
 
 
+def configurations(args, device) -> list[tuple[str, bool, bool]]:
+    """(label, tf32, graph) for every precision x mode asked for that the device can run."""
+    modes = [m for m in args.modes.split(",") if m == "eager" or device.type == "cuda"]
+    precisions = [p for p in args.precisions.split(",") if p == "fp32" or device.type == "cuda"]
+    return [(f"{p} {m}", p == "tf32", m == "graph") for p in precisions for m in modes]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--samples", type=int, default=6400, help="training samples per run")
-    parser.add_argument("--runs", default="8", help="grid sizes, comma list of 1 or 8k")
+    parser.add_argument("--runs", default="8", help=f"grid sizes, comma list of 1, "
+                        f"{len(PAPER_GRID.runs())} (the default paper grid) or 8k")
+    parser.add_argument("--modes", default="eager,graph",
+                        help="eager and/or graph (CUDA graph replay; CUDA only)")
+    parser.add_argument("--precisions", default="fp32",
+                        help="fp32 (strict, the paper's) and/or tf32 (CUDA only)")
+    parser.add_argument("--authors", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the authors' style (one run at a time, DataLoader)")
     parser.add_argument("--authors-samples", type=int, default=None,
                         help="samples per run for the authors' loop (default: --samples)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--repeats", type=int, default=2,
                         help="time each side this many times and keep the fastest (timing noise "
                              "on a shared machine is ~10%%)")
-    parser.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=False,
-                        help="TF32 on CUDA (default: strict fp32, the paper's)")
     parser.add_argument("--markdown", default=None, help="also write the results to this file")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     args = parser.parse_args()
     if args.samples < 128 or args.repeats < 1:
         parser.error("--samples must be >= 128 and --repeats >= 1")
@@ -130,42 +149,56 @@ def main():
         device = select_device(args.device)
     except (ValueError, GridError) as e:
         parser.error(str(e))
-    set_tf32(args.tf32)
     noisy, _ = al2.corrupt_labels(al2.load_mnist()[1], 75, 0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
-    precision = "TF32" if args.tf32 else "strict fp32"
-    lines = [f"# Training speed ({date.today()}, {name}, torch {torch.__version__}, {precision})",
-             "",
-             f"Samples per run: {args.samples}; fastest of {args.repeats} timings per row. "
-             f"Projected times are for 700 epochs of 938 steps per run, plus one test "
-             f"evaluation per epoch.", "",
-             "| runs | trainer | train s | samples·runs/s | steps/s | eval s | projected 700 epochs |",
+    steps = -(-args.samples // 64)
+    lines = [f"# Training speed ({date.today()}, {name}, torch {torch.__version__})", "",
+             f"Samples per run: {args.samples} ({steps} steps of 64); fastest of {args.repeats} "
+             f"timings per row. Projected: 700 epochs of 938 steps plus one test evaluation per "
+             f"epoch.", "",
+             "| runs | precision, step | train s | samples·runs/s | steps/s | eval s | "
+             "projected 700 epochs |",
              "|---|---|---|---|---|---|---|"]
-    rates = {}
+    rows, rates = [], {}
     for r, grid in grids.items():
-        t_train, t_eval = min(stacked(grid, args.samples, device) for _ in range(args.repeats))
-        rates[r] = r * args.samples / t_train
-        steps = -(-args.samples // 64)
-        proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
-        lines.append(f"| {r} | stacked | {t_train:.2f} | {r * args.samples / t_train:,.0f} | "
-                     f"{steps / t_train:.1f} | {t_eval:.2f} | {proj / 60:.1f} min |")
-    base = grids[max(sizes)]
-    a_samples = args.authors_samples or args.samples
-    t_auth = min(authors_style(base, noisy, a_samples, device) for _ in range(args.repeats))
-    runs = len(base.runs())
-    rate = runs * a_samples / t_auth
-    proj = runs * PAPER_STEPS * 64 / rate
-    lines.append(f"| {runs} | authors' style | {t_auth:.2f} | {rate:,.0f} | "
-                 f"{runs * -(-a_samples // 64) / t_auth:.1f} | – | {proj / 60:.1f} min "
-                 f"(training only) |")
-    lines += ["", f"Stacked vs authors' style at {runs} runs: {rates[max(sizes)] / rate:.2f}x "
-                  f"the samples·runs per second."]
+        for label, tf32, graph in configurations(args, device):
+            set_tf32(tf32)
+            t_train, t_eval = min(stacked(grid, args.samples, device, graph)
+                                  for _ in range(args.repeats))
+            proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
+            rates[(r, label)] = r * args.samples / t_train
+            rows.append({"runs": r, "config": label, "train_s": t_train, "eval_s": t_eval,
+                         "steps_per_s": steps / t_train, "projected_s": proj})
+            lines.append(f"| {r} | {label} | {t_train:.2f} | {rates[(r, label)]:,.0f} | "
+                         f"{steps / t_train:.1f} | {t_eval:.3f} | {proj / 60:.1f} min |")
+    set_tf32(False)
+    if args.authors:
+        lines += authors_rows(grids[max(sizes)], noisy, args, device, rates)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": name, "torch": torch.__version__, "rows": rows}, f, indent=2)
+
+
+def authors_rows(grid: GridConfig, noisy, args, device, rates) -> list[str]:
+    """The authors' loop at the largest grid size, and the stacked trainer's ratio to it."""
+    a_samples = args.authors_samples or args.samples
+    t_auth = min(authors_style(grid, noisy, a_samples, device) for _ in range(args.repeats))
+    runs = len(grid.runs())
+    rate = runs * a_samples / t_auth
+    proj = runs * PAPER_STEPS * 64 / rate
+    best_label, best = max(((k[1], v) for k, v in rates.items() if k[0] == runs),
+                           key=lambda kv: kv[1])
+    return [f"| {runs} | authors' style | {t_auth:.2f} | {rate:,.0f} | "
+            f"{runs * -(-a_samples // 64) / t_auth:.1f} | – | {proj / 60:.1f} min "
+            f"(training only) |", "",
+            f"Stacked ({best_label}) vs authors' style at {runs} runs: {best / rate:.2f}x "
+            f"the samples·runs per second."]
 
 
 if __name__ == "__main__":

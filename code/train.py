@@ -180,9 +180,10 @@ def main(argv=None) -> int:
     best = " ".join(f"{name} {row['test_acc']:.2f}%" for name, row in finals.items())
     where = "nothing kept (dry run)" if args.dry_run else str(out)
     if summary["stopped_at"] is not None:
-        where += (f"; stopped after epoch {summary['stopped_at']} of {summary['epochs']} "
+        where += (f"; stopped at epoch {summary['stopped_at']} of {summary['epochs']} "
                   f"(--time-budget): continue with the same command plus --resume")
-    print(f"trained {len(finals)} runs x {summary['epochs']} epochs on {summary['device']} in "
+    epochs = summary["stopped_at"] or summary["epochs"]
+    print(f"trained {len(finals)} runs x {epochs} epochs on {summary['device']} in "
           f"{time.strftime('%H:%M:%S', time.gmtime(summary['wall_time_s']))}; test accuracy: "
           f"{best}; {where}")
     return 0

@@ -549,3 +549,13 @@ def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkey
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
     config = json.loads((tmp_path / "b" / "bare_plain_s0" / "config.json").read_text())
     assert len(config["resumes"]) == 1 and config["command"] == ""
+
+
+def test_device_script_rehearses_on_the_cpu():
+    """code/reproduce_gpu.sh's whole reproduce path (grid choice, budgeted training,
+    evaluation, speed.md, packing) on a tiny CPU grid; the archive unpacks to every file
+    results/paper needs."""
+    done = subprocess.run(["bash", str(REPO_ROOT / "code" / "reproduce_gpu.sh"), "rehearse"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "missing: none" in done.stdout and "8 runs came back" in done.stdout

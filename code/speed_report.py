@@ -1,0 +1,71 @@
+"""speed.md for a trained grid: where and how it ran, and how fast (code/reproduce_gpu.sh).
+
+    python code/speed_report.py --runs results/runs/paper --out results/paper/speed.md \
+        --train-seconds 412 --evaluate-seconds 55 --probe choose.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from datetime import date
+from pathlib import Path
+
+from al2.checkpoints import atomic_write
+from al2.runs import RunsError, discover_runs
+
+
+def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None) -> str:
+    runs = discover_runs(runs_dir)
+    config, grid = runs[0].config, runs[0].grid
+    env = config["environment"]
+    trained = min(r.epochs for r in runs)
+    steps = math.ceil(config["train_images"] / grid["batch_size"])
+    wall = runs[0].metrics[-1]["wall_time_s"]   # the trainer's clock: epochs 0..trained
+    precision = "TF32" if env.get("tf32_matmul") or env.get("tf32_cudnn") else "strict fp32"
+    lines = [f"# Speed of this grid ({date.today()})", "",
+             "| | |", "|---|---|",
+             f"| device | {env.get('gpu', env['device'])} |",
+             f"| torch | {env['torch']} (Python {env['python']}) |",
+             f"| precision | {precision} (matmul TF32 {env.get('tf32_matmul')}, cuDNN TF32 "
+             f"{env.get('tf32_cudnn')}) |",
+             f"| training step | {'CUDA graph replay' if env.get('cuda_graph') else 'eager'} |",
+             f"| runs stacked (R) | {len(runs)} |",
+             f"| epochs trained / planned | {trained} / {grid['epochs']} |",
+             f"| steps per epoch | {steps} (batch {grid['batch_size']}, "
+             f"{config['train_images']} images) |",
+             f"| training wall time (trainer's clock, incl. per-epoch test metrics and "
+             f"checkpoints) | {wall:.0f} s |",
+             f"| steps/s (all R runs per step) | {trained * steps / wall:.0f} |",
+             f"| train.py call, start to end | {train_s:.0f} s |",
+             f"| evaluate.py call | {evaluate_s:.0f} s |"]
+    if probe:
+        row = probe["rows"][0]
+        lines += ["", f"Probe before training ({probe['device']}): {row['runs']} runs, "
+                      f"{row['config']}, {row['steps_per_s']:.0f} steps/s, projected "
+                      f"{row['projected_s'] / 60:.1f} min for 700 epochs."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, required=True, help="the grid's run folder")
+    parser.add_argument("--out", type=Path, required=True, help="speed.md to write")
+    parser.add_argument("--train-seconds", type=float, required=True)
+    parser.add_argument("--evaluate-seconds", type=float, required=True)
+    parser.add_argument("--probe", type=Path, default=None,
+                        help="bench_train.py --json output of the probe before training")
+    args = parser.parse_args()
+    try:
+        probe = json.loads(args.probe.read_text()) if args.probe and args.probe.exists() else None
+        text = report(args.runs, args.train_seconds, args.evaluate_seconds, probe)
+    except (RunsError, KeyError, ValueError) as e:
+        parser.exit(2, f"speed_report.py: error: {e}\n")
+    atomic_write(args.out, lambda f: f.write(text.encode()))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
