@@ -29,7 +29,7 @@ from al2.paths import DATA_DIR
 from al2.config import PRESETS, GridConfig, GridError
 from al2.data import load_grid_data
 from al2.device import select_device, set_tf32
-from al2.engine import (DROPOUT_STREAM, ORDER_STREAM, StaticStep, epoch_generator,
+from al2.engine import (ORDER_STREAM, StaticStep, dropout_generators, epoch_generator,
                         stacked_runs, train_epoch)
 from al2.inference import evaluate_stacked
 
@@ -98,7 +98,7 @@ def stacked(grid: GridConfig, samples: int, device, graph: bool = False):
     def epoch(i):
         return train_epoch(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
                            w, wd, epoch_generator(0, i, ORDER_STREAM, device),
-                           epoch_generator(0, i, DROPOUT_STREAM, device), step=step)
+                           dropout_generators(runs, 0, i, device), step=step)
     epoch(0)  # warm-up: allocator, oneDNN / cuDNN algorithm choice
     sync(device)
     start = time.perf_counter()

@@ -19,7 +19,7 @@ import torch
 from al2.config import GridConfig, GridError
 from al2.data import load_grid_data
 from al2.device import select_device, set_tf32
-from al2.engine import DROPOUT_STREAM, StaticStep, epoch_generator, stacked_runs, train_epoch
+from al2.engine import StaticStep, dropout_generators, stacked_runs, train_epoch
 
 
 def train(grid: GridConfig, device: torch.device, steps: int, graph: bool = False):
@@ -34,7 +34,7 @@ def train(grid: GridConfig, device: torch.device, steps: int, graph: bool = Fals
     perm = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(0))
     sums, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
                                 grid.momentum, w, wd, None,
-                                epoch_generator(0, 0, DROPOUT_STREAM, device),
+                                dropout_generators(runs, 0, 0, device),
                                 max_steps=steps, perm=perm.to(device), step=step)
     return ({k: v.detach().cpu() for k, v in model.state_dict().items()},
             (sums[0] / batches).cpu())

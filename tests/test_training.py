@@ -14,8 +14,8 @@ import al2.evaluation
 import al2.runs
 from al2.config import GridConfig
 from al2.data import load_grid_data
-from al2.engine import (DROPOUT_STREAM, ORDER_STREAM, epoch_generator, stacked_runs,
-                        train_epoch)
+from al2.engine import (DROPOUT_STREAM, ORDER_STREAM, dropout_generators, epoch_generator,
+                        stacked_runs, train_epoch)
 from al2.model import LeNet, StackedLeNet, lenet_from_seed
 from al2.paths import REPO_ROOT
 
@@ -75,31 +75,28 @@ def hand_weights(grid, epochs):
     return weights
 
 
-def plain_reference(run, r, grid, data, epochs):
-    """Run `run` (index r of the grid) alone: a plain LeNet, torch.optim.SGD, the same
-    minibatches, Eq. 1 written out here, and for DO the stacked engine's mask draw
-    (one (b, R, 800) uniform draw per step, run r's slice)."""
-    reg, R = REGULARISERS[run.baseline], len(grid.runs())
+def plain_reference(run, grid, data, epochs):
+    """Run `run` alone: a plain LeNet, torch.optim.SGD, the same minibatches, Eq. 1 written
+    out here, and for DO the run's own mask stream (one (b, 800) uniform draw per step)."""
+    reg = REGULARISERS[run.baseline]
     model = lenet_from_seed(run.seed, reg["batch_norm"], 0.0, grid.bn_init).train()
     opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
                           weight_decay=grid.weight_decay if reg["weight_decay"] else 0.0)
     weights = hand_weights(grid, epochs)
-    any_dropout = any(REGULARISERS[b]["dropout"] for b in grid.baselines)
     cpu = torch.device("cpu")
     lc_means = []
     for i in range(epochs):
         order = epoch_generator(grid.order_seed, i, ORDER_STREAM, cpu)
-        masks = epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, cpu)
+        masks = epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, cpu, run.key)
         perm = torch.randperm(len(data.train_x), generator=order)
         lcs = []
         for s in range(0, len(perm), grid.batch_size):
             idx = perm[s:s + grid.batch_size]
             features = model.trunk(data.train_x[idx]).flatten(1)           # (b, 800)
-            if any_dropout:
-                u = torch.rand((len(idx), R, 800), generator=masks)[:, r]
-                if reg["dropout"]:  # inverted dropout, keep probability 1 - p
-                    keep = 1.0 - grid.dropout
-                    features = features * (u < keep) / keep
+            if reg["dropout"]:  # inverted dropout, keep probability 1 - p
+                u = torch.rand((len(idx), 800), generator=masks)
+                keep = 1.0 - grid.dropout
+                features = features * (u < keep) / keep
             log_probs = model.head(features)
             w = weights[i] if run.use_al2 else 0.0
             lc = F.nll_loss(log_probs, data.train_noisy[idx])
@@ -143,10 +140,10 @@ def test_stacked_engine_equals_runs_trained_alone_in_float64(float64):
         sums, batches = train_epoch(
             stacked, params, buffers, data, grid.batch_size, grid.lr, grid.momentum, w, wd,
             epoch_generator(grid.order_seed, i, ORDER_STREAM, cpu),
-            epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, cpu))
+            dropout_generators(runs, grid.dropout_seed, i, cpu))
         lc_sums.append(sums[0] / batches)
     for r, run in enumerate(runs):
-        ref, lc_means = plain_reference(run, r, grid, data, grid.epochs)
+        ref, lc_means = plain_reference(run, grid, data, grid.epochs)
         assert ref.trunk[0].weight.dtype == torch.float64
         got, ref_sd = stacked.run_state_dict(r), ref.state_dict()
         assert set(got) == set(ref_sd)
@@ -168,7 +165,7 @@ def test_train_grid_matches_runs_trained_alone(tmp_path):
     assert summary["runs"] == [r.name for r in grid.runs()]
     data = load_grid_data(grid, torch.device("cpu"))
     for r, run in enumerate(grid.runs()):
-        ref, lc_means = plain_reference(run, r, grid, data, grid.epochs)
+        ref, lc_means = plain_reference(run, grid, data, grid.epochs)
         model, config = al2.load_checkpoint(tmp_path / "g" / run.name / "checkpoints" / "epoch_2.pt")
         assert config["run"] == run.name
         ref_sd = ref.state_dict()
@@ -188,7 +185,7 @@ def test_dropout_masks_rate_and_independence():
     stacked = StackedLeNet(models)
     x = torch.randn(64, 1, 28, 28)
     clean = stacked.eval().trunk(x)
-    noisy = stacked.train().trunk(x, torch.rand(64, 3, 800, generator=torch.Generator().manual_seed(0)))
+    noisy = stacked.train().trunk(x, torch.rand(2, 64, 800, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(noisy[:, 2], clean[:, 2])
     alive = clean[:, 0] > 0  # runs 0 and 1 share weights, so the same units are alive
     kept0, kept1 = noisy[:, 0][alive] > 0, noisy[:, 1][alive] > 0
@@ -431,7 +428,7 @@ def final_weights(**changes):
     model, params, buffers, wd = stacked_runs(grid.runs(), cpu)
     train_epoch(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
                 torch.zeros(len(grid.runs())), wd, epoch_generator(0, 0, ORDER_STREAM, cpu),
-                epoch_generator(0, 0, DROPOUT_STREAM, cpu))
+                dropout_generators(grid.runs(), 0, 0, cpu))
     return {r.baseline: model.run_state_dict(i) for i, r in enumerate(grid.runs())}
 
 
@@ -505,7 +502,7 @@ def test_static_step_equals_the_eager_step():
             s, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
                                      grid.momentum, weight, wd,
                                      epoch_generator(0, i, ORDER_STREAM, cpu),
-                                     epoch_generator(0, i, DROPOUT_STREAM, cpu), step=step)
+                                     dropout_generators(grid.runs(), 0, i, cpu), step=step)
             assert batches == 4
             sums.append(s)
         results.append((model.state_dict(), [b.clone() for b in buffers], sums))
@@ -559,3 +556,25 @@ def test_device_script_rehearses_on_the_cpu():
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "missing: none" in done.stdout and "8 runs came back" in done.stdout
+
+
+def test_a_runs_dropout_masks_do_not_depend_on_its_grid(float64):
+    """Each dropout run draws from its own stream (keyed by the run), so the same DO run
+    trained beside other runs, or stacked in another order, ends with the same weights."""
+    cpu = torch.device("cpu")
+
+    def do_run_after_one_epoch(baselines):
+        grid = GridConfig(baselines=baselines, al2="on", epochs=1, lr=0.05, **TINY)
+        runs = grid.runs()
+        data = load_grid_data(grid, cpu)
+        data.train_x = data.train_x.double()
+        model, params, buffers, wd = stacked_runs(runs, cpu)
+        train_epoch(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
+                    torch.ones(len(runs)), wd, epoch_generator(0, 0, ORDER_STREAM, cpu),
+                    dropout_generators(runs, 0, 0, cpu))
+        return model.run_state_dict([r.baseline for r in runs].index("do"))
+    alone, first, last = (do_run_after_one_epoch(b) for b in
+                          (["do"], ["do", "bare", "wd"], ["bn", "wd", "do"]))
+    for k in alone:
+        assert torch.allclose(alone[k], first[k], atol=1e-12, rtol=0), k
+        assert torch.allclose(alone[k], last[k], atol=1e-12, rtol=0), k

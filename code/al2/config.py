@@ -7,6 +7,7 @@ and the same minibatches (a paired comparison); its seed sets its initialisation
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass, field
 
 from .model import BN_INITS
@@ -106,6 +107,11 @@ class RunSpec:
     @property
     def name(self) -> str:
         return f"{self.baseline}_{'al2' if self.use_al2 else 'plain'}_s{self.seed}"
+
+    @property
+    def key(self) -> int:
+        """A stable 32-bit number for this run (its name's CRC-32): keys its dropout stream."""
+        return zlib.crc32(self.name.encode())
 
     @property
     def batch_norm(self) -> bool:

@@ -16,10 +16,21 @@ from .model import FEATURES, StackedLeNet, lenet_from_seed
 ORDER_STREAM, DROPOUT_STREAM = 0, 1
 
 
-def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
-    """A generator that depends only on (seed, epoch, stream): resuming at any epoch reproduces
-    the batch order and dropout masks of an uninterrupted run without saving RNG states."""
-    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + epoch) * 2 + stream)
+def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device,
+                    key: int = 0) -> torch.Generator:
+    """A generator that depends only on (seed, epoch, stream, key): resuming at any epoch
+    reproduces the batch order and dropout masks of an uninterrupted run without saving RNG
+    states. key (< 2**32) tells runs apart (RunSpec.key); 0 for what the grid shares."""
+    return torch.Generator(device=device).manual_seed(
+        ((seed * 1_000_003 + epoch) * 2 + stream) * 2 ** 32 + key)
+
+
+def dropout_generators(runs: list[RunSpec], seed: int, epoch: int,
+                       device: torch.device) -> list[torch.Generator]:
+    """One mask stream per run with dropout, keyed by the run itself: its masks are the same
+    in any grid, shard or stacking order that contains it."""
+    return [epoch_generator(seed, epoch, DROPOUT_STREAM, device, r.key)
+            for r in runs if r.dropout > 0]
 
 
 def stacked_runs(runs: list[RunSpec], device: torch.device):
@@ -48,14 +59,18 @@ def sgd_step(params, buffers, lr: float, momentum: float, weight_decay: torch.Te
         p.grad = None
 
 
-def draw_dropout(model: StackedLeNet, batch: int, generator, out=None):
-    """Uniforms (batch, R, 800) for the dropout masks of one step, or None without dropout."""
+def draw_dropout(model: StackedLeNet, batch: int, generators, out=None):
+    """Uniforms (D, batch, 800) for the masks of the D dropout runs of one step, one draw from
+    each run's own generator (dropout_generators); None without dropout. out: (D, B, 800)."""
     if not model.uses_dropout:
         return None
-    shape, dev = (batch, model.runs, FEATURES), model.conv1_w.device
+    dev = model.conv1_w.device
     if out is None:
-        return torch.rand(shape, generator=generator, device=dev)
-    return torch.rand(shape, generator=generator, device=dev, out=out)
+        return torch.stack([torch.rand((batch, FEATURES), generator=g, device=dev)
+                            for g in generators])
+    for d, g in enumerate(generators):
+        torch.rand((batch, FEATURES), generator=g, device=dev, out=out[d])
+    return out
 
 
 def train_step(model: StackedLeNet, params, buffers, x, y_noisy, y_clean, al2_weight, wd,
@@ -63,7 +78,7 @@ def train_step(model: StackedLeNet, params, buffers, x, y_noisy, y_clean, al2_we
     """One minibatch for every run: Eq. 1, backward, SGD; adds the batch's per-run L_c, L_r,
     correct predictions against the noisy and the clean labels to `sums` (4, R), in place.
     x (b, 1, 28, 28); y_noisy, y_clean (b,); al2_weight, wd (R,) on the device; dropout_u
-    (b, R, 800) from draw_dropout."""
+    (D, b, 800) from draw_dropout."""
     log_probs, features = model(x, dropout_u)                     # (R, b, 10), (b, R, 800)
     loss, loss_c, loss_r = al2_loss(log_probs, features, y_noisy, al2_weight)
     loss.backward()
@@ -75,11 +90,12 @@ def train_step(model: StackedLeNet, params, buffers, x, y_noisy, y_clean, al2_we
 
 def train_epoch(model, params, buffers, data: GridData, batch_size: int, lr: float,
                 momentum: float, al2_weight, wd, order_gen: torch.Generator | None,
-                dropout_gen: torch.Generator | None, max_steps: int | None = None,
+                dropout_gens: list | None, max_steps: int | None = None,
                 perm: torch.Tensor | None = None, step: "StaticStep | None" = None):
     """One epoch over the training set, shuffled by `order_gen` (or in the order `perm`),
     the last partial batch kept as a DataLoader would. Returns the on-device per-run sums
     (4, R): L_c, L_r, correct vs noisy, correct vs clean; and the number of batches.
+    dropout_gens: the dropout runs' generators (dropout_generators), None without dropout.
     With `step` (a StaticStep of the same model), full batches go through it (a CUDA graph's
     replay on the GPU) and the last partial batch runs eagerly on the same buffers."""
     n, dev = len(data.train_x), data.train_x.device
@@ -97,11 +113,11 @@ def train_epoch(model, params, buffers, data: GridData, batch_size: int, lr: flo
             break
         idx = perm[s:s + batch_size]
         if step is not None and len(idx) == batch_size:
-            step(idx, dropout_gen)
+            step(idx, dropout_gens)
         else:
             train_step(model, params, buffers, data.train_x[idx], data.train_noisy[idx],
                        data.train_clean[idx], al2_weight, wd, lr, momentum, sums,
-                       draw_dropout(model, len(idx), dropout_gen))
+                       draw_dropout(model, len(idx), dropout_gens))
         batches += 1
     return (sums.clone() if step is not None else sums), batches
 
@@ -124,8 +140,8 @@ class StaticStep:
         self.model, self.params, self.buffers, self.data = model, params, buffers, data
         self.lr, self.momentum, self.wd = lr, momentum, wd
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=dev)        # (B,)
-        self.u = (torch.zeros(batch_size, model.runs, FEATURES, device=dev)     # (B, R, 800)
-                  if model.uses_dropout else None)
+        self.u = (torch.zeros(len(model.dropout_runs), batch_size, FEATURES,   # (D, B, 800)
+                              device=dev) if model.uses_dropout else None)
         self.al2_weight = torch.zeros(model.runs, device=dev)                   # (R,)
         self.sums = torch.zeros(4, model.runs, device=dev)                      # (4, R)
         self.graph = self.capture() if graph else None
@@ -142,12 +158,12 @@ class StaticStep:
         self.sums.zero_()
         self.al2_weight.copy_(al2_weight)
 
-    def __call__(self, idx: torch.Tensor, dropout_gen: torch.Generator | None) -> None:
+    def __call__(self, idx: torch.Tensor, dropout_gens: list | None) -> None:
         """One step on the batch `idx` (B,): copy it in, draw the dropout uniforms into their
         buffer (the same draw as the eager path's), run or replay."""
         self.idx.copy_(idx)
         if self.u is not None:
-            draw_dropout(self.model, len(idx), dropout_gen, out=self.u)
+            draw_dropout(self.model, len(idx), dropout_gens, out=self.u)
         if self.graph is not None:
             self.graph.replay()
         else:

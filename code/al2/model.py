@@ -100,7 +100,11 @@ class StackedLeNet(nn.Module):
         # (1, R*50, 1, 1): which channels belong to a BN run
         self.register_buffer("bn_channels", torch.tensor(self.batch_norm).repeat_interleave(50)
                              .view(1, R * 50, 1, 1))
-        self.register_buffer("keep_prob", 1.0 - torch.tensor(self.dropout).view(1, R, 1))
+        # the runs with dropout (D of them) and their keep probabilities (D, 1, 1)
+        do_runs = [r for r, p in enumerate(self.dropout) if p > 0]
+        self.register_buffer("dropout_runs", torch.tensor(do_runs, dtype=torch.long))
+        self.register_buffer("keep_prob", 1.0 - torch.tensor(
+            [self.dropout[r] for r in do_runs], dtype=torch.get_default_dtype()).view(-1, 1, 1))
 
     @property
     def uses_dropout(self) -> bool:
@@ -108,8 +112,10 @@ class StackedLeNet(nn.Module):
 
     def trunk(self, x, dropout_u=None):
         """x (N, 1, 28, 28) -> features (N, R, 800), in each run's (C, H, W) order.
-        dropout_u (N, R, 800): uniforms in [0, 1) for the dropout masks in training mode, drawn
-        by the caller (engine.draw_dropout) so that a CUDA graph can read them from a buffer."""
+        dropout_u (D, N, 800): uniforms in [0, 1) for the masks of the D runs with dropout, in
+        training mode; drawn by the caller, one stream per run (engine.draw_dropout), so that a
+        run's masks do not depend on the other runs of its grid and a CUDA graph can read them
+        from a buffer."""
         R, N = self.runs, x.shape[0]
         h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())  # (N, R*20, 24, 24)
         h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*20, 12, 12)
@@ -126,8 +132,10 @@ class StackedLeNet(nn.Module):
         h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*50, 4, 4)
         features = h.reshape(N, R, FEATURES)                                 # (N, R, 800)
         if self.training and self.uses_dropout:
-            # inverted dropout, one mask per run and element; p = 0 runs keep everything
-            features = features * ((dropout_u < self.keep_prob) / self.keep_prob)
+            # inverted dropout on the D dropout runs, one mask per element; the others untouched
+            scale = ((dropout_u < self.keep_prob) / self.keep_prob).transpose(0, 1)  # (N, D, 800)
+            dropped = features.index_select(1, self.dropout_runs) * scale
+            features = features.index_copy(1, self.dropout_runs, dropped)
         return features
 
     def head(self, features):

@@ -16,8 +16,8 @@ import torch
 from .config import GridConfig, RunSpec
 from .data import load_grid_data
 from .device import environment, select_device, set_tf32
-from .engine import (DROPOUT_STREAM, ORDER_STREAM, StaticStep, epoch_generator, stacked_runs,
-                     train_epoch)
+from .engine import (ORDER_STREAM, StaticStep, dropout_generators, epoch_generator,
+                     stacked_runs, train_epoch)
 from .inference import evaluate_stacked
 from .outputs import (EpochRecorder, check_finite, check_out_dir, load_resume, metrics_rows,
                       write_grid_files, write_run_configs)
@@ -77,7 +77,7 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
         sums, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
                                     grid.momentum, weights[i], wd,
                                     epoch_generator(grid.order_seed, i, ORDER_STREAM, dev),
-                                    epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, dev),
+                                    dropout_generators(runs, grid.dropout_seed, i, dev),
                                     step=step)
         rows = epoch_rows(model, data, epoch, sums, batches, weights[i], t0)
         check_finite(rows, runs, epoch, out)
