@@ -20,9 +20,10 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device,
                     key: int = 0) -> torch.Generator:
     """A generator that depends only on (seed, epoch, stream, key): resuming at any epoch
     reproduces the batch order and dropout masks of an uninterrupted run without saving RNG
-    states. key (< 2**32) tells runs apart (RunSpec.key); 0 for what the grid shares."""
-    return torch.Generator(device=device).manual_seed(
-        ((seed * 1_000_003 + epoch) * 2 + stream) * 2 ** 32 + key)
+    states. key (< 2**32) tells runs apart (RunSpec.key); 0 for what the grid shares (the
+    batch order)."""
+    base = (seed * 1_000_003 + epoch) * 2 + stream   # key 0: the grid's streams, as before
+    return torch.Generator(device=device).manual_seed(base ^ (key << 32))
 
 
 def dropout_generators(runs: list[RunSpec], seed: int, epoch: int,
