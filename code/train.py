@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import al2
-from al2.cli import baseline_seeds, int_list, str_list
+from al2.cli import baseline_seeds, int_list, shard_spec, str_list
 from al2.config import BASELINES, PRESETS, GridConfig, GridError
 from al2.outputs import NonFiniteLoss
 from al2.paths import RESULTS_DIR
@@ -114,6 +114,10 @@ def add_running_args(r, d: GridConfig) -> None:
                    help="stop cleanly, with a checkpoint of every run, after the epoch past "
                         "which the next would not fit in this many minutes; continue with "
                         "--resume (default: no limit)")
+    r.add_argument("--shard", type=shard_spec, default=None, metavar="K/N",
+                   help="train only part K of N of the grid (0 <= K < N) into --out; N such "
+                        "processes (e.g. a Slurm array, scripts/slurm/) together train the grid "
+                        "(default: the whole grid)")
     r.add_argument("--resume", action="store_true",
                    help="continue the grid in --out from its newest complete checkpoint")
     r.add_argument("--checkpoint-epochs", type=int, default=None, metavar="K",
@@ -165,7 +169,7 @@ def main(argv=None) -> int:
                              progress=not args.no_progress and not args.dry_run,
                              cuda_graph=args.cuda_graph,
                              time_budget_s=None if args.time_budget is None
-                             else 60 * args.time_budget)
+                             else 60 * args.time_budget, shard=args.shard)
     except (GridError, al2.DataError) as e:
         parser.exit(2, f"train.py: error: {e}\n")
     except NonFiniteLoss as e:

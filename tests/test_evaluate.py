@@ -184,8 +184,8 @@ def write_fake_run(folder, baseline, use_al2, metric):
     """A run folder by hand: config.json and a 701-row metrics.csv from metric(epoch, column)."""
     run = folder / f"{baseline}_{'al2' if use_al2 else 'plain'}_s0"
     run.mkdir(parents=True)
-    grid = {"preset": "paper", "seeds": [0], "epochs": 700, "subset": None, "test_subset": None,
-            "percent_corrupt": 75.0}
+    grid = {"preset": "paper", "baselines": ["bare"], "al2": "both", "seeds": [0],
+            "epochs": 700, "subset": None, "test_subset": None, "percent_corrupt": 75.0}
     (run / "config.json").write_text(json.dumps({"baseline": baseline, "al2": use_al2, "seed": 0,
                                                  "grid": grid}))
     columns = ["epoch", "test_acc", "train_Lc", "train_Lr"]

@@ -26,3 +26,15 @@ def baseline_seeds(text: str) -> tuple[str, list[int]] | None:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected BASELINE=SEED,SEED,... or none, got {text!r}")
     return name.strip(), int_list(seeds)
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """'1/4' -> (1, 4): shard K of N, 0 <= K < N."""
+    k, sep, n = text.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (e.g. 0/4), got {text!r}") from None
+    if not sep or n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--shard K/N needs N >= 1 and 0 <= K < N, got {text!r}")
+    return k, n

@@ -19,7 +19,9 @@ from .data import corrupt_labels, load_mnist, normalize
 from .model import StackedLeNet
 from .report import TABLE_COLUMNS, table1_markdown, table1_rows
 from .runs import Run
+from .config import GridConfig
 from .inference import trunk_features
+from .shards import unfinished_shards
 
 ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction", "draws",
                     "images", "acc_train_noisy", "acc_train_clean", "acc_test"]
@@ -184,6 +186,22 @@ def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws
     return rows
 
 
+def missing_parts(runs: list[Run], runs_dir: Path) -> list[str]:
+    """The grid's runs that the folder lacks (a shard not trained yet), and the shards of its
+    split that have not finished; each a line of MISSING.md."""
+    grid = GridConfig(**{k: v for k, v in runs[0].grid.items()
+                         if k in GridConfig.__dataclass_fields__})
+    have = {r.name for r in runs}
+    problems = [f"run {r.name} of this grid is missing from {runs_dir} (train its shard)"
+                for r in grid.runs() if r.name not in have]
+    trained = min(r.epochs for r in runs)
+    problems += [f"{label.replace('-', ' ')} of {runs_dir} has not finished (no "
+                 f"shards/{label}.json; its runs are at epoch {trained} of {grid.epochs} or "
+                 f"still training): continue it with --resume"
+                 for label in unfinished_shards(runs_dir)]
+    return problems
+
+
 def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True,
                   curves: bool = True, similarity: bool = True, ablation: bool = True,
                   similarity_images: int | None = None, similarity_epochs: list | None = None,
@@ -194,7 +212,7 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
     more are recomputed from the checkpoints); seed: the random floor and ablation draws."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    problems, written = [], []
+    problems, written = missing_parts(runs, runs_dir), []
     g = runs[0].grid
     title = title or (f"Table 1 reproduced, {g['preset']} preset: {g['epochs']} epochs, "
                       f"{g['subset'] or 60000} training images, {g['percent_corrupt']:g}% noise, "

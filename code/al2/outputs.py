@@ -18,6 +18,7 @@ from . import checkpoints as files
 from .config import GridConfig, GridError, RunSpec
 from .data import GridData
 from .inference import trunk_features
+from .shards import FolderLock, check_split, resume_file
 
 METRIC_COLUMNS = ["epoch", "test_acc", "test_loss", "train_Lc", "train_Lr", "train_acc_noisy",
                   "train_acc_clean", "al2_weight", "wall_time_s"]
@@ -27,11 +28,14 @@ class NonFiniteLoss(RuntimeError):
     """A run's loss became NaN or infinite; the message names the run and epoch."""
 
 
-def check_out_dir(out: Path, grid: GridConfig, resume: bool) -> bool:
-    """Refuse a folder that holds another grid; returns whether it holds this one."""
-    grid_file = out / "grid.json"
+def check_out_dir(out: Path, grid: GridConfig, resume: bool,
+                  shard: tuple[int, int] | None = None) -> bool:
+    """Refuse a folder that holds another grid, or this grid (this shard of it) without
+    --resume; reads only. Returns whether this grid's (shard's) resume state is there."""
+    grid_file, state = out / "grid.json", resume_file(out, shard)
     if not grid_file.exists():
-        if out.exists() and any(out.iterdir()) and not resume:
+        if out.exists() and any(not p.name.startswith(".lock-") for p in out.iterdir()) \
+                and not resume:
             raise GridError(f"{out} is not empty and holds no grid; choose another --out")
         return False
     try:
@@ -43,10 +47,23 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool) -> bool:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise GridError(f"{out} holds a different grid (differs in {', '.join(diff)}); "
                         f"choose another --out")
-    if not resume:
-        raise GridError(f"{out} already holds this grid; pass --resume to continue it "
-                        f"or choose another --out")
-    return True
+    check_split(out, shard)
+    part = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
+    if state.exists() or (shard is None and any(out.glob("*/metrics.csv"))):
+        if not resume:
+            raise GridError(f"{out} already holds this grid{part}; pass --resume to continue "
+                            f"it or choose another --out")
+        return state.exists()
+    return False
+
+
+def prepare_folder(out: Path, grid: GridConfig, shard, data: GridData) -> None:
+    """The grid's own files, written once by whichever process comes first (under a folder
+    lock, so concurrent shards neither race nor rewrite each other's files)."""
+    with FolderLock(out, "grid-files", wait=True):
+        check_split(out, shard, write=True)
+        if not (out / "grid.json").exists():
+            write_grid_files(out, grid, data)
 
 
 def write_grid_files(out: Path, grid: GridConfig, data: GridData) -> None:
@@ -106,8 +123,8 @@ class EpochRecorder:
     (last: a resume never starts from a checkpoint that is not complete)."""
 
     def __init__(self, out: Path, grid: GridConfig, runs: list[RunSpec], history: list[list],
-                 activation_x: torch.Tensor):
-        self.out, self.runs, self.history = out, runs, history
+                 activation_x: torch.Tensor, state_file: Path):
+        self.out, self.runs, self.history, self.state_file = out, runs, history, state_file
         self.checkpoint_epochs = set(grid.checkpoint_epochs())
         self.activation_x = activation_x          # (n_act, 1, 28, 28): first test images
 
@@ -129,12 +146,12 @@ class EpochRecorder:
             files.save_torch(feats[i].clone(), run_dir / "activations" / f"epoch_{epoch}.pt")
         files.save_torch({"epoch": epoch, "model": model.state_dict(),
                           "momentum": [b.detach().cpu() for b in buffers],
-                          "history": self.history, "wall_time_s": wall}, self.out / "resume.pt")
+                          "history": self.history, "wall_time_s": wall}, self.state_file)
 
 
-def load_resume(out: Path, model, buffers, device: torch.device):
+def load_resume(state_file: Path, model, buffers, device: torch.device):
     """Restore weights and momentum from resume.pt -> (history, epoch, wall seconds so far)."""
-    state = torch.load(out / "resume.pt", map_location=device, weights_only=True)
+    state = torch.load(state_file, map_location=device, weights_only=True)
     model.load_state_dict(state["model"], strict=True)
     for buf, saved in zip(buffers, state["momentum"]):
         buf.copy_(saved)

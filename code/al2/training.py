@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,8 +21,9 @@ from .engine import (ORDER_STREAM, StaticStep, dropout_generators, epoch_generat
                      stacked_runs, train_epoch)
 from .inference import evaluate_stacked
 from .outputs import (EpochRecorder, check_finite, check_out_dir, load_resume, metrics_rows,
-                      write_grid_files, write_run_configs)
+                      prepare_folder, write_run_configs)
 from .schedule import get_map_weights
+from .shards import lock_shard, mark_done, resume_file, shard_runs
 
 
 def al2_weights(grid: GridConfig, runs: list[RunSpec], device: torch.device) -> torch.Tensor:
@@ -33,67 +35,103 @@ def al2_weights(grid: GridConfig, runs: list[RunSpec], device: torch.device) -> 
     return (w[:, None] * uses_al2).to(device)
 
 
+@dataclass
+class Part:
+    """The state of one training call: the whole grid, or one shard of it."""
+    grid: GridConfig
+    out: Path
+    runs: list
+    data: object
+    model: object
+    params: list
+    buffers: list
+    wd: torch.Tensor
+    weights: torch.Tensor             # (epochs, R): w_e per run
+    step: StaticStep | None           # the CUDA-graph step, or None (eager)
+    recorder: EpochRecorder
+    history: list
+    start_epoch: int
+    t0: float                         # the trainer's clock: perf_counter() - seconds so far
+
+
 def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool = False,
                command: str = "", progress: bool = True, data_root="data",
                on_epoch_end=None, cuda_graph: bool = True,
-               time_budget_s: float | None = None) -> dict:
+               time_budget_s: float | None = None, shard: tuple[int, int] | None = None) -> dict:
     """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
 
     cuda_graph: on CUDA, replay the training step as a captured graph (engine.StaticStep);
     False runs it eagerly. time_budget_s: stop after the epoch past which the next one would
     not fit in this many seconds of this call, with a checkpoint of every run at that epoch;
-    --resume continues later. on_epoch_end(epoch, rows) is called after each epoch's files are
-    written (tests use it to interrupt a grid)."""
+    --resume continues later. shard (K, N): train only shard K of N (shards.py) into the
+    grid's folder. on_epoch_end(epoch, rows) is called after each epoch's files are written
+    (tests use it to interrupt a grid)."""
     grid.validate()
     out, dev = Path(out), select_device(device)
     set_tf32(grid.tf32)
-    holds_grid = check_out_dir(out, grid, resume)
-    runs = grid.runs()
+    runs = grid.runs() if shard is None else shard_runs(grid.runs(), *shard)
+    resumed = check_out_dir(out, grid, resume, shard)
+    with lock_shard(out, shard):  # a second process on this part is refused
+        part = start_part(grid, out, dev, runs, shard, resumed, command, data_root, cuda_graph)
+        stopped_at = train_epochs(part, progress, on_epoch_end, time_budget_s)
+        if stopped_at is None:
+            mark_done(out, shard, runs, grid.epochs)
+    return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
+            "wall_time_s": time.perf_counter() - part.t0, "stopped_at": stopped_at,
+            "final": {r.name: h[-1] for r, h in zip(runs, part.history)}}
+
+
+def start_part(grid, out, dev, runs, shard, resumed, command, data_root, cuda_graph) -> Part:
+    """Data on the device, the grid's files, the stacked runs (fresh or resumed), config.json,
+    and row 0 (the initialisation) for a fresh start."""
     data = load_grid_data(grid, dev, data_root)
+    prepare_folder(out, grid, shard, data)
     model, params, buffers, wd = stacked_runs(runs, dev)
-    weights = al2_weights(grid, runs, dev)                                # (epochs, R)
-    resumed = holds_grid and (out / "resume.pt").exists()
+    history, start_epoch, wall_before = [[] for _ in runs], 0, 0.0
     if resumed:
-        history, start_epoch, wall_before = load_resume(out, model, buffers, dev)
-    else:
-        history, start_epoch, wall_before = [[] for _ in runs], 0, 0.0
-        write_grid_files(out, grid, data)
+        history, start_epoch, wall_before = load_resume(resume_file(out, shard), model,
+                                                        buffers, dev)
     step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
                       wd, graph=True) if dev.type == "cuda" and cuda_graph else None
-    write_run_configs(out, runs, command, {**environment(dev), "cuda_graph": step is not None},
-                      data, resumed)
-    recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images])
-    t0 = time.perf_counter() - wall_before
-    call_start, stopped_at = time.perf_counter(), None
-    if not history[0]:  # row 0: the initialisation, before any training
-        rows = epoch_rows(model, data, 0, None, 0, torch.full((len(runs),), math.nan), t0)
-        recorder.record(0, rows, model, buffers, time.perf_counter() - t0)
+    env = {**environment(dev), "cuda_graph": step is not None,
+           "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
+    write_run_configs(out, runs, command, env, data, resumed)
+    recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images],
+                             resume_file(out, shard))
+    return Part(grid, out, runs, data, model, params, buffers, wd, al2_weights(grid, runs, dev),
+                step, recorder, history, start_epoch, time.perf_counter() - wall_before)
+
+
+def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s) -> int | None:
+    """Epochs start_epoch + 1 .. grid.epochs; returns the epoch a time budget stopped at."""
+    g, p, dev = part.grid, part, part.data.train_x.device
+    if not p.history[0]:  # row 0: the initialisation, before any training
+        rows = epoch_rows(p.model, p.data, 0, None, 0, torch.full((len(p.runs),), math.nan), p.t0)
+        p.recorder.record(0, rows, p.model, p.buffers, time.perf_counter() - p.t0)
         if on_epoch_end:
             on_epoch_end(0, rows)
-    bar = progress_bar(range(start_epoch + 1, grid.epochs + 1), start_epoch, grid.epochs,
-                       len(runs), progress)
+    call_start = time.perf_counter()
+    bar = progress_bar(range(p.start_epoch + 1, g.epochs + 1), p.start_epoch, g.epochs,
+                       len(p.runs), progress)
     for epoch in bar:
         i = epoch - 1  # zero-based index of the epoch being trained, as in get_map_weights
-        sums, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
-                                    grid.momentum, weights[i], wd,
-                                    epoch_generator(grid.order_seed, i, ORDER_STREAM, dev),
-                                    dropout_generators(runs, grid.dropout_seed, i, dev),
-                                    step=step)
-        rows = epoch_rows(model, data, epoch, sums, batches, weights[i], t0)
-        check_finite(rows, runs, epoch, out)
-        recorder.record(epoch, rows, model, buffers, time.perf_counter() - t0)
+        sums, batches = train_epoch(p.model, p.params, p.buffers, p.data, g.batch_size, g.lr,
+                                    g.momentum, p.weights[i], p.wd,
+                                    epoch_generator(g.order_seed, i, ORDER_STREAM, dev),
+                                    dropout_generators(p.runs, g.dropout_seed, i, dev),
+                                    step=p.step)
+        rows = epoch_rows(p.model, p.data, epoch, sums, batches, p.weights[i], p.t0)
+        check_finite(rows, p.runs, epoch, p.out)
+        p.recorder.record(epoch, rows, p.model, p.buffers, time.perf_counter() - p.t0)
         if progress:
-            bar.set_postfix_str(progress_summary(runs, rows))
+            bar.set_postfix_str(progress_summary(p.runs, rows))
         if on_epoch_end:
             on_epoch_end(epoch, rows)
-        if out_of_budget(time_budget_s, call_start, epoch - start_epoch) and epoch < grid.epochs:
-            if epoch not in recorder.checkpoint_epochs:  # every run's state at the stop
-                recorder.save_checkpoints(epoch, model, buffers, time.perf_counter() - t0)
-            stopped_at = epoch
-            break
-    return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
-            "wall_time_s": time.perf_counter() - t0, "stopped_at": stopped_at,
-            "final": {r.name: h[-1] for r, h in zip(runs, history)}}
+        if epoch < g.epochs and out_of_budget(time_budget_s, call_start, epoch - p.start_epoch):
+            if epoch not in p.recorder.checkpoint_epochs:  # every run's state at the stop
+                p.recorder.save_checkpoints(epoch, p.model, p.buffers, time.perf_counter() - p.t0)
+            return epoch
+    return None
 
 
 def out_of_budget(budget_s: float | None, start: float, epochs_done: int) -> bool:
