@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import al2
-from al2.cli import baseline_seeds, int_list, shard_spec, str_list
+from al2.cli import baseline_seeds, int_list, noise_levels, shard_spec, str_list
 from al2.config import BASELINES, PRESETS, GridConfig, GridError
 from al2.outputs import NonFiniteLoss
 from al2.paths import RESULTS_DIR
@@ -58,8 +58,10 @@ def add_grid_args(g, d: GridConfig) -> None:
                         "no extra runs (default: bare=1,2,3, the authors' 4 Bare instances)")
     g.add_argument("--epochs", type=int, default=None,
                    help=f"training epochs (default: {d.epochs}, Table 1)")
-    g.add_argument("--percent-corrupt", type=float, default=None,
-                   help=f"label noise in %% (default: {d.percent_corrupt:g}, Table 1)")
+    g.add_argument("--percent-corrupt", type=noise_levels, default=None,
+                   help=f"label noise in %%; several levels (e.g. 15,25,50,75,85) make a noise "
+                        f"sweep, one stack of runs per level, run names ending in _n<level> "
+                        f"(default: {d.percent_corrupt:g}, Table 1)")
     g.add_argument("--corruption-seed", type=int, default=None,
                    help=f"which labels are corrupted (default: {d.corruption_seed})")
     g.add_argument("--order-seed", type=int, default=None,

@@ -13,6 +13,18 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
+def noise_levels(text: str) -> float | list[float]:
+    """'75' -> 75.0; '25,50,75' -> [25.0, 50.0, 75.0] (a noise sweep)."""
+    try:
+        levels = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers "
+                                         f"(percent), got {text!r}") from None
+    if not levels:
+        raise argparse.ArgumentTypeError("no noise level given")
+    return levels[0] if len(levels) == 1 else levels
+
+
 def str_list(text: str) -> list[str]:
     """'bare, bn' -> ['bare', 'bn']."""
     return [t.strip() for t in text.split(",") if t.strip()]

@@ -27,7 +27,7 @@ class GridConfig:
     # ["paper"] below sets {"bare": [1, 2, 3]}.
     extra_seeds: dict = field(default_factory=dict)
     epochs: int = 700                 # Table 1 reports epochs 100..700
-    percent_corrupt: float = 75.0     # Table 1: 75% symmetric label noise
+    percent_corrupt: float | list = 75.0  # Table 1: 75% label noise; a list: one part per level
     corruption_seed: int = 0          # which labels are corrupted, shared by the grid
     order_seed: int = 0               # minibatch order, shared by the grid
     dropout_seed: int = 0             # dropout masks
@@ -64,8 +64,9 @@ class GridConfig:
              "extra seeds of a baseline repeat a seed"),
             (self.bn_init in BN_INITS, f"bn init must be one of {list(BN_INITS)}"),
             (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
-            (0 <= self.percent_corrupt <= 100,
+            (all(0 <= p <= 100 for p in self.levels()) and len(self.levels()) > 0,
              f"percent corrupt must lie in 0..100, got {self.percent_corrupt}"),
+            (len(set(self.levels())) == len(self.levels()), "a noise level is repeated"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
@@ -81,14 +82,19 @@ class GridConfig:
             if not ok:
                 raise ValueError(message)
 
+    def levels(self) -> list[float]:
+        """The label-noise levels (%): one, or several for a noise sweep."""
+        p = self.percent_corrupt
+        return [float(v) for v in p] if isinstance(p, (list, tuple)) else [float(p)]
+
     def seeds_of(self, baseline: str) -> list[int]:
         """Table 1's seeds, then the baseline's extra instances (Fig. 1)."""
         return self.seeds + [s for s in self.extra_seeds.get(baseline, []) if s not in self.seeds]
 
     def runs(self) -> list["RunSpec"]:
         flags = {"off": [False], "on": [True], "both": [False, True]}[self.al2]
-        return [RunSpec(b, a, s, self) for b in self.baselines for a in flags
-                for s in self.seeds_of(b)]
+        return [RunSpec(b, a, s, self, level) for level in self.levels()
+                for b in self.baselines for a in flags for s in self.seeds_of(b)]
 
     def checkpoint_epochs(self) -> list[int]:
         """Epoch 0 (the initialisation), 1 (the authors' `epoch_0` file is saved after the first
@@ -103,10 +109,12 @@ class RunSpec:
     use_al2: bool
     seed: int
     grid: GridConfig
+    level: float = 75.0               # label noise (%) this run trains on
 
     @property
     def name(self) -> str:
-        return f"{self.baseline}_{'al2' if self.use_al2 else 'plain'}_s{self.seed}"
+        name = f"{self.baseline}_{'al2' if self.use_al2 else 'plain'}_s{self.seed}"
+        return name + (f"_n{self.level:g}" if len(self.grid.levels()) > 1 else "")
 
     @property
     def key(self) -> int:
@@ -139,6 +147,7 @@ class RunSpec:
         return {"run": self.name, "baseline": self.baseline, "al2": self.use_al2,
                 "seed": self.seed, "batch_norm": self.batch_norm, "dropout": self.dropout,
                 "bn_init": self.bn_init, "weight_decay": self.weight_decay,
+                "percent_corrupt": self.level,
                 "in_table": self.in_table, "grid": asdict(self.grid)}
 
 

@@ -190,12 +190,14 @@ class GridData:
     mask_full: torch.Tensor      # (60000,) bool, which labels were corrupted (CPU)
 
 
-def load_grid_data(grid, device: torch.device, root="data") -> GridData:
+def load_grid_data(grid, device: torch.device, root="data", level: float | None = None) -> GridData:
     """The training subset with the grid's corrupted labels, and the test subset, on `device`.
     All 60,000 labels are corrupted with the grid's seed before the subset is taken, so a
-    subset's labels are the same whatever its size."""
+    subset's labels are the same whatever its size. level: one of the grid's noise levels
+    (default: its first); every level draws from the same corruption seed."""
     train_x, train_y, test_x, test_y = load_mnist(root)
-    noisy, mask = corrupt_labels(train_y, grid.percent_corrupt, grid.corruption_seed)
+    level = grid.levels()[0] if level is None else level   # label noise (%) of these runs
+    noisy, mask = corrupt_labels(train_y, level, grid.corruption_seed)
     n, m = grid.subset or len(train_y), grid.test_subset or len(test_y)
     return GridData(normalize(train_x[:n]).to(device), noisy[:n].to(device),
                     train_y[:n].to(device), normalize(test_x[:m]).to(device),

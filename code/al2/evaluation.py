@@ -7,6 +7,7 @@ the file) and the rest goes on, so that a partial grid still yields its table.
 from __future__ import annotations
 
 import itertools
+import statistics
 import time
 from pathlib import Path
 
@@ -28,10 +29,21 @@ ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction
 SIMILARITY_COLUMNS = ["epoch", "pair", "run_a", "run_b", "statistic", "value", "datapoints"]
 
 
+TABLE_LEVEL = 75.0  # Table 1's label noise (%)
+
+
+def table_level(runs: list[Run]) -> float:
+    """The noise level Table 1 shows: the paper's 75% if the grid has it, else its first."""
+    levels = sorted({r.level for r in runs})
+    return TABLE_LEVEL if TABLE_LEVEL in levels else levels[0]
+
+
 def table_runs(runs: list[Run]) -> list[Run]:
     """The runs Table 1 averages: every baseline over the grid's `seeds` (extra instances of a
-    baseline, trained for Fig. 1, are left out so that every cell has the same seeds)."""
-    return [r for r in runs if r.in_table]
+    baseline, trained for Fig. 1, are left out so that every cell has the same seeds), at
+    Table 1's noise level."""
+    level = table_level(runs)
+    return [r for r in runs if r.in_table and r.level == level]
 
 
 def write_table1(runs: list[Run], out: Path, title: str) -> list[dict]:
@@ -48,15 +60,15 @@ def similarity_pairs(runs: list[Run]) -> list[tuple]:
     the same baseline and seed, and each run against random activations (the floor)."""
     pairs = []
     groups = {}
-    for r in runs:
-        groups.setdefault((r.baseline, r.use_al2), []).append(r)
-    for (_, use_al2), group in groups.items():
+    for r in runs:  # a noise sweep compares runs of one level
+        groups.setdefault((r.level, r.baseline, r.use_al2), []).append(r)
+    for (_, _, use_al2), group in groups.items():
         for a, b in itertools.combinations(sorted(group, key=lambda r: r.seed), 2):
             pairs.append(("seeds_al2" if use_al2 else "seeds_plain", a.name, b.name))
-    by_key = {(r.baseline, r.seed, r.use_al2): r for r in runs}
-    for (baseline, seed, use_al2), r in sorted(by_key.items()):
-        if not use_al2 and (baseline, seed, True) in by_key:
-            pairs.append(("plain_vs_al2", r.name, by_key[(baseline, seed, True)].name))
+    by_key = {(r.level, r.baseline, r.seed, r.use_al2): r for r in runs}
+    for (level, baseline, seed, use_al2), r in sorted(by_key.items()):
+        if not use_al2 and (level, baseline, seed, True) in by_key:
+            pairs.append(("plain_vs_al2", r.name, by_key[(level, baseline, seed, True)].name))
     for r in runs:
         pairs.append(("random_al2" if r.use_al2 else "random_plain", r.name, f"random:{r.name}"))
     return pairs
@@ -134,6 +146,47 @@ def write_similarity(runs, out: Path, images: int | None, epochs: list[int] | No
     return rows
 
 
+def noisy_labels(runs_dir: Path, grid: dict, level: float, train_y, problems: list):
+    """The grid's corrupted training labels at `level` (corruption.pt, or corruption-n<level>.pt
+    in a noise sweep); recomputed from the corruption seed if the file is missing or damaged."""
+    levels = grid["percent_corrupt"] if isinstance(grid["percent_corrupt"], list) else [1]
+    path = runs_dir / ("corruption.pt" if len(levels) == 1 else f"corruption-n{level:g}.pt")
+    try:
+        return torch.load(path, weights_only=True)["noisy_labels"]
+    except (OSError, KeyError, RuntimeError):
+        problems.append(f"{path} is missing or damaged; noisy labels recomputed from the "
+                        f"grid's corruption seed")
+        return corrupt_labels(train_y, level, grid["corruption_seed"])[0]
+
+
+NOISE_COLUMNS = ["baseline", "al2", "level", "epoch", "seeds", "test_acc", "test_acc_std",
+                 "train_Lc", "train_acc_noisy"]
+
+
+def write_noise(runs: list[Run], out: Path) -> list[dict]:
+    """noise.csv / noise.png of a noise sweep: final test accuracy (mean and std over seeds),
+    L_c and the fit of the noisy labels against the noise level, per baseline, without and
+    with AL2."""
+    rows = []
+    groups = {}
+    for r in runs:
+        groups.setdefault((r.baseline, r.use_al2, r.level), []).append(r)
+    for (baseline, use_al2, level), group in sorted(groups.items()):
+        epoch = min(r.epochs for r in group)
+        values = {c: [r.metric(c, epoch) for r in group]
+                  for c in ("test_acc", "train_Lc", "train_acc_noisy")}
+        rows.append({"baseline": baseline, "al2": "with" if use_al2 else "without",
+                     "level": level, "epoch": epoch, "seeds": len(group),
+                     "test_acc": statistics.fmean(values["test_acc"]),
+                     "test_acc_std": statistics.stdev(values["test_acc"]) if len(group) > 1
+                     else 0.0,
+                     "train_Lc": statistics.fmean(values["train_Lc"]),
+                     "train_acc_noisy": statistics.fmean(values["train_acc_noisy"])})
+    save_csv(rows, out / "noise.csv", NOISE_COLUMNS)
+    plotting.noise_png(rows, out / "noise.png")
+    return rows
+
+
 def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws: int,
                    seed: int, problems: list, runs_dir: Path,
                    device: torch.device) -> list[dict]:
@@ -141,18 +194,25 @@ def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws
     train_x, train_y, test_x, test_y = load_mnist()
     n_train = min(images, grid["subset"] or len(train_y))
     n_test = min(images, grid["test_subset"] or len(test_y))
-    corruption = runs_dir / "corruption.pt"
-    try:
-        noisy = torch.load(corruption, weights_only=True)["noisy_labels"]
-    except (OSError, KeyError, RuntimeError):
-        problems.append(f"{corruption} is missing or damaged; noisy labels recomputed from the "
-                        f"grid's corruption seed")
-        noisy, _ = corrupt_labels(train_y, grid["percent_corrupt"], grid["corruption_seed"])
     xs = {"train": normalize(train_x[:n_train]).to(device),
           "test": normalize(test_x[:n_test]).to(device)}
-    labels = {"train": {"acc_train_noisy": noisy[:n_train].to(device),
-                        "acc_train_clean": train_y[:n_train].to(device)},
-              "test": {"acc_test": test_y[:n_test].to(device)}}
+    rows = []
+    for level in sorted({r.level for r in runs}):  # each noise level has its own labels
+        noisy = noisy_labels(runs_dir, grid, level, train_y, problems)
+        labels = {"train": {"acc_train_noisy": noisy[:n_train].to(device),
+                            "acc_train_clean": train_y[:n_train].to(device)},
+                  "test": {"acc_test": test_y[:n_test].to(device)}}
+        rows += ablation_rows([r for r in runs if r.level == level], epochs, xs, labels,
+                              draws, seed, problems, device)
+    if rows:
+        save_csv(rows, out / "ablation.csv", ABLATION_COLUMNS)
+        plotting.ablation_png(rows, out / "ablation.png")
+    return rows
+
+
+def ablation_rows(runs, epochs, xs, labels, draws, seed, problems, device) -> list[dict]:
+    """Ablation rows of runs that share their labels: at each run's last epoch (or `epochs`),
+    all runs' heads in one stacked pass."""
     fractions = ablation_fractions()
     rows = []
     for epoch in (epochs or sorted({r.epochs for r in runs})):
@@ -178,11 +238,9 @@ def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws
                 for i, frac in enumerate(fractions):
                     rows.append({"run": r.name, "baseline": r.baseline, "al2": r.use_al2,
                                  "seed": r.seed, "epoch": epoch, "mode": mode,
-                                 "fraction": float(frac), "draws": draws, "images": n_train,
+                                 "fraction": float(frac), "draws": draws,
+                                 "images": len(xs["train"]),
                                  **{k: float(v[j, i]) for k, v in acc.items()}})
-    if rows:
-        save_csv(rows, out / "ablation.csv", ABLATION_COLUMNS)
-        plotting.ablation_png(rows, out / "ablation.png")
     return rows
 
 
@@ -215,7 +273,7 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
     problems, written = missing_parts(runs, runs_dir), []
     g = runs[0].grid
     title = title or (f"Table 1 reproduced, {g['preset']} preset: {g['epochs']} epochs, "
-                      f"{g['subset'] or 60000} training images, {g['percent_corrupt']:g}% noise, "
+                      f"{g['subset'] or 60000} training images, {table_level(runs):g}% noise, "
                       f"{len(g['seeds'])} seed(s)")
     if table:
         write_table1(runs, out, title)
@@ -231,6 +289,9 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         if write_similarity(runs, out, similarity_images, similarity_epochs, problems, test_x,
                             seed, torch.device(device)):
             written += ["similarity.csv", "similarity.png"]
+    if len({r.level for r in runs}) > 1:
+        write_noise(runs, out)
+        written += ["noise.csv", "noise.png"]
     if ablation:
         if write_ablation(runs, out, ablation_epochs, ablation_images, ablation_draws, seed,
                           problems, runs_dir, torch.device(device)):

@@ -32,7 +32,8 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool,
                   shard: tuple[int, int] | None = None) -> bool:
     """Refuse a folder that holds another grid, or this grid (this shard of it) without
     --resume; reads only. Returns whether this grid's (shard's) resume state is there."""
-    grid_file, state = out / "grid.json", resume_file(out, shard)
+    grid_file = out / "grid.json"
+    states = list(out.glob(resume_file(out, shard).stem + "*.pt")) if out.exists() else []
     if not grid_file.exists():
         if out.exists() and any(not p.name.startswith(".lock-") for p in out.iterdir()) \
                 and not resume:
@@ -49,28 +50,34 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool,
                         f"choose another --out")
     check_split(out, shard)
     part = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
-    if state.exists() or (shard is None and any(out.glob("*/metrics.csv"))):
+    if states or (shard is None and any(out.glob("*/metrics.csv"))):
         if not resume:
             raise GridError(f"{out} already holds this grid{part}; pass --resume to continue "
                             f"it or choose another --out")
-        return state.exists()
+        return bool(states)
     return False
 
 
-def prepare_folder(out: Path, grid: GridConfig, shard, data: GridData) -> None:
+def prepare_folder(out: Path, grid: GridConfig, shard, data: GridData, level: float) -> None:
     """The grid's own files, written once by whichever process comes first (under a folder
     lock, so concurrent shards neither race nor rewrite each other's files)."""
     with FolderLock(out, "grid-files", wait=True):
         check_split(out, shard, write=True)
-        if not (out / "grid.json").exists():
-            write_grid_files(out, grid, data)
+        write_grid_files(out, grid, data, level)
 
 
-def write_grid_files(out: Path, grid: GridConfig, data: GridData) -> None:
-    files.save_json(asdict(grid), out / "grid.json")
-    files.save_torch({"noisy_labels": data.noisy_full, "corrupted": data.mask_full,
-                      "percent_corrupt": grid.percent_corrupt, "seed": grid.corruption_seed},
-                     out / "corruption.pt")
+def corruption_file(out: Path, grid: GridConfig, level: float) -> Path:
+    """corruption.pt, or corruption-n<level>.pt for each level of a noise sweep."""
+    return out / ("corruption.pt" if len(grid.levels()) == 1 else f"corruption-n{level:g}.pt")
+
+
+def write_grid_files(out: Path, grid: GridConfig, data: GridData, level: float) -> None:
+    if not (out / "grid.json").exists():
+        files.save_json(asdict(grid), out / "grid.json")
+    path = corruption_file(out, grid, level)
+    if not path.exists():
+        files.save_torch({"noisy_labels": data.noisy_full, "corrupted": data.mask_full,
+                          "percent_corrupt": level, "seed": grid.corruption_seed}, path)
 
 
 def write_run_configs(out: Path, runs: list[RunSpec], command: str, env: dict,

@@ -196,3 +196,27 @@ def ablation_png(rows: list[dict], path: Path) -> None:
     axes[0][0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def noise_png(rows: list[dict], path: Path) -> None:
+    """Final test accuracy against the label-noise level, per baseline, without (solid) and
+    with AL2 (dashed); error bars: std over seeds."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for baseline in dict.fromkeys(r["baseline"] for r in rows):
+        gray, marker = BASELINE_STYLE.get(baseline, ("0.0", "x"))
+        for al2 in ("without", "with"):
+            sel = sorted((r for r in rows if r["baseline"] == baseline and r["al2"] == al2),
+                         key=lambda r: r["level"])
+            if sel:
+                ax.errorbar([r["level"] for r in sel], [r["test_acc"] for r in sel],
+                            yerr=[r["test_acc_std"] for r in sel], fmt=AL2_STYLE[al2 == "with"],
+                            color=gray, marker=marker, markersize=4, capsize=3,
+                            label=f"{baseline}{' + AL2' if al2 == 'with' else ''}")
+    epoch = max(r["epoch"] for r in rows)
+    ax.set_xlabel("training labels corrupted (%)")
+    ax.set_ylabel(f"test accuracy at epoch {epoch} (%)")
+    ax.set_title("Label noise sweep: without AL2 solid, with AL2 dashed", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -37,6 +37,11 @@ class Run:
         return self.config["grid"]
 
     @property
+    def level(self) -> float:
+        """The run's label noise (%); a noise sweep's runs each carry their own."""
+        return float(self.config.get("percent_corrupt", self.grid["percent_corrupt"]))
+
+    @property
     def in_table(self) -> bool:
         """Table 1 averages the grid's `seeds`; extra instances (Fig. 1) are left out."""
         return self.seed in self.grid["seeds"]

@@ -27,9 +27,9 @@ def shard_runs(runs: list[RunSpec], k: int, n: int) -> list[RunSpec]:
         raise GridError(f"--shard {k}/{n}: need 0 <= K < N and N >= 1")
     if n > len(runs):
         raise GridError(f"--shard {k}/{n}: the grid has only {len(runs)} runs")
-    groups: dict[str, list[RunSpec]] = {}
-    for r in runs:
-        groups.setdefault(r.baseline, []).append(r)
+    groups: dict[tuple, list[RunSpec]] = {}
+    for r in runs:  # one group per (noise level, baseline)
+        groups.setdefault((r.level, r.baseline), []).append(r)
     if n > len(groups):
         chosen = {r.name for i, r in enumerate(runs) if i % n == k}
     else:
@@ -37,7 +37,7 @@ def shard_runs(runs: list[RunSpec], k: int, n: int) -> list[RunSpec]:
         for name, group in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
             target = min(range(n), key=lambda s: (load[s], s))
             owner[name], load[target] = target, load[target] + len(group)
-        chosen = {r.name for r in runs if owner[r.baseline] == k}
+        chosen = {r.name for r in runs if owner[(r.level, r.baseline)] == k}
     return [r for r in runs if r.name in chosen]
 
 
@@ -45,9 +45,11 @@ def shard_label(shard: tuple[int, int] | None) -> str:
     return "whole" if shard is None else f"shard-{shard[0]}-of-{shard[1]}"
 
 
-def resume_file(out: Path, shard: tuple[int, int] | None) -> Path:
-    """The grid's resume.pt, or one per shard: shards never write each other's files."""
-    return out / ("resume.pt" if shard is None else f"resume-{shard_label(shard)}.pt")
+def resume_file(out: Path, shard: tuple[int, int] | None, level: float | None = None) -> Path:
+    """The grid's resume.pt, or one per shard (shards never write each other's files) and per
+    noise level of a sweep (each level trains as its own stack)."""
+    name = "resume" if shard is None else f"resume-{shard_label(shard)}"
+    return out / (name + ("" if level is None else f"-n{level:g}") + ".pt")
 
 
 class FolderLock:

@@ -71,46 +71,56 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     set_tf32(grid.tf32)
     runs = grid.runs() if shard is None else shard_runs(grid.runs(), *shard)
     resumed = check_out_dir(out, grid, resume, shard)
+    call_start, done, stopped_at, final = time.perf_counter(), 0, None, {}
     with lock_shard(out, shard):  # a second process on this part is refused
-        part = start_part(grid, out, dev, runs, shard, resumed, command, data_root, cuda_graph)
-        stopped_at = train_epochs(part, progress, on_epoch_end, time_budget_s)
+        for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
+            state = resume_file(out, shard, None if len(grid.levels()) == 1 else level)
+            part_runs = [r for r in runs if r.level == level]
+            part = start_part(grid, out, dev, part_runs, shard, level, state,
+                              resumed and state.exists(), command, data_root, cuda_graph)
+            stopped_at, done = train_epochs(part, progress, on_epoch_end, time_budget_s,
+                                            call_start, done)
+            final.update({r.name: h[-1] for r, h in zip(part_runs, part.history)})
+            if stopped_at is not None:
+                break
         if stopped_at is None:
             mark_done(out, shard, runs, grid.epochs)
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
-            "wall_time_s": time.perf_counter() - part.t0, "stopped_at": stopped_at,
-            "final": {r.name: h[-1] for r, h in zip(runs, part.history)}}
+            "wall_time_s": time.perf_counter() - call_start, "stopped_at": stopped_at,
+            "final": final}
 
 
-def start_part(grid, out, dev, runs, shard, resumed, command, data_root, cuda_graph) -> Part:
-    """Data on the device, the grid's files, the stacked runs (fresh or resumed), config.json,
-    and row 0 (the initialisation) for a fresh start."""
-    data = load_grid_data(grid, dev, data_root)
-    prepare_folder(out, grid, shard, data)
+def start_part(grid, out, dev, runs, shard, level, state, resumed, command, data_root,
+               cuda_graph) -> Part:
+    """Data on the device (labels of noise level `level`), the grid's files, the stacked runs
+    (fresh, or resumed from `state`), config.json, for one stack of runs."""
+    data = load_grid_data(grid, dev, data_root, level)
+    prepare_folder(out, grid, shard, data, level)
     model, params, buffers, wd = stacked_runs(runs, dev)
     history, start_epoch, wall_before = [[] for _ in runs], 0, 0.0
     if resumed:
-        history, start_epoch, wall_before = load_resume(resume_file(out, shard), model,
-                                                        buffers, dev)
+        history, start_epoch, wall_before = load_resume(state, model, buffers, dev)
     step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
                       wd, graph=True) if dev.type == "cuda" and cuda_graph else None
     env = {**environment(dev), "cuda_graph": step is not None,
            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
     write_run_configs(out, runs, command, env, data, resumed)
     recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images],
-                             resume_file(out, shard))
+                             state)
     return Part(grid, out, runs, data, model, params, buffers, wd, al2_weights(grid, runs, dev),
                 step, recorder, history, start_epoch, time.perf_counter() - wall_before)
 
 
-def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s) -> int | None:
-    """Epochs start_epoch + 1 .. grid.epochs; returns the epoch a time budget stopped at."""
+def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_start: float,
+                 done: int) -> tuple[int | None, int]:
+    """Epochs start_epoch + 1 .. grid.epochs. Returns (the epoch a time budget stopped at or
+    None, epochs trained in this call so far, `done` of them before this part)."""
     g, p, dev = part.grid, part, part.data.train_x.device
     if not p.history[0]:  # row 0: the initialisation, before any training
         rows = epoch_rows(p.model, p.data, 0, None, 0, torch.full((len(p.runs),), math.nan), p.t0)
         p.recorder.record(0, rows, p.model, p.buffers, time.perf_counter() - p.t0)
         if on_epoch_end:
             on_epoch_end(0, rows)
-    call_start = time.perf_counter()
     bar = progress_bar(range(p.start_epoch + 1, g.epochs + 1), p.start_epoch, g.epochs,
                        len(p.runs), progress)
     for epoch in bar:
@@ -127,11 +137,12 @@ def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s) -> int
             bar.set_postfix_str(progress_summary(p.runs, rows))
         if on_epoch_end:
             on_epoch_end(epoch, rows)
-        if epoch < g.epochs and out_of_budget(time_budget_s, call_start, epoch - p.start_epoch):
+        done += 1
+        if epoch < g.epochs and out_of_budget(time_budget_s, call_start, done):
             if epoch not in p.recorder.checkpoint_epochs:  # every run's state at the stop
                 p.recorder.save_checkpoints(epoch, p.model, p.buffers, time.perf_counter() - p.t0)
-            return epoch
-    return None
+            return epoch, done
+    return None, done
 
 
 def out_of_budget(budget_s: float | None, start: float, epochs_done: int) -> bool:
