@@ -1,5 +1,4 @@
 """evaluate.py on a tiny trained grid: files, columns, the two ablation checks, bad input."""
-import csv
 import json
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import al2.runs
 from al2.analysis import ablation_accuracy, ablation_fractions
 from al2.data import normalize
 from al2.model import StackedLeNet
-from al2.paths import REPO_ROOT
+from conftest import evaluate, read
 
 GRID = dict(baselines=["bare", "wd"], al2="both", seeds=[0, 1], epochs=3, lr=0.05,
             subset=256, test_subset=200, activation_images=40, checkpoint_every=1)
@@ -28,16 +27,6 @@ def grid_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("grid") / "runs"
     al2.train_grid(al2.GridConfig(**GRID), out, device="cpu", progress=False)
     return out
-
-
-def evaluate(*args):
-    return subprocess.run([sys.executable, str(REPO_ROOT / "code" / "evaluate.py"), *args],
-                          capture_output=True, text=True, timeout=600)
-
-
-def read(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_all_outputs_with_their_columns(grid_dir, tmp_path):
@@ -258,3 +247,46 @@ def test_stacked_ablation_equals_each_run_alone(grid_dir):
                                       ablation_fractions(), 2, seed=3)["t"][0]
             assert together[j] == pytest.approx(alone, abs=1e-9), (mode, names[j])
         assert len({tuple(t) for t in together}) > 1  # the runs differ: not vacuous
+
+
+def test_noise_sweep_levels_names_labels_and_noise_csv(tmp_path):
+    """--percent-corrupt 25,75: one stack per level, run names and configs say the level, each
+    level's runs train on that level's corruption (the 25% runs equal a 25%-only grid bit for
+    bit), Table 1 shows the 75% runs, noise.csv / noise.png hold every level."""
+    base = {**GRID, "baselines": ["bare"], "epochs": 2}
+    sweep, single = tmp_path / "sweep", tmp_path / "single"
+    al2.train_grid(al2.GridConfig(**base, percent_corrupt=[25.0, 75.0]), sweep, device="cpu",
+                   progress=False)
+    al2.train_grid(al2.GridConfig(**base, percent_corrupt=25.0), single, device="cpu",
+                   progress=False)
+    runs = {r.name: r for r in al2.runs.discover_runs(sweep)}
+    assert sorted(runs) == sorted(f"bare_{a}_s{s}_n{n}" for a in ("plain", "al2") for s in (0, 1)
+                                  for n in (25, 75))
+    assert {r.level for r in runs.values()} == {25.0, 75.0}
+    for level in (25, 75):
+        saved = torch.load(sweep / f"corruption-n{level}.pt")
+        expected, _ = al2.corrupt_labels(al2.load_mnist()[1], level, 0)
+        assert torch.equal(saved["noisy_labels"], expected)
+    for name in ("bare_plain_s0", "bare_al2_s1"):
+        a = read(sweep / f"{name}_n25" / "metrics.csv")
+        b = read(single / name / "metrics.csv")
+        for ra, rb in zip(a, b):
+            ra.pop("wall_time_s"), rb.pop("wall_time_s")
+            assert ra == rb
+    out = tmp_path / "o"
+    done = evaluate("--runs", str(sweep), "--out", str(out), "--ablation-images", "50",
+                    "--ablation-draws", "1")
+    assert done.returncode == 0, done.stderr
+    noise = read(out / "noise.csv")
+    assert {(r["al2"], float(r["level"])) for r in noise} == \
+        {(a, n) for a in ("without", "with") for n in (25.0, 75.0)}
+    assert {r["seeds"] for r in noise} == {"2"}
+    cell = [r for r in noise if r["al2"] == "without" and float(r["level"]) == 25.0][0]
+    mean = (runs["bare_plain_s0_n25"].metric("test_acc", 2) +
+            runs["bare_plain_s1_n25"].metric("test_acc", 2)) / 2
+    assert float(cell["test_acc"]) == pytest.approx(mean)
+    assert (out / "noise.png").stat().st_size > 0
+    assert "75% noise" in (out / "table1.md").read_text()
+    sim = read(out / "similarity.csv")
+    assert all(r["run_a"][-3:] == r["run_b"][-3:] for r in sim if r["run_b"] != "random")
+    assert {r["run"][-3:] for r in read(out / "ablation.csv")} == {"n25", "n75"}

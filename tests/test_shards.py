@@ -1,6 +1,5 @@
 """Shards of a grid: the split, N processes into one folder equal the whole grid, the lock,
 evaluate.py on a folder with a shard missing, bad input."""
-import csv
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import al2.runs
 from al2.config import PRESETS, GridConfig, GridError
 from al2.paths import REPO_ROOT
 from al2.shards import shard_runs
+from conftest import evaluate, read
 
 TINY = ["--baselines", "bare,do,wd", "--extra-seeds", "bare=1", "--epochs", "2",
         "--subset", "256", "--test-subset", "200", "--activation-images", "16",
@@ -22,16 +22,6 @@ TINY = ["--baselines", "bare,do,wd", "--extra-seeds", "bare=1", "--epochs", "2",
 def train(*args, **kwargs):
     return subprocess.Popen([sys.executable, str(REPO_ROOT / "code" / "train.py"), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def evaluate(*args):
-    return subprocess.run([sys.executable, str(REPO_ROOT / "code" / "evaluate.py"), *args],
-                          capture_output=True, text=True, timeout=600)
-
-
-def read(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_the_split_is_disjoint_complete_and_keeps_bare_together():

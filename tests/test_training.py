@@ -221,6 +221,18 @@ def test_checkpoint_reproduces_metrics_and_activations(tmp_path):
     assert torch.equal(saved["noisy_labels"][:256], data.train_noisy)
 
 
+def assert_same_run(a, b, epochs: int) -> None:
+    """Two run folders hold the same metrics (but wall time) and bit-identical final weights."""
+    rows_a, rows_b = read_metrics(a / "metrics.csv"), read_metrics(b / "metrics.csv")
+    assert len(rows_a) == len(rows_b) == epochs + 1
+    for ra, rb in zip(rows_a, rows_b):
+        ra.pop("wall_time_s"), rb.pop("wall_time_s")
+        assert ra == rb
+    wa = torch.load(a / "checkpoints" / f"epoch_{epochs}.pt")["model"]
+    wb = torch.load(b / "checkpoints" / f"epoch_{epochs}.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     grid = GridConfig(baselines=["bare", "do"], al2="both", epochs=4, lr=0.05, map_start=0.5,
                       checkpoint_every=2, **TINY)
@@ -233,15 +245,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
         al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False, on_epoch_end=interrupt)
     al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False, resume=True)
     for run in grid.runs():
-        a = read_metrics(tmp_path / "a" / run.name / "metrics.csv")
-        b = read_metrics(tmp_path / "b" / run.name / "metrics.csv")
-        assert len(a) == len(b) == 5
-        for ra, rb in zip(a, b):
-            ra.pop("wall_time_s"), rb.pop("wall_time_s")
-            assert ra == rb
-        wa = torch.load(tmp_path / "a" / run.name / "checkpoints" / "epoch_4.pt")["model"]
-        wb = torch.load(tmp_path / "b" / run.name / "checkpoints" / "epoch_4.pt")["model"]
-        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+        assert_same_run(tmp_path / "a" / run.name, tmp_path / "b" / run.name, epochs=4)
 
 
 def run_cli(*args):
@@ -266,6 +270,10 @@ def test_cli_dry_run_and_help():
     (["--baselines", "bare,nope"], "unknown baseline"),
     (["--baselines", "bn", "--extra-seeds", "bare=1"], "extra seeds"),
     (["--extra-seeds", "bare"], "BASELINE=SEED"),
+    (["--percent-corrupt", "25,25"], "repeated"),
+    (["--percent-corrupt", "25,x"], "comma-separated numbers"),
+    (["--percent-corrupt", "25,101"], "0..100"),
+    (["--shard", "3/3"], "0 <= K < N"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
     done = run_cli(*args, "--out", str(tmp_path / "o"))
@@ -536,14 +544,7 @@ def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkey
     summary = al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False, resume=True)
     assert summary["stopped_at"] is None
     for run in grid.runs():
-        a = read_metrics(tmp_path / "a" / run.name / "metrics.csv")
-        b = read_metrics(tmp_path / "b" / run.name / "metrics.csv")
-        for ra, rb in zip(a, b):
-            ra.pop("wall_time_s"), rb.pop("wall_time_s")
-        assert a == b
-        wa = torch.load(tmp_path / "a" / run.name / "checkpoints" / "epoch_4.pt")["model"]
-        wb = torch.load(tmp_path / "b" / run.name / "checkpoints" / "epoch_4.pt")["model"]
-        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+        assert_same_run(tmp_path / "a" / run.name, tmp_path / "b" / run.name, epochs=4)
     config = json.loads((tmp_path / "b" / "bare_plain_s0" / "config.json").read_text())
     assert len(config["resumes"]) == 1 and config["command"] == ""
 
