@@ -1,8 +1,6 @@
 """evaluate.py on a tiny trained grid: files, columns, the two ablation checks, bad input."""
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ import al2
 import al2.analysis
 import al2.evaluation
 import al2.inference
+import al2.similarity
 import al2.report
 import al2.runs
 from al2.analysis import ablation_accuracy, ablation_fractions
@@ -48,7 +47,7 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
     assert float(ta["ours"]) == pytest.approx(mean)
     assert "**" in (tmp_path / "table1.md").read_text()
     sim = read(tmp_path / "similarity.csv")
-    assert list(sim[0]) == al2.evaluation.SIMILARITY_COLUMNS
+    assert list(sim[0]) == al2.similarity.SIMILARITY_COLUMNS
     kinds = {r["pair"] for r in sim}
     assert kinds == {"seeds_plain", "seeds_al2", "plain_vs_al2", "random_plain", "random_al2"}
     assert {r["statistic"] for r in sim} == set(al2.analysis.SIMILARITY_STATISTICS)
@@ -158,10 +157,10 @@ def test_recomputed_representations_equal_the_saved_ones(grid_dir):
     runs = al2.runs.discover_runs(grid_dir)
     x = normalize(al2.load_mnist()[2][:40])
     problems = []
-    recomputed = al2.evaluation.recomputed_representations(runs, 2, x, problems)
+    recomputed = al2.similarity.recomputed_representations(runs, 2, x, problems)
     assert not problems and set(recomputed) == {r.name for r in runs}
     for r in runs:
-        saved = al2.evaluation.saved_representation(r, 2, None)
+        saved = al2.similarity.saved_representation(r, 2, None)
         assert saved.shape == recomputed[r.name].shape == (50, 40 * 16)
         assert torch.allclose(saved, recomputed[r.name], atol=1e-2, rtol=1e-2)
         feats = torch.load(r.activations(2)).float()

@@ -10,9 +10,10 @@ Modules, one idea each, in the order a reader meets them:
   inference   test metrics and trunk outputs of all runs
   training    train_grid: the epoch loop
   outputs     run folders, metrics, checkpoints, resume
+  shards      a grid split over processes (--shard K/N), locks, completion files
   device      device choice, TF32, environment
   checkpoints atomic files, load_checkpoint
-  runs, report, analysis, evaluation, plotting   what code/evaluate.py uses
+  runs, report, analysis, similarity, evaluation, plotting   what code/evaluate.py uses
   paths, cli  repository paths; argparse types for the scripts
 """
 from .checkpoints import CheckpointError, load_checkpoint
