@@ -63,8 +63,9 @@ choose_grid() {  # full (14 runs) if a short fp32 graph probe projects it inside
     if [ "$GRID" != auto ]; then echo "$GRID"; return; fi
     local mode=graph
     [ "$DEVICE" = cuda ] || mode=eager  # graphs need CUDA (the CPU rehearsal)
-    python code/bench_train.py --device "$DEVICE" --runs 14 --samples "${CHOOSE_SAMPLES:-6400}" --modes $mode \
-        --precisions fp32 --repeats 1 --no-authors --json "$OUT/choose.json" > /dev/null
+    python code/bench_train.py --device "$DEVICE" --runs 14 --samples "${CHOOSE_SAMPLES:-6400}" \
+        --test-images "${CHOOSE_TEST_IMAGES:-10000}" --modes $mode --precisions fp32 --repeats 1 \
+        --no-authors --json "$OUT/choose.json" > /dev/null
     python - "$OUT/choose.json" "$BUDGET_MIN" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))["rows"]
@@ -112,6 +113,7 @@ rehearse() {  # the reproduce path on this CPU: a tiny grid, then unpack and che
     local tmp
     tmp=$(mktemp -d /tmp/al2-rehearse.XXXXXX)
     DEVICE=cpu RUNS="$tmp/runs" RESULTS="$tmp/paper" OUT="$tmp/out" CHOOSE_SAMPLES=640 \
+        CHOOSE_TEST_IMAGES=500 \
         TRAIN_ARGS="--epochs 2 --subset 640 --test-subset 500 --activation-images 100" \
         EVAL_ARGS="--similarity-images 300 --ablation-images 200" reproduce
     mkdir -p "$tmp/unpacked" && tar xzf "$tmp/out/paper-results.tar.gz" -C "$tmp/unpacked"
