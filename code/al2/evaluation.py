@@ -18,6 +18,7 @@ from .analysis import ablation_accuracy, ablation_fractions
 from .checkpoints import CheckpointError, atomic_write, load_checkpoint, save_csv
 from .data import corrupt_labels, load_mnist, normalize
 from .model import StackedLeNet
+from .outputs import corruption_file
 from .report import TABLE_COLUMNS, table1_markdown, table1_rows
 from .config import GridConfig
 from .inference import trunk_features
@@ -55,11 +56,15 @@ def write_table1(runs: list[Run], out: Path, title: str) -> list[dict]:
     return rows
 
 
+def grid_config(grid: dict) -> GridConfig:
+    """A run's saved grid settings as a GridConfig (keys it does not know are left out)."""
+    return GridConfig(**{k: v for k, v in grid.items() if k in GridConfig.__dataclass_fields__})
+
+
 def noisy_labels(runs_dir: Path, grid: dict, level: float, train_y, problems: list):
     """The grid's corrupted training labels at `level` (corruption.pt, or corruption-n<level>.pt
     in a noise sweep); recomputed from the corruption seed if the file is missing or damaged."""
-    levels = grid["percent_corrupt"] if isinstance(grid["percent_corrupt"], list) else [1]
-    path = runs_dir / ("corruption.pt" if len(levels) == 1 else f"corruption-n{level:g}.pt")
+    path = corruption_file(runs_dir, grid_config(grid), level)
     try:
         return torch.load(path, weights_only=True)["noisy_labels"]
     except (OSError, KeyError, RuntimeError):
@@ -156,8 +161,7 @@ def ablation_rows(runs, epochs, xs, labels, draws, seed, problems, device) -> li
 def missing_parts(runs: list[Run], runs_dir: Path) -> list[str]:
     """The grid's runs that the folder lacks (a shard not trained yet), and the shards of its
     split that have not finished; each a line of MISSING.md."""
-    grid = GridConfig(**{k: v for k, v in runs[0].grid.items()
-                         if k in GridConfig.__dataclass_fields__})
+    grid = grid_config(runs[0].grid)
     have = {r.name for r in runs}
     problems = [f"run {r.name} of this grid is missing from {runs_dir} (train its shard)"
                 for r in grid.runs() if r.name not in have]

@@ -1,8 +1,10 @@
 """What a grid writes, and the rules of its output folder (README, "Outputs").
 
 Per run in `<out>/<run name>/`: config.json, metrics.csv, checkpoints/epoch_<E>.pt and
-activations/epoch_<E>.pt. Per grid: grid.json, corruption.pt and resume.pt (the newest
-complete checkpoint of the whole grid). Every file is written atomically.
+activations/epoch_<E>.pt. Per grid: grid.json, corruption.pt (corruption-n<level>.pt per
+level of a noise sweep), split.json, and resume.pt, the newest complete checkpoint of the
+stacked runs (resume-shard-K-of-N[-n<level>].pt per shard and level; shards.py). Every file is
+written atomically.
 """
 from __future__ import annotations
 
