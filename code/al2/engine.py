@@ -173,6 +173,7 @@ class StaticStep:
     def capture(self) -> "torch.cuda.CUDAGraph":
         """Warm up on a side stream (cuDNN/cuBLAS pick their algorithms, the allocator
         settles), restore the state the warm-up changed, then record one step."""
+        self.model.train()  # the graph records training mode (BN batch statistics, dropout)
         saved = [t.detach().clone() for t in self.state()]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
