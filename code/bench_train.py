@@ -168,8 +168,12 @@ def main():
     for r, grid in grids.items():
         for label, tf32, graph in configurations(args, device):
             set_tf32(tf32)
-            t_train, t_eval = min(stacked(grid, args.samples, device, graph, args.test_images)
-                                  for _ in range(args.repeats))
+            try:
+                t_train, t_eval = min(stacked(grid, args.samples, device, graph,
+                                              args.test_images) for _ in range(args.repeats))
+            except RuntimeError as e:  # a failed graph capture should not end the probe
+                lines.append(f"| {r} | {label} | failed: {str(e).splitlines()[0][:80]} |")
+                continue
             proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
             rates[(r, label)] = r * args.samples / t_train
             rows.append({"runs": r, "config": label, "train_s": t_train, "eval_s": t_eval,

@@ -1,7 +1,8 @@
 """speed.md for a trained grid: where and how it ran, and how fast (code/reproduce_gpu.sh).
 
     python code/speed_report.py --runs results/runs/paper --out results/paper/speed.md \
-        --train-seconds 412 --evaluate-seconds 55 --probe choose.json
+        --train-seconds 412 --train-calls 2 --evaluate-seconds 55 --probe probe.json \
+        --check check.txt
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from al2.checkpoints import atomic_write
 from al2.runs import RunsError, discover_runs
 
 
-def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None) -> str:
+def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None,
+           train_calls: int = 1, check: str | None = None) -> str:
     runs = discover_runs(runs_dir)
     config, grid = runs[0].config, runs[0].grid
     env = config["environment"]
@@ -38,14 +40,35 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
              f"| training wall time (trainer's clock, incl. per-epoch test metrics and "
              f"checkpoints) | {wall:.0f} s |",
              f"| steps/s (all R runs per step) | {trained * steps / wall:.0f} |",
-             f"| train.py call, start to end | {train_s:.0f} s |",
+             f"| train.py {'call' if train_calls == 1 else f'{train_calls} calls'}, start to "
+             f"end{'' if train_calls == 1 else ', summed'} | {train_s:.0f} s |",
              f"| evaluate.py call | {evaluate_s:.0f} s |"]
     if probe:
-        row = probe["rows"][0]
-        lines += ["", f"Probe before training ({probe['device']}): {row['runs']} runs, "
-                      f"{row['config']}, {row['steps_per_s']:.0f} steps/s, projected "
-                      f"{row['projected_s'] / 60:.1f} min for 700 epochs."]
+        lines += probe_table(probe)
+    if check:
+        lines += ["", "Device check before training (code/check_device.py):", "", "```",
+                  check.strip(), "```"]
     return "\n".join(lines) + "\n"
+
+
+def probe_table(probe: dict) -> list[str]:
+    """code/bench_train.py's rows: the speed probe before training, and graph vs eager."""
+    lines = ["", f"Speed probe before training (code/bench_train.py, {probe['device']}, torch "
+                 f"{probe['torch']}; projected: 700 epochs of 938 steps plus one test "
+                 f"evaluation per epoch):", "",
+             "| runs | precision, step | steps/s | test evaluation s | projected 700 epochs |",
+             "|---|---|---|---|---|"]
+    rate = {}
+    for row in probe["rows"]:
+        rate[row["runs"], row["config"]] = row["steps_per_s"]
+        lines.append(f"| {row['runs']} | {row['config']} | {row['steps_per_s']:.0f} | "
+                     f"{row['eval_s']:.3f} | {row['projected_s'] / 60:.1f} min |")
+    ratios = [f"{r} runs {p}: {rate[r, f'{p} graph'] / rate[r, f'{p} eager']:.2f}x"
+              for r, c in rate if c.endswith("eager") for p in [c.split()[0]]
+              if (r, f"{p} graph") in rate]
+    if ratios:
+        lines += ["", "Graph replay vs eager step (steps/s): " + "; ".join(ratios) + "."]
+    return lines
 
 
 def main() -> int:
@@ -53,13 +76,19 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, required=True, help="the grid's run folder")
     parser.add_argument("--out", type=Path, required=True, help="speed.md to write")
     parser.add_argument("--train-seconds", type=float, required=True)
+    parser.add_argument("--train-calls", type=int, default=1,
+                        help="train.py calls the training took (resumed between them)")
     parser.add_argument("--evaluate-seconds", type=float, required=True)
+    parser.add_argument("--check", type=Path, default=None,
+                        help="code/check_device.py's output before training")
     parser.add_argument("--probe", type=Path, default=None,
                         help="bench_train.py --json output of the probe before training")
     args = parser.parse_args()
     try:
         probe = json.loads(args.probe.read_text()) if args.probe and args.probe.exists() else None
-        text = report(args.runs, args.train_seconds, args.evaluate_seconds, probe)
+        check = args.check.read_text() if args.check and args.check.exists() else None
+        text = report(args.runs, args.train_seconds, args.evaluate_seconds, probe,
+                      args.train_calls, check)
     except (RunsError, KeyError, ValueError) as e:
         parser.exit(2, f"speed_report.py: error: {e}\n")
     atomic_write(args.out, lambda f: f.write(text.encode()))
