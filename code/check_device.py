@@ -1,11 +1,15 @@
 """Device check: the trainer on a GPU agrees with the trainer on the CPU, and the CUDA-graph
 step agrees with the eager step.
 
-Trains the same grid (dropout off: its masks come from device-specific generators) for a few
-hundred steps from the same initialisation and batches: on the CPU, on the GPU eagerly, and on
-the GPU through the captured graph (engine.StaticStep); then compares every weight and the
-per-run training losses. Strict fp32 on the GPU (TF32 off) so that the tolerance measures the
-path, not the number format. Exit code 1 when a difference exceeds --atol.
+Trains the same grid (dropout off: its masks come from device-specific generators) from the same
+initialisation and batches: on the CPU, on the GPU eagerly, and on the GPU through the captured
+graph (engine.StaticStep). Two comparisons each: every weight after the first --weight-steps
+steps (atol --atol), and each run's mean training L_c over all --steps steps (atol --lc-atol).
+Weights are compared early because fp32 training is chaotic: on an H200 (2026-11-28) the
+largest weight difference after 300 steps was 7.0e-2 for CPU vs GPU and 7.0e-2 for eager vs
+graph alike, while the mean L_c agreed to 5e-5. Strict fp32 on the GPU (TF32 off), so that the
+tolerances measure the path, not the number format. Prints "graph step: ok|failed" last (read by
+code/reproduce_gpu.sh); exit code 1 when a comparison fails.
 
     python code/check_device.py --device cuda --steps 300     # on a machine with a GPU
 """
@@ -22,8 +26,10 @@ from al2.device import select_device, set_tf32
 from al2.engine import StaticStep, dropout_generators, stacked_runs, train_epoch
 
 
-def train(grid: GridConfig, device: torch.device, steps: int, graph: bool = False):
-    """(stacked state_dict on the CPU, per-run mean L_c) after `steps` steps of epoch 0."""
+def train(grid: GridConfig, device: torch.device, steps: int, weight_steps: int,
+          graph: bool = False):
+    """(stacked state_dict on the CPU after `weight_steps` steps, per-run mean L_c over
+    `steps` steps), all within epoch 0."""
     runs = grid.runs()
     data = load_grid_data(grid, device)
     model, params, buffers, wd = stacked_runs(runs, device)
@@ -32,12 +38,18 @@ def train(grid: GridConfig, device: torch.device, steps: int, graph: bool = Fals
     w = torch.tensor([1.0 if r.use_al2 else 0.0 for r in runs], device=device)
     # the batch order is drawn on the CPU and moved, so both devices see the same batches
     perm = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(0))
-    sums, batches = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
-                                grid.momentum, w, wd, None,
-                                dropout_generators(runs, 0, 0, device),
-                                max_steps=steps, perm=perm.to(device), step=step)
-    return ({k: v.detach().cpu() for k, v in model.state_dict().items()},
-            (sums[0] / batches).cpu())
+    perm = perm.to(device)
+    loss_c, state = 0.0, None
+    for first, count in ((0, weight_steps), (weight_steps, steps - weight_steps)):
+        if count == 0:
+            continue
+        sums, _ = train_epoch(model, params, buffers, data, grid.batch_size, grid.lr,
+                              grid.momentum, w, wd, None, dropout_generators(runs, 0, 0, device),
+                              max_steps=count, perm=perm[first * grid.batch_size:], step=step)
+        loss_c = loss_c + sums[0].cpu()
+        if state is None:
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return state, loss_c / steps
 
 
 def compare(a, b) -> tuple[float, float]:
@@ -51,11 +63,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
     parser.add_argument("--steps", type=int, default=300, help="SGD steps (default: 300)")
+    parser.add_argument("--weight-steps", type=int, default=20,
+                        help="steps after which the weights are compared (default: 20)")
     parser.add_argument("--atol", type=float, default=1e-3,
                         help="largest weight difference accepted (default: 1e-3)")
+    parser.add_argument("--lc-atol", type=float, default=1e-3,
+                        help="largest difference of a run's mean L_c accepted (default: 1e-3)")
     args = parser.parse_args()
-    if args.steps < 1:
-        parser.error("--steps must be >= 1")
+    if not 1 <= args.weight_steps <= args.steps:
+        parser.error("--steps and --weight-steps must satisfy 1 <= --weight-steps <= --steps")
     try:
         device = select_device(args.device)
     except GridError as e:
@@ -63,30 +79,34 @@ def main() -> int:
     set_tf32(False)
     grid = GridConfig(baselines=["bare", "bn", "wd"], subset=64 * args.steps,  # no DO: masks differ
                       lr=0.01)
-    cpu = train(grid, torch.device("cpu"), args.steps)
-    eager = train(grid, device, args.steps)
-    ok = report(grid, args, "cpu", f"{device} eager", compare(cpu, eager))
+    cpu = train(grid, torch.device("cpu"), args.steps, args.weight_steps)
+    eager = train(grid, device, args.steps, args.weight_steps)
+    ok = all(report(grid, args, "cpu", f"{device} eager", compare(cpu, eager)))
     if device.type == "cuda":
         try:
-            graph = train(grid, device, args.steps, graph=True)
+            graph = train(grid, device, args.steps, args.weight_steps, graph=True)
         except RuntimeError as e:  # the capture itself failed
             print(f"{device} graph: failed: {str(e).splitlines()[0]}")
-            ok = graph_ok = False
+            ok = graph_usable = False
         else:
-            graph_ok = report(grid, args, f"{device} eager", f"{device} graph",
-                              compare(eager, graph))
-            ok &= graph_ok
-        print(f"graph step: {'ok' if graph_ok else 'failed'}")  # read by reproduce_gpu.sh
+            weights_ok, graph_usable = report(grid, args, f"{device} eager", f"{device} graph",
+                                              compare(eager, graph))
+            ok &= weights_ok and graph_usable
+        # read by reproduce_gpu.sh: the graph trains when it captured and its L_c agrees (a
+        # weight difference alone can be fp32 chaos; a broken step moves the loss)
+        print(f"graph step: {'ok' if graph_usable else 'failed'}")
     return 0 if ok else 1
 
 
-def report(grid, args, a: str, b: str, result: tuple[float, float]) -> bool:
-    """Print one comparison; whether it is within --atol."""
+def report(grid, args, a: str, b: str, result: tuple[float, float]) -> tuple[bool, bool]:
+    """Print one comparison; (weights within --atol, mean L_c within --lc-atol)."""
     worst, lc = result
-    print(f"{len(grid.runs())} runs x {args.steps} steps, {a} vs {b}: largest weight "
-          f"difference {worst:.2e}, largest mean-L_c difference {lc:.2e}"
-          f"{'' if worst <= args.atol else f'  > --atol {args.atol:g}'}")
-    return worst <= args.atol
+    ok = worst <= args.atol, lc <= args.lc_atol
+    print(f"{len(grid.runs())} runs, {a} vs {b}: largest weight difference after "
+          f"{args.weight_steps} steps {worst:.2e} (atol {args.atol:g}"
+          f"{'' if ok[0] else ': FAILED'}), largest difference of a run's mean L_c over "
+          f"{args.steps} steps {lc:.2e} (atol {args.lc_atol:g}{'' if ok[1] else ': FAILED'})")
+    return ok
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ probe() {  # each step may fail without ending the lease: training falls back (e
         > "$STATE/gpu.txt" || echo "$DEVICE" > "$STATE/gpu.txt"
     cat "$STATE/gpu.txt"
     timeout 120 python3 code/check_device.py --device "$DEVICE" --steps "${CHECK_STEPS:-300}" \
+        --weight-steps "${CHECK_WEIGHT_STEPS:-20}" \
         2>&1 | tee "$STATE/check.txt" || say "device check: a difference past its tolerance or an error (check.txt)"
     if [ "$DEVICE" = cuda ] && ! grep -q "^graph step: ok" "$STATE/check.txt"; then
         say "the CUDA-graph step failed its check: training runs the eager step (--no-cuda-graph)"
@@ -175,7 +176,7 @@ rehearse() {  # the lease's two commands on this CPU: a tiny grid, then unpack a
     local tmp
     tmp=$(mktemp -d /tmp/al2-rehearse.XXXXXX)
     export DEVICE=cpu RUNS="$tmp/runs" RESULTS="$tmp/paper" STATE="$tmp/runs.device" \
-        PROBE_RUNS=1,8 PROBE_SAMPLES=640 PROBE_TEST_IMAGES=500 CHECK_STEPS=3 TOTAL_TRAIN_S=100000 \
+        PROBE_RUNS=1,8 PROBE_SAMPLES=640 PROBE_TEST_IMAGES=500 CHECK_STEPS=3 CHECK_WEIGHT_STEPS=2 TOTAL_TRAIN_S=100000 \
         TRAIN_ARGS="--epochs 2 --subset 640 --test-subset 500 --activation-images 100" \
         EVAL_ARGS="--similarity-images 300 --ablation-images 200"
     mkdir -p "$STATE"
