@@ -32,7 +32,7 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
              f"| torch | {env['torch']} (Python {env['python']}) |",
              f"| precision | {precision} (matmul TF32 {env.get('tf32_matmul')}, cuDNN TF32 "
              f"{env.get('tf32_cudnn')}) |",
-             f"| training step | {'CUDA graph replay' if env.get('cuda_graph') else 'eager'} |",
+             f"| training step | {training_steps(config)} |",
              f"| runs stacked (R) | {len(runs)} |",
              f"| epochs trained / planned | {trained} / {grid['epochs']} |",
              f"| steps per epoch | {steps} (batch {grid['batch_size']}, "
@@ -49,6 +49,25 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
         lines += ["", "Device check before training (code/check_device.py):", "", "```",
                   check.strip(), "```"]
     return "\n".join(lines) + "\n"
+
+
+def step_name(env: dict) -> str:
+    return "CUDA graph replay" if env.get("cuda_graph") else "eager"
+
+
+def training_steps(config: dict) -> str:
+    """The step of each train.py call: 'eager' or, after resumes, 'eager (epochs 1-91), CUDA
+    graph replay (from epoch 92)'."""
+    calls = [(0, config["environment"])] + [(r.get("after_epoch"), r["environment"])
+                                            for r in config.get("resumes", [])]
+    if len({step_name(env) for _, env in calls}) == 1:
+        return step_name(calls[0][1])
+    parts = []
+    for i, (after, env) in enumerate(calls):
+        where = "first call" if i == 0 else (f"resume {i}, from epoch {after + 1}"
+                                              if after is not None else f"resume {i}")
+        parts.append(f"{step_name(env)} ({where})")
+    return ", ".join(parts)
 
 
 def probe_table(probe: dict) -> list[str]:

@@ -475,7 +475,7 @@ def test_cli_defaults_are_the_papers_and_presets_yield_to_flags():
     assert (paper.map_start, paper.map_threshold, paper.map_fac1, paper.map_fac2) == \
         (0.01, 5.0, 1.1, 1.01)
     assert (paper.dropout, paper.weight_decay, paper.bn_init, paper.tf32) == \
-        (0.5, 5e-3, "uniform", False)
+        (0.5, 5e-4, "uniform", False)
     assert (paper.subset, paper.test_subset) == (None, None)
     assert len(paper.runs()) == 14
     quick = grid("--preset", "quick")
@@ -547,6 +547,7 @@ def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkey
         assert_same_run(tmp_path / "a" / run.name, tmp_path / "b" / run.name, epochs=4)
     config = json.loads((tmp_path / "b" / "bare_plain_s0" / "config.json").read_text())
     assert len(config["resumes"]) == 1 and config["command"] == ""
+    assert config["resumes"][0]["after_epoch"] == 2
 
 
 def test_device_script_rehearses_on_the_cpu():

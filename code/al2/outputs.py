@@ -83,16 +83,18 @@ def write_grid_files(out: Path, grid: GridConfig, data: GridData, level: float) 
 
 
 def write_run_configs(out: Path, runs: list[RunSpec], command: str, env: dict,
-                      data: GridData, resumed: bool) -> None:
+                      data: GridData, resumed: bool, after_epoch: int = 0) -> None:
     """config.json of every run. A fresh start writes it; a resume keeps the original
-    command and environment and appends its own under "resumes"."""
+    command and environment and appends its own under "resumes", with the epoch it continued
+    after."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     for r in runs:
         path = out / r.name / "config.json"
         if resumed and path.exists():
             config = json.loads(path.read_text())
             config.setdefault("resumes", []).append({"command": command, "environment": env,
-                                                     "started": started})
+                                                     "started": started,
+                                                     "after_epoch": after_epoch})
         else:
             config = {**r.config(), "command": command, "environment": env, "started": started,
                       "train_images": len(data.train_x), "test_images": len(data.test_x),

@@ -104,7 +104,7 @@ def start_part(grid, out, dev, runs, shard, level, state, resumed, command, data
                       wd, graph=True) if dev.type == "cuda" and cuda_graph else None
     env = {**environment(dev), "cuda_graph": step is not None,
            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
-    write_run_configs(out, runs, command, env, data, resumed)
+    write_run_configs(out, runs, command, env, data, resumed, start_epoch)
     recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images],
                              state)
     return Part(grid, out, runs, data, model, params, buffers, wd, al2_weights(grid, runs, dev),
