@@ -551,13 +551,13 @@ def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkey
 
 
 def test_device_script_rehearses_on_the_cpu():
-    """code/reproduce_gpu.sh's whole reproduce path (grid choice, budgeted training,
-    evaluation, speed.md, packing) on a tiny CPU grid; the archive unpacks to every file
-    results/paper needs."""
+    """code/reproduce_gpu.sh's whole path on a tiny CPU grid: a first lease (probe, training
+    stopped by its budget, export), receive, a second lease on a bare folder (import the
+    carried state, finish, export), receive, finish here: every file results/paper needs."""
     done = subprocess.run(["bash", str(REPO_ROOT / "code" / "reproduce_gpu.sh"), "rehearse"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "missing: none" in done.stdout and "8 runs came back" in done.stdout
+    assert "missing: none" in done.stdout and "14 runs came back" in done.stdout
 
 
 def test_a_runs_dropout_masks_do_not_depend_on_its_grid(float64):

@@ -55,16 +55,35 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read; the message names the file."""
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """A run checkpoint -> (al2.LeNet in eval mode, config dict). Keys are checked strictly."""
+def slim_checkpoint(ckpt: dict) -> dict:
+    """The checkpoint with the trunk alone (conv1, conv2, BN): what the similarity analysis reads,
+    a sixteenth of the size. code/carry.py sends these home from a GPU lease."""
+    return {**ckpt, "model": {k: v for k, v in ckpt["model"].items() if k.startswith("trunk.")},
+            "trunk_only": True}
+
+
+def load_checkpoint(path, map_location="cpu", trunk_only_ok: bool = False):
+    """A run checkpoint -> (al2.LeNet in eval mode, config dict). Keys are checked strictly; a
+    trunk-only checkpoint (slim_checkpoint) is accepted only with trunk_only_ok, and its model's
+    head is then left as initialised: use its trunk alone."""
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
         config = ckpt["config"]
         model = LeNet(batch_norm=config["batch_norm"], dropout=config["dropout"])
-        model.load_state_dict(ckpt["model"], strict=True)
+        if ckpt.get("trunk_only"):
+            if not trunk_only_ok:
+                raise CheckpointError(f"checkpoint {path} holds the trunk alone (sent home from "
+                                      f"a GPU lease); this analysis needs the whole network")
+            missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+            if unexpected or any(k.startswith("trunk.") for k in missing):
+                raise KeyError("trunk keys")
+        else:
+            model.load_state_dict(ckpt["model"], strict=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except CheckpointError:
+        raise
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is damaged or not an AL2 run checkpoint "
                               f"({type(e).__name__}); retrain or resume that run") from None

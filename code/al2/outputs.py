@@ -37,7 +37,8 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool,
     grid_file = out / "grid.json"
     states = list(out.glob(resume_file(out, shard).stem + "*.pt")) if out.exists() else []
     if not grid_file.exists():
-        if out.exists() and any(not p.name.startswith(".lock-") for p in out.iterdir()) \
+        # hidden entries (locks, a GPU lease's .device notes) are not someone else's files
+        if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) \
                 and not resume:
             raise GridError(f"{out} is not empty and holds no grid; choose another --out")
         return False

@@ -71,7 +71,7 @@ def recomputed_representations(runs: list[Run], epoch: int, test_x: torch.Tensor
     models, names = [], []
     for r in runs:
         try:
-            models.append(load_checkpoint(r.checkpoint(epoch))[0])
+            models.append(load_checkpoint(r.checkpoint(epoch), trunk_only_ok=True)[0])
             names.append(r.name)
         except CheckpointError as e:
             problems.append(str(e))

@@ -1,0 +1,218 @@
+"""A grid trained over several GPU leases: what one lease sends home and the next one takes back.
+
+One lease holds about 11 minutes of training; the default paper grid needs about 25 on an H200
+(README, "Reproduction on one GPU"). So the grid's state travels: at the end of a lease's
+command, `export` writes into the lease's $OUT
+
+  state.tar.00, .01, ...        the run folder's small files (grid.json, split.json, corruption
+                                files, shards/, carry.json, every run's metrics.csv and
+                                config.json) and the resume file(s): weights and momentum of
+                                every run (~48 MB for 14 runs); only while the grid is unfinished
+  checkpoints.tar.gz.00, ...    the same small files and the checkpoints written since the last
+                                export: the trunk alone (conv1, conv2, BN; ~0.1 MB a run) at the
+                                epochs the similarity analysis compares (0, 1, 100, ..., as the
+                                authors), and the whole network at the grid's last epoch (the
+                                ablation's)
+
+each part at most --part-mib MiB (a lease returns files of at most 16 MiB, 8 files, 64 MiB).
+Here, `receive` keeps the state parts in --carry (git-ignored; the next lease carries them back)
+and unpacks the checkpoints into the local run folder; on the device `import` rebuilds the run
+folder from the carried parts, and train.py --resume continues. Once the grid is finished,
+code/evaluate.py runs here, on the run folder that `receive` assembled.
+
+    python code/carry.py export --runs results/runs/paper --out $OUT          # device
+    python code/carry.py import --carry results/carry --runs results/runs/paper   # device
+    python code/carry.py receive <files_at> --carry results/carry --runs results/runs/paper  # here
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+import torch
+
+from al2.checkpoints import save_json, slim_checkpoint
+from al2.shards import unfinished_shards
+
+MIB = 1 << 20
+CARRY_FILE = "carry.json"     # in the run folder: the last epoch whose checkpoints were exported
+
+
+class CarryError(RuntimeError):
+    """A user-facing problem: one line, exit 2."""
+
+
+def small_files(runs: Path) -> list[Path]:
+    """Everything of the run folder but checkpoints, activations, resume files and locks
+    (hidden notes such as the lease script's .device/ included)."""
+    keep = []
+    for p in sorted(runs.rglob("*")):
+        rel = p.relative_to(runs)
+        if p.is_dir() or p.name.startswith(".lock-") or p.suffix == ".tmp" \
+                or (len(rel.parts) == 1 and p.name.startswith("resume")) \
+                or (len(rel.parts) > 1 and rel.parts[1] in ("checkpoints", "activations")):
+            continue
+        keep.append(p)
+    return keep
+
+
+def trained_epoch(runs: Path) -> int:
+    """The last epoch in every run's metrics.csv (0 before training)."""
+    epochs = []
+    for metrics in runs.glob("*/metrics.csv"):
+        epochs.append(sum(1 for _ in metrics.open()) - 2)  # header and epoch 0
+    if not epochs:
+        raise CarryError(f"{runs} holds no trained runs")
+    return min(epochs)
+
+
+def similarity_epochs(total: int) -> set[int]:
+    """The authors' compared epochs: 0, 1 and every 100th (evaluate.py's default for grids of
+    100+ epochs), and every checkpoint of shorter grids."""
+    return {0, 1, *range(100, total + 1, 100)} if total >= 100 else set(range(total + 1))
+
+
+def finished(runs: Path) -> bool:
+    return (runs / "split.json").exists() and not unfinished_shards(runs)
+
+
+def split_write(data: bytes, out: Path, name: str, part_mib: float) -> list[Path]:
+    """data as out/name.00, .01, ... of at most part_mib MiB each."""
+    size = int(part_mib * MIB)
+    parts = []
+    for i, start in enumerate(range(0, max(len(data), 1), size)):
+        part = out / f"{name}.{i:02d}"
+        part.write_bytes(data[start:start + size])
+        parts.append(part)
+    return parts
+
+
+def joined(parts: list[Path]) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(parts))
+
+
+def tar_bytes(members: list[tuple[str, bytes | Path]], gzip: bool) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gzip else "w") as tar:
+        for name, item in members:
+            data = item.read_bytes() if isinstance(item, Path) else item
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def untar(data: bytes, dest: Path) -> list[str]:
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+        if any(Path(n).is_absolute() or ".." in Path(n).parts for n in names):
+            raise CarryError("an archive holds a path outside its folder; not unpacked")
+        tar.extractall(dest)
+    return names
+
+
+def export(runs: Path, out: Path, part_mib: float) -> dict:
+    """Write the state parts (unfinished grid) and the checkpoint parts into `out`."""
+    if not (runs / "grid.json").exists():
+        raise CarryError(f"{runs} holds no grid")
+    out.mkdir(parents=True, exist_ok=True)
+    total = json.loads((runs / "grid.json").read_text())["epochs"]
+    epoch = trained_epoch(runs)
+    carry = runs / CARRY_FILE
+    since = json.loads(carry.read_text())["exported_through"] if carry.exists() else -1
+    save_json({"exported_through": epoch}, carry)
+    small = [(str(p.relative_to(runs)), p) for p in small_files(runs)]
+    compared = similarity_epochs(total)
+    ckpts = []
+    for path in sorted(runs.glob("*/checkpoints/epoch_*.pt")):
+        e = int(path.stem.split("_")[1])
+        if e <= since or (e not in compared and e != total):
+            continue
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if e != total:           # the last epoch stays whole: the ablation needs the head
+            ckpt = slim_checkpoint(ckpt)
+        buf = io.BytesIO()
+        torch.save(ckpt, buf)
+        ckpts.append((str(path.relative_to(runs)), buf.getvalue()))
+    written = split_write(tar_bytes(small + ckpts, gzip=True), out, "checkpoints.tar.gz",
+                          part_mib)
+    done = finished(runs)
+    if not done:
+        resume = [(p.name, p) for p in sorted(runs.glob("resume*.pt"))]
+        written += split_write(tar_bytes(small + resume, gzip=False), out, "state.tar", part_mib)
+    return {"epoch": epoch, "since": since, "checkpoints": len(ckpts), "finished": done,
+            "files": [(p.name, p.stat().st_size) for p in written]}
+
+
+def import_state(carry: Path, runs: Path) -> int:
+    """Rebuild the run folder from carried state parts; returns the epoch it holds."""
+    parts = sorted(carry.glob("state.tar.*"))
+    if not parts:
+        raise CarryError(f"{carry} holds no state.tar.* parts")
+    if (runs / "grid.json").exists():
+        raise CarryError(f"{runs} already holds a grid; not overwritten")
+    untar(joined(parts), runs)
+    return trained_epoch(runs)
+
+
+def receive(files: Path, carry: Path, runs: Path) -> dict:
+    """After a lease: its checkpoints into the local run folder, its state parts into `carry`
+    (replacing the last lease's), or `carry` emptied once the grid is finished."""
+    ckpt_parts = sorted(files.glob("checkpoints.tar.gz.*"))
+    if not ckpt_parts:
+        raise CarryError(f"{files} holds no checkpoints.tar.gz.* parts (was the lease's "
+                         f"export reached?)")
+    names = untar(joined(ckpt_parts), runs)
+    state = sorted(files.glob("state.tar.*"))
+    if carry.exists():
+        shutil.rmtree(carry)
+    if state:
+        carry.mkdir(parents=True)
+        for part in state:
+            shutil.copyfile(part, carry / part.name)
+    return {"epoch": trained_epoch(runs), "unpacked": len(names), "finished": finished(runs),
+            "carried": sum(p.stat().st_size for p in state)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="device: state and new checkpoints into --out")
+    e.add_argument("--runs", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--part-mib", type=float, default=15.0)
+    i = sub.add_parser("import", help="device: the run folder from the carried state")
+    i.add_argument("--carry", type=Path, required=True)
+    i.add_argument("--runs", type=Path, required=True)
+    r = sub.add_parser("receive", help="here: a lease's files into --runs and --carry")
+    r.add_argument("files", type=Path, help="the folder the lease's $OUT files came back to")
+    r.add_argument("--carry", type=Path, required=True)
+    r.add_argument("--runs", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "export":
+            info = export(args.runs, args.out, args.part_mib)
+            print(f"carry: exported epoch {info['epoch']} ({info['checkpoints']} checkpoints "
+                  f"after epoch {info['since']}; {'finished' if info['finished'] else 'state'}"
+                  f"): " + ", ".join(f"{n} {s / MIB:.1f} MiB" for n, s in info["files"]))
+        elif args.command == "import":
+            print(f"carry: {args.runs} rebuilt at epoch {import_state(args.carry, args.runs)}")
+        else:
+            info = receive(args.files, args.carry, args.runs)
+            print(f"carry: {args.runs} at epoch {info['epoch']} ({info['unpacked']} files "
+                  f"unpacked); " + ("finished: run code/evaluate.py" if info["finished"] else
+                                    f"{info['carried'] / MIB:.1f} MiB of state in "
+                                    f"{args.carry} for the next lease"))
+    except (CarryError, OSError, tarfile.TarError) as err:
+        parser.exit(2, f"carry.py: error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
