@@ -27,12 +27,12 @@ from al2.engine import StaticStep, dropout_generators, stacked_runs, train_epoch
 
 
 def train(grid: GridConfig, device: torch.device, steps: int, weight_steps: int,
-          graph: bool = False):
+          graph: bool = False, conv2: str = "grouped"):
     """(stacked state_dict on the CPU after `weight_steps` steps, per-run mean L_c over
     `steps` steps), all within epoch 0."""
     runs = grid.runs()
     data = load_grid_data(grid, device)
-    model, params, buffers, wd = stacked_runs(runs, device)
+    model, params, buffers, wd = stacked_runs(runs, device, conv2)
     step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum, wd,
                       graph=True) if graph else None
     w = torch.tensor([1.0 if r.use_al2 else 0.0 for r in runs], device=device)
@@ -67,6 +67,9 @@ def main() -> int:
                         help="steps after which the weights are compared (default: 20)")
     parser.add_argument("--atol", type=float, default=1e-3,
                         help="largest weight difference accepted (default: 1e-3)")
+    parser.add_argument("--conv2", default="grouped",
+                        help="second-convolution kernels to check on the device, comma list "
+                             "(default: grouped; the CPU reference always uses grouped)")
     parser.add_argument("--lc-atol", type=float, default=1e-3,
                         help="largest difference of a run's mean L_c accepted (default: 1e-3)")
     args = parser.parse_args()
@@ -80,21 +83,32 @@ def main() -> int:
     grid = GridConfig(baselines=["bare", "bn", "wd"], subset=64 * args.steps,  # no DO: masks differ
                       lr=0.01)
     cpu = train(grid, torch.device("cpu"), args.steps, args.weight_steps)
-    eager = train(grid, device, args.steps, args.weight_steps)
-    ok = all(report(grid, args, "cpu", f"{device} eager", compare(cpu, eager)))
-    if device.type == "cuda":
+    ok, usable = True, []
+    for conv2 in args.conv2.split(","):
+        name = f"{device} {conv2}"
+        eager = train(grid, device, args.steps, args.weight_steps, conv2=conv2)
+        weights_ok, lc_ok = report(grid, args, "cpu grouped", f"{name} eager",
+                                   compare(cpu, eager))
+        ok &= weights_ok and lc_ok
+        if device.type != "cuda":
+            continue
         try:
-            graph = train(grid, device, args.steps, args.weight_steps, graph=True)
+            graph = train(grid, device, args.steps, args.weight_steps, graph=True, conv2=conv2)
         except RuntimeError as e:  # the capture itself failed
-            print(f"{device} graph: failed: {str(e).splitlines()[0]}")
-            ok = graph_usable = False
-        else:
-            weights_ok, graph_usable = report(grid, args, f"{device} eager", f"{device} graph",
-                                              compare(eager, graph))
-            ok &= weights_ok and graph_usable
-        # read by reproduce_gpu.sh: the graph trains when it captured and its L_c agrees (a
-        # weight difference alone can be fp32 chaos; a broken step moves the loss)
-        print(f"graph step: {'ok' if graph_usable else 'failed'}")
+            print(f"{name} graph: failed: {str(e).splitlines()[0]}")
+            ok = False
+            continue
+        weights_ok, graph_lc_ok = report(grid, args, f"{name} eager", f"{name} graph",
+                                         compare(eager, graph))
+        ok &= weights_ok and graph_lc_ok
+        if lc_ok and graph_lc_ok:
+            usable.append(conv2)
+    if device.type == "cuda":
+        # read by reproduce_gpu.sh: a step trains when its graph captured and its L_c agrees
+        # with the CPU's and the eager step's (a weight difference alone can be fp32 chaos; a
+        # broken step moves the loss)
+        print(f"usable conv2: {' '.join(usable) or 'none'}")
+        print(f"graph step: {'ok' if usable else 'failed'}")
     return 0 if ok else 1
 
 

@@ -82,16 +82,17 @@ PY
     python3 -c "import al2; al2.load_mnist(download=False)"  # MD5s checked
 }
 
-probe() {  # each step may fail without ending the lease: training falls back (eager, GRID)
+probe() {  # each step may fail without ending the lease: training falls back (eager, grouped)
+    local variants=grouped,grouped-nchw,gemm
     unpack_data
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
         > "$STATE/gpu.txt" || echo "$DEVICE" > "$STATE/gpu.txt"
     cat "$STATE/gpu.txt"
-    timeout 120 python3 code/check_device.py --device "$DEVICE" --steps "${CHECK_STEPS:-300}" \
-        --weight-steps "${CHECK_WEIGHT_STEPS:-20}" \
+    timeout 150 python3 code/check_device.py --device "$DEVICE" --steps "${CHECK_STEPS:-300}" \
+        --weight-steps "${CHECK_WEIGHT_STEPS:-20}" --conv2 "$variants" \
         2>&1 | tee "$STATE/check.txt" || say "device check: a difference past its tolerance or an error (check.txt)"
     if [ "$DEVICE" = cuda ] && ! grep -q "^graph step: ok" "$STATE/check.txt"; then
-        say "the CUDA-graph step failed its check: training runs the eager step (--no-cuda-graph)"
+        say "no CUDA-graph step passed its check: training runs the eager step (--no-cuda-graph)"
         touch "$STATE/no-graph"
     fi
     timeout 150 python3 code/bench_train.py --device "$DEVICE" --runs "${PROBE_RUNS:-1,8,14,24}" \
@@ -99,7 +100,41 @@ probe() {  # each step may fail without ending the lease: training falls back (e
         --precisions fp32,tf32 --modes eager,graph --repeats 1 --no-authors \
         --markdown "$STATE/probe.md" --json "$STATE/probe.json" > /dev/null \
         || say "speed probe failed: the grid is chosen without it"
-    cat "$STATE/probe.md" 2>/dev/null || true
+    if [ "$DEVICE" = cuda ] && [ ! -f "$STATE/no-graph" ]; then  # the grid's R, each conv2
+        timeout 60 python3 code/bench_train.py --device "$DEVICE" --runs 14 \
+            --samples "${PROBE_SAMPLES:-12800}" --test-images "${PROBE_TEST_IMAGES:-10000}" \
+            --precisions fp32 --modes graph --conv2 grouped-nchw,gemm --repeats 1 --no-authors \
+            --markdown "$STATE/probe-conv2.md" --json "$STATE/probe-conv2.json" > /dev/null \
+            || say "conv2 probe failed: training keeps the grouped convolution"
+    fi
+    choose_conv2 | tee "$STATE/conv2"
+    say "second convolution: $(cat "$STATE/conv2") (fastest of those that passed the check)"
+    timeout 60 python3 code/profile_step.py --device "$DEVICE" --runs "${PROFILE_RUNS:-14}" \
+        --steps 50 --conv2 "$(cat "$STATE/conv2")" > "$STATE/profile.md" 2>/dev/null \
+        || say "profile failed"
+    cat "$STATE/probe.md" "$STATE/probe-conv2.md" "$STATE/profile.md" 2>/dev/null || true
+}
+
+choose_conv2() {  # the fastest conv2 at R = 14, fp32, graph among the checked ones
+    python3 - "$STATE" <<'PY'
+import json, re, sys
+from pathlib import Path
+state = Path(sys.argv[1])
+check = (state / "check.txt").read_text() if (state / "check.txt").exists() else ""
+usable = re.findall(r"^usable conv2: (.*)$", check, re.M)
+usable = usable[0].split() if usable and usable[0] != "none" else ["grouped"]
+rows = []
+for name in ("probe.json", "probe-conv2.json"):
+    if (state / name).exists():
+        rows += json.loads((state / name).read_text())["rows"]
+    if name == "probe-conv2.json" and (state / name).exists():  # one probe.json for speed.md
+        merged = json.loads((state / "probe.json").read_text())
+        merged["rows"] = rows
+        (state / "probe.json").write_text(json.dumps(merged, indent=2))
+timed = {r.get("conv2", "grouped"): r["steps_per_s"] for r in rows
+         if r["runs"] == 14 and r["config"] == "fp32 graph" and r.get("conv2", "grouped") in usable}
+print(max(timed, key=timed.get) if timed else "grouped")
+PY
 }
 
 choose_grid() {  # full (14 runs) if the probe projects it inside TOTAL_TRAIN_S, else Table 1
@@ -127,6 +162,7 @@ train() {  # one budgeted train.py call into $RUNS, resuming what is there
     fi
     [ "$grid" = table1 ] && args+=(--extra-seeds none)
     [ -f "$STATE/no-graph" ] && args+=(--no-cuda-graph)
+    [ -s "$STATE/conv2" ] && args+=(--conv2 "$(cat "$STATE/conv2")")
     [ -f "$RUNS/grid.json" ] && args+=(--resume)
     budget=$(python3 -c "print(round(${TRAIN_MIN:-($(left) - $keep - 15) / 60}, 4))")
     if [ -z "${TRAIN_MIN:-}" ] && python3 -c "import sys; sys.exit(float('$budget') >= 0.25)"; then
@@ -148,7 +184,7 @@ evaluate() {
         --train-seconds "$(awk '{s += $1} END {print s + 0}' "$STATE/train-seconds" 2>/dev/null)" \
         --train-calls "$(cat "$STATE/train-seconds" 2>/dev/null | wc -l)" \
         --evaluate-seconds $((SECONDS - start)) --probe "$STATE/probe.json" \
-        --check "$STATE/check.txt" || say "speed_report.py failed"
+        --check "$STATE/check.txt" --profile "$STATE/profile.md" || say "speed_report.py failed"
 }
 
 reproduce() {
@@ -203,7 +239,7 @@ finish() {  # here: the received grid evaluated on this machine, with the leases
         --train-seconds "$(awk '{s += $1} END {print s + 0}' "$STATE/train-seconds" 2>/dev/null)" \
         --train-calls "$(cat "$STATE/train-seconds" 2>/dev/null | wc -l)" \
         --evaluate-seconds $((SECONDS - start)) --probe "$STATE/probe.json" \
-        --check "$STATE/check.txt"
+        --check "$STATE/check.txt" --profile "$STATE/profile.md"
     mkdir -p "$RESULTS/runs" "$RESULTS/device"
     for run in "$RUNS"/*/metrics.csv; do
         run=$(dirname "$run")
@@ -219,6 +255,7 @@ rehearse() {  # two leases of a tiny grid on this CPU, each on a bare "device" f
     tmp=$(mktemp -d /tmp/al2-rehearse.XXXXXX)
     export DEVICE=cpu CARRY="$tmp/carry" \
         PROBE_RUNS=1,8 PROBE_SAMPLES=640 PROBE_TEST_IMAGES=500 CHECK_STEPS=3 CHECK_WEIGHT_STEPS=2 \
+        PROFILE_RUNS=1 \
         TRAIN_ARGS="--epochs 2 --subset 640 --test-subset 500 --activation-images 100" \
         EVAL_ARGS="--similarity-images 300 --ablation-images 200"
     local device1="RUNS=$tmp/lease1/runs RESULTS=$tmp/lease1/paper STATE=$tmp/lease1/runs/.device"
@@ -246,7 +283,7 @@ assert "rebuilt at epoch 1" in (tmp / "lease2" / "runs" / ".device" / "plan.md")
     or (tmp / "lease2" / "runs" / ".device" / "imported").exists()
 need = ["table1.csv", "table1.md", "table1.png", "curves.png", "similarity.csv",
         "similarity.png", "ablation.csv", "ablation.png", "speed.md", "runs/grid.json",
-        "device/probe.md", "device/check.txt", "device/plan.md"]
+        "device/probe.md", "device/check.txt", "device/plan.md", "device/profile.md"]
 missing = [n for n in need if not (root / n).is_file()]
 assert not (root / "MISSING.md").exists(), (root / "MISSING.md").read_text()
 runs = sorted(p.parent.name for p in (root / "runs").glob("*/metrics.csv"))
@@ -259,7 +296,7 @@ assert sim == {0, 1, 2}, sim
 speed = (root / "speed.md").read_text()
 assert "2 calls" in speed and "| 8 | fp32 eager |" in speed, speed
 check = (root / "device" / "check.txt").read_text()
-assert "Traceback" not in check and "cpu vs cpu eager" in check, check
+assert "Traceback" not in check and "cpu grouped vs cpu grouped eager" in check, check
 print(f"rehearsal: {len(runs)} runs came back ({', '.join(runs)}); missing: {missing or 'none'}")
 sys.exit(1 if missing or not runs else 0)
 PY

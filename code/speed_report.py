@@ -18,7 +18,7 @@ from al2.runs import RunsError, discover_runs
 
 
 def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None,
-           train_calls: int = 1, check: str | None = None) -> str:
+           train_calls: int = 1, check: str | None = None, profile: str | None = None) -> str:
     runs = discover_runs(runs_dir)
     config, grid = runs[0].config, runs[0].grid
     env = config["environment"]
@@ -33,6 +33,7 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
              f"| precision | {precision} (matmul TF32 {env.get('tf32_matmul')}, cuDNN TF32 "
              f"{env.get('tf32_cudnn')}) |",
              f"| training step | {training_steps(config)} |",
+             f"| second convolution (--conv2) | {env.get('conv2', 'grouped')} |",
              f"| runs stacked (R) | {len(runs)} |",
              f"| epochs trained / planned | {trained} / {grid['epochs']} |",
              f"| steps per epoch | {steps} (batch {grid['batch_size']}, "
@@ -48,6 +49,8 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
     if check:
         lines += ["", "Device check before training (code/check_device.py):", "", "```",
                   check.strip(), "```"]
+    if profile:
+        lines += ["", "Profile of the eager step (code/profile_step.py):", "", profile.strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -75,18 +78,20 @@ def probe_table(probe: dict) -> list[str]:
     lines = ["", f"Speed probe before training (code/bench_train.py, {probe['device']}, torch "
                  f"{probe['torch']}; projected: 700 epochs of 938 steps plus one test "
                  f"evaluation per epoch):", "",
-             "| runs | precision, step | steps/s | test evaluation s | projected 700 epochs |",
-             "|---|---|---|---|---|"]
+             "| runs | precision, step | conv2 | steps/s | test evaluation s | projected 700 "
+             "epochs |", "|---|---|---|---|---|---|"]
     rate = {}
     for row in probe["rows"]:
-        rate[row["runs"], row["config"]] = row["steps_per_s"]
-        lines.append(f"| {row['runs']} | {row['config']} | {row['steps_per_s']:.0f} | "
+        conv2 = row.get("conv2", "grouped")
+        rate[row["runs"], row["config"], conv2] = row["steps_per_s"]
+        lines.append(f"| {row['runs']} | {row['config']} | {conv2} | {row['steps_per_s']:.0f} | "
                      f"{row['eval_s']:.3f} | {row['projected_s'] / 60:.1f} min |")
-    ratios = [f"{r} runs {p}: {rate[r, f'{p} graph'] / rate[r, f'{p} eager']:.2f}x"
-              for r, c in rate if c.endswith("eager") for p in [c.split()[0]]
-              if (r, f"{p} graph") in rate]
+    ratios = [f"{r} runs {p}: {rate[r, f'{p} graph', c] / rate[r, f'{p} eager', c]:.2f}x"
+              for r, cfg, c in rate if cfg.endswith("eager") and c == "grouped"
+              for p in [cfg.split()[0]] if (r, f"{p} graph", c) in rate]
     if ratios:
-        lines += ["", "Graph replay vs eager step (steps/s): " + "; ".join(ratios) + "."]
+        lines += ["", "Graph replay vs eager step (steps/s, conv2 grouped): " + "; ".join(ratios)
+                  + "."]
     return lines
 
 
@@ -100,14 +105,17 @@ def main() -> int:
     parser.add_argument("--evaluate-seconds", type=float, required=True)
     parser.add_argument("--check", type=Path, default=None,
                         help="code/check_device.py's output before training")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="code/profile_step.py's output before training")
     parser.add_argument("--probe", type=Path, default=None,
                         help="bench_train.py --json output of the probe before training")
     args = parser.parse_args()
     try:
         probe = json.loads(args.probe.read_text()) if args.probe and args.probe.exists() else None
-        check = args.check.read_text() if args.check and args.check.exists() else None
+        check, profile = (f.read_text() if f and f.exists() else None
+                          for f in (args.check, args.profile))
         text = report(args.runs, args.train_seconds, args.evaluate_seconds, probe,
-                      args.train_calls, check)
+                      args.train_calls, check, profile)
     except (RunsError, KeyError, ValueError) as e:
         parser.exit(2, f"speed_report.py: error: {e}\n")
     atomic_write(args.out, lambda f: f.write(text.encode()))

@@ -112,6 +112,10 @@ def add_running_args(r, d: GridConfig) -> None:
     r.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, capture the training step once as a CUDA graph and replay it; "
                         "--no-cuda-graph runs it eagerly (default: on; no effect on the CPU)")
+    r.add_argument("--conv2", choices=["grouped", "grouped-nchw", "gemm"], default="grouped",
+                   help="kernels of the second convolution, the same function: grouped "
+                        "(channels-last, fastest on the CPU), grouped-nchw, or gemm (im2col + "
+                        "batched matmul); the GPU probe times all three (default: grouped)")
     r.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop cleanly, with a checkpoint of every run, after the epoch past "
                         "which the next would not fit in this many minutes; continue with "
@@ -171,7 +175,8 @@ def main(argv=None) -> int:
                              progress=not args.no_progress and not args.dry_run,
                              cuda_graph=args.cuda_graph,
                              time_budget_s=None if args.time_budget is None
-                             else 60 * args.time_budget, shard=args.shard)
+                             else 60 * args.time_budget, shard=args.shard,
+                             conv2=args.conv2)
     except (GridError, al2.DataError) as e:
         parser.exit(2, f"train.py: error: {e}\n")
     except NonFiniteLoss as e:

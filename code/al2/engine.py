@@ -34,11 +34,12 @@ def dropout_generators(runs: list[RunSpec], seed: int, epoch: int,
             for r in runs if r.dropout > 0]
 
 
-def stacked_runs(runs: list[RunSpec], device: torch.device):
+def stacked_runs(runs: list[RunSpec], device: torch.device, conv2: str = "grouped"):
     """The grid's StackedLeNet in training mode (each run initialised from its seed), its
-    parameters, zeroed momentum buffers and the per-run weight decay (R,)."""
+    parameters, zeroed momentum buffers and the per-run weight decay (R,). conv2: how the
+    second convolution is computed (StackedLeNet.CONV2; the same function)."""
     model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout, r.grid.bn_init)
-                          for r in runs])
+                          for r in runs], conv2=conv2)
     model = model.to(device).train()
     params = list(model.parameters())
     buffers = [torch.zeros_like(p) for p in params]

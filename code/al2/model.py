@@ -73,10 +73,19 @@ class StackedLeNet(nn.Module):
     ReLU and max-pool commute (both monotone), so we pool first and apply ReLU to 4x fewer values.
     """
 
-    def __init__(self, models: list[LeNet]):
+    # How the second convolution is computed; the same function, different kernels. "grouped":
+    # one grouped convolution on channels-last input (~20% faster than NCHW with oneDNN on the
+    # CPU, measured); "grouped-nchw": the same on NCHW input; "gemm": im2col (F.unfold) and one
+    # batched matrix product per step, cuBLAS instead of cuDNN's grouped kernels. The GPU probe
+    # times all three (code/bench_train.py --conv2) and train.py --conv2 picks one.
+    CONV2 = ("grouped", "grouped-nchw", "gemm")
+
+    def __init__(self, models: list[LeNet], conv2: str = "grouped"):
         super().__init__()
+        if conv2 not in self.CONV2:
+            raise ValueError(f"conv2 must be one of {', '.join(self.CONV2)}, got {conv2!r}")
         R = len(models)
-        self.runs = R
+        self.runs, self.conv2 = R, conv2
         sd = [m.state_dict() for m in models]
 
         def stack(key, default=None):
@@ -119,9 +128,7 @@ class StackedLeNet(nn.Module):
         R, N = self.runs, x.shape[0]
         h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())  # (N, R*20, 24, 24)
         h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*20, 12, 12)
-        # channels-last makes oneDNN's grouped convolution ~20% faster on the CPU (measured)
-        h = h.contiguous(memory_format=torch.channels_last)
-        h = F.conv2d(h, self.conv2_w.flatten(0, 1), self.conv2_b.flatten(), groups=R)  # (N,R*50,8,8)
+        h = self.second_conv(h)                                              # (N, R*50, 8, 8)
         if any(self.batch_norm):
             normed = F.batch_norm(h, self.bn_mean.view(-1), self.bn_var.view(-1),
                                   self.bn_w.flatten(), self.bn_b.flatten(), self.training,
@@ -137,6 +144,19 @@ class StackedLeNet(nn.Module):
             dropped = features.index_select(1, self.dropout_runs) * scale
             features = features.index_copy(1, self.dropout_runs, dropped)
         return features
+
+    def second_conv(self, h):
+        """(N, R*20, 12, 12) -> (N, R*50, 8, 8): each run's 5x5 convolution, 20 -> 50 channels."""
+        R, N = self.runs, h.shape[0]
+        if self.conv2 == "gemm":
+            cols = F.unfold(h, 5).view(N, R, 500, 64)            # (c_in, kh, kw) x 8*8 positions
+            cols = cols.permute(1, 0, 3, 2).reshape(R, N * 64, 500)
+            out = torch.baddbmm(self.conv2_b.unsqueeze(1), cols,
+                                self.conv2_w.flatten(2).transpose(1, 2))   # (R, N*64, 50)
+            return out.view(R, N, 8, 8, 50).permute(1, 0, 4, 2, 3).reshape(N, R * 50, 8, 8)
+        if self.conv2 == "grouped":
+            h = h.contiguous(memory_format=torch.channels_last)
+        return F.conv2d(h, self.conv2_w.flatten(0, 1), self.conv2_b.flatten(), groups=R)
 
     def head(self, features):
         """features (N, R, 800) -> log_probs (R, N, 10)."""
