@@ -86,14 +86,14 @@ def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -
 
 
 def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
-            test_images: int = 10000, conv2: str = "grouped"):
+            test_images: int = 10000, conv2: str = "grouped", conv1: str = "cudnn"):
     """(seconds to train `samples` samples per run, seconds for one full test evaluation).
-    graph: full batches through engine.StaticStep captured as a CUDA graph; conv2: the second
-    convolution's kernels (StackedLeNet.CONV2)."""
+    graph: full batches through engine.StaticStep captured as a CUDA graph; conv2, conv1: the
+    convolutions' kernels (StackedLeNet.CONV2, CONV1)."""
     data = load_grid_data(GridConfig(**{**grid.__dict__, "subset": samples,
                                         "test_subset": test_images}), device)
     runs = grid.runs()
-    model, params, buffers, wd = stacked_runs(runs, device, conv2)
+    model, params, buffers, wd = stacked_runs(runs, device, conv2, conv1)
     step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum, wd,
                       graph=True) if graph else None
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in runs], device=device)
@@ -116,13 +116,13 @@ def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
     return t_train, time.perf_counter() - start
 
 
-def configurations(args, device) -> list[tuple[str, bool, bool, str]]:
-    """(label, tf32, graph, conv2) for every precision x mode x conv2 asked for that the
-    device can run."""
+def configurations(args, device) -> list[tuple[str, bool, bool, str, str]]:
+    """(label, tf32, graph, conv2, conv1) for every precision x mode x conv2 x conv1 asked for
+    that the device can run."""
     modes = [m for m in args.modes.split(",") if m == "eager" or device.type == "cuda"]
     precisions = [p for p in args.precisions.split(",") if p == "fp32" or device.type == "cuda"]
-    return [(f"{p} {m}", p == "tf32", m == "graph", c) for p in precisions for m in modes
-            for c in args.conv2.split(",")]
+    return [(f"{p} {m}", p == "tf32", m == "graph", c2, c1) for p in precisions for m in modes
+            for c2 in args.conv2.split(",") for c1 in args.conv1.split(",")]
 
 
 def main():
@@ -142,6 +142,9 @@ def main():
     parser.add_argument("--conv2", default="grouped",
                         help="second-convolution kernels to time, comma list of "
                              f"{', '.join(StackedLeNet.CONV2)}")
+    parser.add_argument("--conv1", default="cudnn",
+                        help="first-convolution kernels to time, comma list of "
+                             f"{', '.join(StackedLeNet.CONV1)}")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--repeats", type=int, default=2,
                         help="time each side this many times and keep the fastest (timing noise "
@@ -153,8 +156,10 @@ def main():
     args = parser.parse_args()
     if args.samples < 128 or args.repeats < 1 or not 1 <= args.test_images <= 10000:
         parser.error("--samples must be >= 128, --repeats >= 1, --test-images in 1..10000")
-    if not set(args.conv2.split(",")) <= set(StackedLeNet.CONV2):
-        parser.error(f"--conv2 takes a comma list of {', '.join(StackedLeNet.CONV2)}")
+    if not set(args.conv2.split(",")) <= set(StackedLeNet.CONV2) or \
+            not set(args.conv1.split(",")) <= set(StackedLeNet.CONV1):
+        parser.error(f"--conv2 takes a comma list of {', '.join(StackedLeNet.CONV2)}, --conv1 "
+                     f"of {', '.join(StackedLeNet.CONV1)}")
     try:
         sizes = [int(r) for r in args.runs.split(",")]
         grids = {r: grid_of(r) for r in sizes}
@@ -169,27 +174,29 @@ def main():
              f"Samples per run: {args.samples} ({steps} steps of 64); fastest of {args.repeats} "
              f"timings per row. Projected: 700 epochs of 938 steps plus one test evaluation per "
              f"epoch.", "",
-             "| runs | precision, step | conv2 | train s | samples·runs/s | steps/s | eval s | "
-             "projected 700 epochs |",
+             "| runs | precision, step | conv2, conv1 | train s | samples·runs/s | steps/s | "
+             "eval s | projected 700 epochs |",
              "|---|---|---|---|---|---|---|---|"]
     rows, rates = [], {}
     for r, grid in grids.items():
-        for label, tf32, graph, conv2 in configurations(args, device):
+        for label, tf32, graph, conv2, conv1 in configurations(args, device):
             set_tf32(tf32)
             try:
                 t_train, t_eval = min(stacked(grid, args.samples, device, graph,
-                                              args.test_images, conv2)
+                                              args.test_images, conv2, conv1)
                                       for _ in range(args.repeats))
             except RuntimeError as e:  # a failed graph capture should not end the probe
-                lines.append(f"| {r} | {label} | {conv2} | failed: "
+                lines.append(f"| {r} | {label} | {conv2}, {conv1} | failed: "
                              f"{str(e).splitlines()[0][:80]} |")
                 continue
             proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
-            rates[(r, f"{label} {conv2}")] = r * args.samples / t_train
-            rows.append({"runs": r, "config": label, "conv2": conv2, "train_s": t_train,
+            kernels = f"{conv2}, {conv1}"
+            rates[(r, f"{label} {kernels}")] = r * args.samples / t_train
+            rows.append({"runs": r, "config": label, "conv2": conv2, "conv1": conv1,
+                         "train_s": t_train,
                          "eval_s": t_eval, "steps_per_s": steps / t_train, "projected_s": proj})
-            lines.append(f"| {r} | {label} | {conv2} | {t_train:.2f} | "
-                         f"{rates[(r, f'{label} {conv2}')]:,.0f} | {steps / t_train:.1f} | "
+            lines.append(f"| {r} | {label} | {kernels} | {t_train:.2f} | "
+                         f"{rates[(r, f'{label} {kernels}')]:,.0f} | {steps / t_train:.1f} | "
                          f"{t_eval:.3f} | {proj / 60:.1f} min |")
     set_tf32(False)
     if args.authors:

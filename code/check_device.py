@@ -27,12 +27,12 @@ from al2.engine import StaticStep, dropout_generators, stacked_runs, train_epoch
 
 
 def train(grid: GridConfig, device: torch.device, steps: int, weight_steps: int,
-          graph: bool = False, conv2: str = "grouped"):
+          graph: bool = False, conv2: str = "grouped", conv1: str = "cudnn"):
     """(stacked state_dict on the CPU after `weight_steps` steps, per-run mean L_c over
     `steps` steps), all within epoch 0."""
     runs = grid.runs()
     data = load_grid_data(grid, device)
-    model, params, buffers, wd = stacked_runs(runs, device, conv2)
+    model, params, buffers, wd = stacked_runs(runs, device, conv2, conv1)
     step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum, wd,
                       graph=True) if graph else None
     w = torch.tensor([1.0 if r.use_al2 else 0.0 for r in runs], device=device)
@@ -70,6 +70,8 @@ def main() -> int:
     parser.add_argument("--conv2", default="grouped",
                         help="second-convolution kernels to check on the device, comma list "
                              "(default: grouped; the CPU reference always uses grouped)")
+    parser.add_argument("--conv1", choices=["cudnn", "gemm"], default="cudnn",
+                        help="first-convolution kernels on the device (default: cudnn)")
     parser.add_argument("--lc-atol", type=float, default=1e-3,
                         help="largest difference of a run's mean L_c accepted (default: 1e-3)")
     args = parser.parse_args()
@@ -85,15 +87,16 @@ def main() -> int:
     cpu = train(grid, torch.device("cpu"), args.steps, args.weight_steps)
     ok, usable = True, []
     for conv2 in args.conv2.split(","):
-        name = f"{device} {conv2}"
-        eager = train(grid, device, args.steps, args.weight_steps, conv2=conv2)
+        name = f"{device} {conv2}" + ("" if args.conv1 == "cudnn" else f", conv1 {args.conv1}")
+        eager = train(grid, device, args.steps, args.weight_steps, conv2=conv2, conv1=args.conv1)
         weights_ok, lc_ok = report(grid, args, "cpu grouped", f"{name} eager",
                                    compare(cpu, eager))
         ok &= weights_ok and lc_ok
         if device.type != "cuda":
             continue
         try:
-            graph = train(grid, device, args.steps, args.weight_steps, graph=True, conv2=conv2)
+            graph = train(grid, device, args.steps, args.weight_steps, graph=True,
+                          conv2=conv2, conv1=args.conv1)
         except RuntimeError as e:  # the capture itself failed
             print(f"{name} graph: failed: {str(e).splitlines()[0]}")
             ok = False

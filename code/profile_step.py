@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=14, help="grid size: 1, 14 or 8k")
     parser.add_argument("--steps", type=int, default=50, help="profiled steps (default: 50)")
     parser.add_argument("--conv2", choices=StackedLeNet.CONV2, default="grouped")
+    parser.add_argument("--conv1", choices=StackedLeNet.CONV1, default="cudnn")
     parser.add_argument("--tf32", action="store_true", help="TF32 instead of strict fp32")
     parser.add_argument("--top", type=int, default=15, help="operators listed (default: 15)")
     args = parser.parse_args()
@@ -44,7 +45,7 @@ def main() -> int:
     grid = GridConfig(**{**grid.__dict__, "subset": 64 * args.steps, "test_subset": 100})
     runs = grid.runs()
     data = load_grid_data(grid, device)
-    model, params, buffers, wd = stacked_runs(runs, device, args.conv2)
+    model, params, buffers, wd = stacked_runs(runs, device, args.conv2, args.conv1)
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in runs], device=device)
 
     def epoch(i):
@@ -63,7 +64,8 @@ def main() -> int:
     events = [e for e in prof.key_averages() if getattr(e, key, 0) > 0]
     total = sum(getattr(e, key) for e in events)
     events.sort(key=lambda e: getattr(e, key), reverse=True)
-    print(f"{len(runs)} runs, {args.steps} eager steps, conv2 {args.conv2}, "
+    print(f"{len(runs)} runs, {args.steps} eager steps, conv2 {args.conv2}, conv1 "
+          f"{args.conv1}, "
           f"{'TF32' if args.tf32 else 'strict fp32'}, {device}: {total / 1e3 / args.steps:.3f} "
           f"ms of {'device' if cuda else 'CPU'} time per step in {len(events)} operators")
     print(f"| operator | calls per step | ms per step | share |\n|---|---|---|---|")

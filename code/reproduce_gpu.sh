@@ -100,40 +100,61 @@ probe() {  # each step may fail without ending the lease: training falls back (e
         --precisions fp32,tf32 --modes eager,graph --repeats 1 --no-authors \
         --markdown "$STATE/probe.md" --json "$STATE/probe.json" > /dev/null \
         || say "speed probe failed: the grid is chosen without it"
-    if [ "$DEVICE" = cuda ] && [ ! -f "$STATE/no-graph" ]; then  # the grid's R, each conv2
-        timeout 60 python3 code/bench_train.py --device "$DEVICE" --runs 14 \
-            --samples "${PROBE_SAMPLES:-12800}" --test-images "${PROBE_TEST_IMAGES:-10000}" \
-            --precisions fp32 --modes graph --conv2 grouped-nchw,gemm --repeats 1 --no-authors \
-            --markdown "$STATE/probe-conv2.md" --json "$STATE/probe-conv2.json" > /dev/null \
-            || say "conv2 probe failed: training keeps the grouped convolution"
+    # the grid's R, each way of computing the convolutions: conv2 first, then conv1 with it
+    kernel_probe conv2 "--conv2 grouped-nchw,gemm"
+    choose conv2 > "$STATE/conv2" || echo grouped > "$STATE/conv2"
+    if [ "$DEVICE" = cuda ] && [ ! -f "$STATE/no-graph" ]; then
+        timeout 150 python3 code/check_device.py --device "$DEVICE" --steps "${CHECK_STEPS:-300}" \
+            --weight-steps "${CHECK_WEIGHT_STEPS:-20}" --conv2 "$(cat "$STATE/conv2")" \
+            --conv1 gemm > "$STATE/check-conv1.txt" 2>&1 || true
+        cat "$STATE/check-conv1.txt" >> "$STATE/check.txt"
     fi
-    choose_conv2 | tee "$STATE/conv2"
-    say "second convolution: $(cat "$STATE/conv2") (fastest of those that passed the check)"
+    kernel_probe conv1 "--conv2 $(cat "$STATE/conv2") --conv1 gemm"
+    choose conv1 > "$STATE/conv1" || echo cudnn > "$STATE/conv1"
+    say "convolutions: conv2 $(cat "$STATE/conv2"), conv1 $(cat "$STATE/conv1") (the fastest that passed the check)"
     timeout 60 python3 code/profile_step.py --device "$DEVICE" --runs "${PROFILE_RUNS:-14}" \
-        --steps 50 --conv2 "$(cat "$STATE/conv2")" > "$STATE/profile.md" 2>/dev/null \
-        || say "profile failed"
-    cat "$STATE/probe.md" "$STATE/probe-conv2.md" "$STATE/profile.md" 2>/dev/null || true
+        --steps 50 --conv2 "$(cat "$STATE/conv2")" --conv1 "$(cat "$STATE/conv1")" \
+        > "$STATE/profile.md" 2>/dev/null || say "profile failed"
+    cat "$STATE/probe.md" "$STATE/profile.md" 2>/dev/null || true
 }
 
-choose_conv2() {  # the fastest conv2 at R = 14, fp32, graph among the checked ones
-    python3 - "$STATE" <<'PY'
+kernel_probe() {  # $1: conv2 | conv1; $2: bench_train flags. R = 14, fp32, graph (CUDA only)
+    [ "$DEVICE" = cuda ] && [ ! -f "$STATE/no-graph" ] || return 0
+    timeout 60 python3 code/bench_train.py --device "$DEVICE" --runs 14 \
+        --samples "${PROBE_SAMPLES:-12800}" --test-images "${PROBE_TEST_IMAGES:-10000}" \
+        --precisions fp32 --modes graph $2 --repeats 1 --no-authors \
+        --json "$STATE/probe-$1.json" > /dev/null || say "$1 probe failed: training keeps the default"
+}
+
+choose() {  # $1: conv2 | conv1: the fastest at R = 14, fp32, graph among the checked ones;
+            # the probe's rows are merged into probe.json (speed.md shows them all)
+    python3 - "$STATE" "$1" <<'PY'
 import json, re, sys
 from pathlib import Path
-state = Path(sys.argv[1])
-check = (state / "check.txt").read_text() if (state / "check.txt").exists() else ""
-usable = re.findall(r"^usable conv2: (.*)$", check, re.M)
-usable = usable[0].split() if usable and usable[0] != "none" else ["grouped"]
-rows = []
-for name in ("probe.json", "probe-conv2.json"):
-    if (state / name).exists():
-        rows += json.loads((state / name).read_text())["rows"]
-    if name == "probe-conv2.json" and (state / name).exists():  # one probe.json for speed.md
-        merged = json.loads((state / "probe.json").read_text())
-        merged["rows"] = rows
-        (state / "probe.json").write_text(json.dumps(merged, indent=2))
-timed = {r.get("conv2", "grouped"): r["steps_per_s"] for r in rows
-         if r["runs"] == 14 and r["config"] == "fp32 graph" and r.get("conv2", "grouped") in usable}
-print(max(timed, key=timed.get) if timed else "grouped")
+state, layer = Path(sys.argv[1]), sys.argv[2]
+default = {"conv2": "grouped", "conv1": "cudnn"}[layer]
+if not (state / "probe.json").exists():
+    print(default)
+    sys.exit()
+probe = json.loads((state / "probe.json").read_text())
+extra = state / f"probe-{layer}.json"
+if extra.exists():
+    probe["rows"] += json.loads(extra.read_text())["rows"]
+    (state / "probe.json").write_text(json.dumps(probe, indent=2))
+check = state / ("check.txt" if layer == "conv2" else "check-conv1.txt")
+usable = re.findall(r"^usable conv2: (.*)$", check.read_text() if check.exists() else "", re.M)
+usable = usable[0].split() if usable and usable[0] != "none" else []
+conv2 = (state / "conv2").read_text().strip() if layer == "conv1" else None
+timed = {}
+for r in probe["rows"]:
+    c2, c1 = r.get("conv2", "grouped"), r.get("conv1", "cudnn")
+    if r["runs"] != 14 or r["config"] != "fp32 graph":
+        continue
+    if layer == "conv2" and c1 == "cudnn" and c2 in usable:
+        timed[c2] = r["steps_per_s"]
+    if layer == "conv1" and c2 == conv2 and (c1 == "cudnn" or conv2 in usable):
+        timed[c1] = r["steps_per_s"]
+print(max(timed, key=timed.get) if timed else default)
 PY
 }
 
@@ -163,6 +184,7 @@ train() {  # one budgeted train.py call into $RUNS, resuming what is there
     [ "$grid" = table1 ] && args+=(--extra-seeds none)
     [ -f "$STATE/no-graph" ] && args+=(--no-cuda-graph)
     [ -s "$STATE/conv2" ] && args+=(--conv2 "$(cat "$STATE/conv2")")
+    [ -s "$STATE/conv1" ] && args+=(--conv1 "$(cat "$STATE/conv1")")
     [ -f "$RUNS/grid.json" ] && args+=(--resume)
     budget=$(python3 -c "print(round(${TRAIN_MIN:-($(left) - $keep - 15) / 60}, 4))")
     if [ -z "${TRAIN_MIN:-}" ] && python3 -c "import sys; sys.exit(float('$budget') >= 0.25)"; then

@@ -33,7 +33,8 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
              f"| precision | {precision} (matmul TF32 {env.get('tf32_matmul')}, cuDNN TF32 "
              f"{env.get('tf32_cudnn')}) |",
              f"| training step | {training_steps(config)} |",
-             f"| second convolution (--conv2) | {env.get('conv2', 'grouped')} |",
+             f"| convolutions (--conv2, --conv1) | {env.get('conv2', 'grouped')}, "
+             f"{env.get('conv1', 'cudnn')} |",
              f"| runs stacked (R) | {len(runs)} |",
              f"| epochs trained / planned | {trained} / {grid['epochs']} |",
              f"| steps per epoch | {steps} (batch {grid['batch_size']}, "
@@ -78,19 +79,19 @@ def probe_table(probe: dict) -> list[str]:
     lines = ["", f"Speed probe before training (code/bench_train.py, {probe['device']}, torch "
                  f"{probe['torch']}; projected: 700 epochs of 938 steps plus one test "
                  f"evaluation per epoch):", "",
-             "| runs | precision, step | conv2 | steps/s | test evaluation s | projected 700 "
-             "epochs |", "|---|---|---|---|---|---|"]
+             "| runs | precision, step | conv2, conv1 | steps/s | test evaluation s | "
+             "projected 700 epochs |", "|---|---|---|---|---|---|"]
     rate = {}
     for row in probe["rows"]:
-        conv2 = row.get("conv2", "grouped")
+        conv2 = f"{row.get('conv2', 'grouped')}, {row.get('conv1', 'cudnn')}"
         rate[row["runs"], row["config"], conv2] = row["steps_per_s"]
         lines.append(f"| {row['runs']} | {row['config']} | {conv2} | {row['steps_per_s']:.0f} | "
                      f"{row['eval_s']:.3f} | {row['projected_s'] / 60:.1f} min |")
     ratios = [f"{r} runs {p}: {rate[r, f'{p} graph', c] / rate[r, f'{p} eager', c]:.2f}x"
-              for r, cfg, c in rate if cfg.endswith("eager") and c == "grouped"
+              for r, cfg, c in rate if cfg.endswith("eager") and c == "grouped, cudnn"
               for p in [cfg.split()[0]] if (r, f"{p} graph", c) in rate]
     if ratios:
-        lines += ["", "Graph replay vs eager step (steps/s, conv2 grouped): " + "; ".join(ratios)
+        lines += ["", "Graph replay vs eager step (steps/s, grouped, cudnn): " + "; ".join(ratios)
                   + "."]
     return lines
 

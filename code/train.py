@@ -116,6 +116,9 @@ def add_running_args(r, d: GridConfig) -> None:
                    help="kernels of the second convolution, the same function: grouped "
                         "(channels-last, fastest on the CPU), grouped-nchw, or gemm (im2col + "
                         "batched matmul); the GPU probe times all three (default: grouped)")
+    r.add_argument("--conv1", choices=["cudnn", "gemm"], default="cudnn",
+                   help="kernels of the first convolution, the same function: cudnn, or gemm "
+                        "(the input's im2col times the weights) (default: cudnn)")
     r.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop cleanly, with a checkpoint of every run, after the epoch past "
                         "which the next would not fit in this many minutes; continue with "
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
                              cuda_graph=args.cuda_graph,
                              time_budget_s=None if args.time_budget is None
                              else 60 * args.time_budget, shard=args.shard,
-                             conv2=args.conv2)
+                             conv2=args.conv2, conv1=args.conv1)
     except (GridError, al2.DataError) as e:
         parser.exit(2, f"train.py: error: {e}\n")
     except NonFiniteLoss as e:

@@ -122,19 +122,20 @@ def float64():
     torch.set_default_dtype(torch.float32)
 
 
-@pytest.mark.parametrize("conv2", StackedLeNet.CONV2)
-def test_stacked_engine_equals_runs_trained_alone_in_float64(float64, conv2):
+@pytest.mark.parametrize("conv2, conv1", [(c, "cudnn") for c in StackedLeNet.CONV2] +
+                         [("grouped", "gemm")])
+def test_stacked_engine_equals_runs_trained_alone_in_float64(float64, conv2, conv1):
     """The stacked engine (StackedLeNet + Eq. 1 summed over runs + per-run SGD) is the same
     computation as R plain LeNets with torch.optim.SGD on the same batches: all four baselines
     (BN, DO with the same masks, WD), with and without AL2, two seeds; with each way of
-    computing the second convolution. In float64 the two agree to rounding; in float32 a
+    computing the convolutions. In float64 the two agree to rounding; in float32 a
     max-pool near-tie can route a gradient differently (both are right), which the float32 test
     below tolerates."""
     grid = GridConfig(**{**EQUIV_GRID, "subset": 128})  # float64 convolutions are slow
     runs, cpu = grid.runs(), torch.device("cpu")
     data = load_grid_data(grid, cpu)
     data.train_x = data.train_x.double()
-    stacked, params, buffers, wd = stacked_runs(runs, cpu, conv2)
+    stacked, params, buffers, wd = stacked_runs(runs, cpu, conv2, conv1)
     weights = hand_weights(grid, grid.epochs)
     lc_sums = []
     for i in range(grid.epochs):

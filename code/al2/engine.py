@@ -34,12 +34,13 @@ def dropout_generators(runs: list[RunSpec], seed: int, epoch: int,
             for r in runs if r.dropout > 0]
 
 
-def stacked_runs(runs: list[RunSpec], device: torch.device, conv2: str = "grouped"):
+def stacked_runs(runs: list[RunSpec], device: torch.device, conv2: str = "grouped",
+                 conv1: str = "cudnn"):
     """The grid's StackedLeNet in training mode (each run initialised from its seed), its
-    parameters, zeroed momentum buffers and the per-run weight decay (R,). conv2: how the
-    second convolution is computed (StackedLeNet.CONV2; the same function)."""
+    parameters, zeroed momentum buffers and the per-run weight decay (R,). conv2, conv1: how
+    the convolutions are computed (StackedLeNet.CONV2, CONV1; the same function)."""
     model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout, r.grid.bn_init)
-                          for r in runs], conv2=conv2)
+                          for r in runs], conv2=conv2, conv1=conv1)
     model = model.to(device).train()
     params = list(model.parameters())
     buffers = [torch.zeros_like(p) for p in params]

@@ -73,19 +73,23 @@ class StackedLeNet(nn.Module):
     ReLU and max-pool commute (both monotone), so we pool first and apply ReLU to 4x fewer values.
     """
 
-    # How the second convolution is computed; the same function, different kernels. "grouped":
-    # one grouped convolution on channels-last input (~20% faster than NCHW with oneDNN on the
-    # CPU, measured); "grouped-nchw": the same on NCHW input; "gemm": im2col (F.unfold) and one
-    # batched matrix product per step, cuBLAS instead of cuDNN's grouped kernels. The GPU probe
-    # times all three (code/bench_train.py --conv2) and train.py --conv2 picks one.
+    # How the convolutions are computed; the same function, different kernels. Second
+    # convolution: "grouped", one grouped convolution on channels-last input (~20% faster than
+    # NCHW with oneDNN on the CPU, measured); "grouped-nchw", the same on NCHW input; "gemm",
+    # im2col (F.unfold) and one batched matrix product, cuBLAS instead of cuDNN's grouped
+    # kernels. First convolution: "cudnn", one convolution of 1 -> R*20 channels; "gemm", the
+    # input's im2col (shared by all runs) times the (R*20, 25) weights. The GPU probe times them
+    # (code/bench_train.py --conv2/--conv1) and train.py --conv2/--conv1 picks.
     CONV2 = ("grouped", "grouped-nchw", "gemm")
+    CONV1 = ("cudnn", "gemm")
 
-    def __init__(self, models: list[LeNet], conv2: str = "grouped"):
+    def __init__(self, models: list[LeNet], conv2: str = "grouped", conv1: str = "cudnn"):
         super().__init__()
-        if conv2 not in self.CONV2:
-            raise ValueError(f"conv2 must be one of {', '.join(self.CONV2)}, got {conv2!r}")
+        if conv2 not in self.CONV2 or conv1 not in self.CONV1:
+            raise ValueError(f"conv2 must be one of {', '.join(self.CONV2)} and conv1 one of "
+                             f"{', '.join(self.CONV1)}, got {conv2!r}, {conv1!r}")
         R = len(models)
-        self.runs, self.conv2 = R, conv2
+        self.runs, self.conv2, self.conv1 = R, conv2, conv1
         sd = [m.state_dict() for m in models]
 
         def stack(key, default=None):
@@ -126,7 +130,7 @@ class StackedLeNet(nn.Module):
         run's masks do not depend on the other runs of its grid and a CUDA graph can read them
         from a buffer."""
         R, N = self.runs, x.shape[0]
-        h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())  # (N, R*20, 24, 24)
+        h = self.first_conv(x)                                               # (N, R*20, 24, 24)
         h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*20, 12, 12)
         h = self.second_conv(h)                                              # (N, R*50, 8, 8)
         if any(self.batch_norm):
@@ -144,6 +148,14 @@ class StackedLeNet(nn.Module):
             dropped = features.index_select(1, self.dropout_runs) * scale
             features = features.index_copy(1, self.dropout_runs, dropped)
         return features
+
+    def first_conv(self, x):
+        """(N, 1, 28, 28) -> (N, R*20, 24, 24): every run's 5x5 convolution, 1 -> 20 channels."""
+        if self.conv1 == "gemm":
+            cols = F.unfold(x, 5)                                    # (N, 25, 576 positions)
+            out = torch.matmul(self.conv1_w.view(-1, 25), cols) + self.conv1_b.view(1, -1, 1)
+            return out.view(x.shape[0], -1, 24, 24)
+        return F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())
 
     def second_conv(self, h):
         """(N, R*20, 12, 12) -> (N, R*50, 8, 8): each run's 5x5 convolution, 20 -> 50 channels."""

@@ -58,15 +58,15 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
                command: str = "", progress: bool = True, data_root="data",
                on_epoch_end=None, cuda_graph: bool = True,
                time_budget_s: float | None = None, shard: tuple[int, int] | None = None,
-               conv2: str = "grouped") -> dict:
+               conv2: str = "grouped", conv1: str = "cudnn") -> dict:
     """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
 
     cuda_graph: on CUDA, replay the training step as a captured graph (engine.StaticStep);
     False runs it eagerly. time_budget_s: stop after the epoch past which the next one would
     not fit in this many seconds of this call, with a checkpoint of every run at that epoch;
     --resume continues later. shard (K, N): train only shard K of N (shards.py) into the
-    grid's folder. conv2: the second convolution's kernels (StackedLeNet.CONV2; the same
-    function, recorded in config.json's environment). on_epoch_end(epoch, rows) is called after
+    grid's folder. conv2, conv1: the convolutions' kernels (StackedLeNet.CONV2, CONV1; the
+    same function, recorded in config.json's environment). on_epoch_end(epoch, rows) is called after
     each epoch's files are written (tests use it to interrupt a grid)."""
     grid.validate()
     out, dev = Path(out), select_device(device)
@@ -80,7 +80,7 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
             part_runs = [r for r in runs if r.level == level]
             part = start_part(grid, out, dev, part_runs, shard, level, state,
                               resumed and state.exists(), command, data_root, cuda_graph,
-                              conv2)
+                              conv2, conv1)
             stopped_at, done = train_epochs(part, progress, on_epoch_end, time_budget_s,
                                             call_start, done)
             final.update({r.name: h[-1] for r, h in zip(part_runs, part.history)})
@@ -94,18 +94,19 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
 
 
 def start_part(grid, out, dev, runs, shard, level, state, resumed, command, data_root,
-               cuda_graph, conv2="grouped") -> Part:
+               cuda_graph, conv2="grouped", conv1="cudnn") -> Part:
     """Data on the device (labels of noise level `level`), the grid's files, the stacked runs
     (fresh, or resumed from `state`), config.json, for one stack of runs."""
     data = load_grid_data(grid, dev, data_root, level)
     prepare_folder(out, grid, shard, data, level)
-    model, params, buffers, wd = stacked_runs(runs, dev, conv2)
+    model, params, buffers, wd = stacked_runs(runs, dev, conv2, conv1)
     history, start_epoch, wall_before = [[] for _ in runs], 0, 0.0
     if resumed:
         history, start_epoch, wall_before = load_resume(state, model, buffers, dev)
     step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
                       wd, graph=True) if dev.type == "cuda" and cuda_graph else None
     env = {**environment(dev), "cuda_graph": step is not None, "conv2": conv2,
+           "conv1": conv1,
            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
     write_run_configs(out, runs, command, env, data, resumed, start_epoch)
     recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images],
