@@ -68,7 +68,7 @@ def main() -> int:
           f"{args.conv1}, "
           f"{'TF32' if args.tf32 else 'strict fp32'}, {device}: {total / 1e3 / args.steps:.3f} "
           f"ms of {'device' if cuda else 'CPU'} time per step in {len(events)} operators")
-    print(f"| operator | calls per step | ms per step | share |\n|---|---|---|---|")
+    print("| operator | calls per step | ms per step | share |\n|---|---|---|---|")
     for e in events[:args.top]:
         t = getattr(e, key)
         print(f"| {e.key[:70]} | {e.count / args.steps:.1f} | {t / 1e3 / args.steps:.4f} | "
