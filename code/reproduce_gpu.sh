@@ -22,7 +22,8 @@
 # GPU"), so its state travels between leases (code/carry.py): every reproduce ends by writing
 # into $OUT the resume state (~50 MB in 15 MiB parts) and the checkpoints written since the last
 # export (the trunk alone at the compared epochs, the whole network at the last), and the next
-# lease carries results/carry back (carry ["data/mnist-xz", "results/carry"]). Two commands in
+# lease carries results/carry back (carry ["data/mnist-xz", "results/carry"]; `receive` prints
+# the size that travels, at most 64 MiB). Two commands in
 # one lease run on the same warm machine, whose run folder (git-ignored) stays between them:
 #   1. export T0=$(date +%s); [first lease: bash code/reproduce_gpu.sh probe;] CALL_S=540 bash code/reproduce_gpu.sh reproduce
 #   2. export T0=$(date +%s); CALL_S=<what the lease has left, less 30> bash code/reproduce_gpu.sh reproduce
@@ -211,10 +212,10 @@ evaluate() {
 
 reproduce() {
     unpack_data
-    if [ ! -f "$RUNS/grid.json" ] && ls "$CARRY"/state.tar.* > /dev/null 2>&1; then
+    if [ ! -f "$RUNS/grid.json" ] && ls "$CARRY"/state.tar.gz.* > /dev/null 2>&1; then
         python3 code/carry.py import --carry "$CARRY" --runs "$RUNS"
         mkdir -p "$STATE" && touch "$STATE/imported"
-        say "lease resumed from the carried state ($(ls "$CARRY"/state.tar.* | wc -l) parts)"
+        say "lease resumed from the carried state ($(ls "$CARRY"/state.tar.gz.* | wc -l) parts)"
     fi
     [ -f "$RUNS/shards/whole.json" ] || train
     if [ -f "$STATE/imported" ]; then
@@ -250,6 +251,17 @@ pack() {  # results/paper plus runs/<run>/{metrics.csv,config.json}, device/: on
 receive() {  # here: a command's files (the folder they came back to) into RUNS and CARRY
     [ -d "${1:-}" ] || { echo "usage: bash code/reproduce_gpu.sh receive FOLDER" >&2; exit 2; }
     python3 code/carry.py receive "$1" --carry "$CARRY" --runs "$RUNS"
+    travel_size
+}
+
+travel_size() {  # what the next lease's command sends: the tree, data/mnist-xz, the carry
+    local bytes
+    bytes=$( { git ls-files -z; git ls-files -z -o --exclude-standard; } \
+        | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+    bytes=$((bytes + $( { du -sb data/mnist-xz "$CARRY" 2>/dev/null || true; } \
+        | awk '{s += $1} END {print s + 0}')))
+    echo "reproduce_gpu: the next lease carries $((bytes / 1048576)) MiB (at most 64)"
+    [ "$bytes" -le $((62 * 1048576)) ] || echo "reproduce_gpu: warning: within 2 MiB of the limit"
 }
 
 finish() {  # here: the received grid evaluated on this machine, with the leases' notes
@@ -297,8 +309,8 @@ from pathlib import Path
 tmp = Path(sys.argv[1])
 root = tmp / "here" / "paper"
 out1 = sorted(p.name for p in (tmp / "out1").iterdir())
-assert any(n.startswith("state.tar.") for n in out1), f"lease 1 sent no state: {out1}"
-assert not any(n.startswith("state.tar.") for n in (p.name for p in (tmp / "out2").iterdir())), \
+assert any(n.startswith("state.tar.gz.") for n in out1), f"lease 1 sent no state: {out1}"
+assert not any(n.startswith("state.tar.gz.") for n in (p.name for p in (tmp / "out2").iterdir())), \
     "lease 2 finished the grid but still sent state"
 assert not (tmp / "carry").exists(), "the carry should be emptied once the grid is finished"
 assert "rebuilt at epoch 1" in (tmp / "lease2" / "runs" / ".device" / "plan.md").read_text() \

@@ -35,7 +35,7 @@ def test_a_grid_carried_between_leases_ends_as_one_uninterrupted(tmp_path, monke
                        time_budget_s=60.0)
     info = carry.export(tmp_path / "lease1", tmp_path / "out1", part_mib=0.5)
     assert info["epoch"] == 1 and not info["finished"] and info["checkpoints"] == 8
-    parts = sorted((tmp_path / "out1").glob("state.tar.*"))
+    parts = sorted((tmp_path / "out1").glob("state.tar.gz.*"))
     assert len(parts) >= 3 and all(p.stat().st_size <= 0.5 * carry.MIB for p in parts)
     here, bag = tmp_path / "here", tmp_path / "carry"
     got = carry.receive(tmp_path / "out1", bag, here)
@@ -46,7 +46,7 @@ def test_a_grid_carried_between_leases_ends_as_one_uninterrupted(tmp_path, monke
     al2.train_grid(grid, tmp_path / "lease2", device="cpu", progress=False, resume=True)
     info = carry.export(tmp_path / "lease2", tmp_path / "out2", part_mib=0.5)
     assert info["finished"] and info["since"] == 1 and info["checkpoints"] == 8  # epochs 2, 3
-    assert not list((tmp_path / "out2").glob("state.tar.*"))
+    assert not list((tmp_path / "out2").glob("state.tar.gz.*"))
     assert carry.receive(tmp_path / "out2", bag, here)["finished"] and not bag.exists()
     for run in grid.runs():
         assert_same_run(tmp_path / "whole" / run.name, tmp_path / "lease2" / run.name, epochs=3)
