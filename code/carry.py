@@ -128,7 +128,7 @@ def export(runs: Path, out: Path, part_mib: float) -> dict:
     epoch = trained_epoch(runs)
     carry = runs / CARRY_FILE
     since = json.loads(carry.read_text())["exported_through"] if carry.exists() else -1
-    save_json({"exported_through": epoch}, carry)
+    save_json({"exported_through": epoch, "previous": since}, carry)
     small = [(str(p.relative_to(runs)), p) for p in small_files(runs)]
     compared = similarity_epochs(total)
     ckpts = []
@@ -162,14 +162,29 @@ def import_state(carry: Path, runs: Path) -> int:
     return trained_epoch(runs)
 
 
+def exported_through(runs: Path) -> int:
+    """The epoch through which the local run folder holds a lease's export (-1: none)."""
+    path = runs / CARRY_FILE
+    return json.loads(path.read_text())["exported_through"] if path.exists() else -1
+
+
 def receive(files: Path, carry: Path, runs: Path) -> dict:
     """After a lease: its checkpoints into the local run folder, its state parts into `carry`
-    (replacing the last lease's), or `carry` emptied once the grid is finished."""
+    (replacing the last lease's), or `carry` emptied once the grid is finished. Refuses files
+    that do not continue the local folder (another series, or a lease that started afresh)."""
     ckpt_parts = sorted(files.glob("checkpoints.tar.gz.*"))
     if not ckpt_parts:
         raise CarryError(f"{files} holds no checkpoints.tar.gz.* parts (was the lease's "
                          f"export reached?)")
-    names = untar(joined(ckpt_parts), runs)
+    data = joined(ckpt_parts)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        incoming = json.load(tar.extractfile(CARRY_FILE))
+    here = exported_through(runs)
+    if incoming["previous"] != here:
+        raise CarryError(f"{files} continues a grid from epoch {incoming['previous']}, but "
+                         f"{runs} holds one through epoch {here}; receive it into another "
+                         f"--runs (a lease that started afresh, or another series)")
+    names = untar(data, runs)
     state = sorted(files.glob("state.tar.gz.*"))
     if carry.exists():
         shutil.rmtree(carry)

@@ -54,6 +54,11 @@ def test_a_grid_carried_between_leases_ends_as_one_uninterrupted(tmp_path, monke
         assert torch.load(here / run.name / "checkpoints" / "epoch_1.pt")["trunk_only"]
     with pytest.raises(carry.CarryError, match="already holds a grid"):
         carry.import_state(tmp_path / "out1", tmp_path / "lease2")
+    # the first lease's files again (or a lease that started afresh): refused, nothing written
+    before = sorted(p.stat().st_mtime_ns for p in here.rglob("*"))
+    with pytest.raises(carry.CarryError, match="continues a grid from epoch -1"):
+        carry.receive(tmp_path / "out1", bag, here)
+    assert sorted(p.stat().st_mtime_ns for p in here.rglob("*")) == before
 
 
 def test_trunk_only_checkpoints_serve_the_similarity_and_refuse_the_ablation(tmp_path):
