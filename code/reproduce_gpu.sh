@@ -20,11 +20,11 @@
 # A lease is 15 device minutes, the machine's start included, one command <= 10 min: about 11
 # minutes of training. The default grid needs ~25 on an H200 (README, "Reproduction on one
 # GPU"), so its state travels between leases (code/carry.py): every reproduce ends by writing
-# into $OUT the resume state (~50 MB in 15 MiB parts) and the checkpoints written since the last
-# export (the trunk alone at the compared epochs, the whole network at the last), and the next
-# lease carries results/carry back (carry ["data/mnist-xz", "results/carry"]; `receive` prints
-# the size that travels, at most 64 MiB). Two commands in
-# one lease run on the same warm machine, whose run folder (git-ignored) stays between them:
+# into $OUT the resume state (~42 MiB gzipped for 14 runs, in 15 MiB parts) and the checkpoints
+# written since the last export (the trunk alone at the compared epochs, the whole network at
+# the last), and the next lease carries results/carry back (carry ["data/mnist-xz",
+# "results/carry"]; `receive` prints the size that travels, at most 64 MiB). Two commands in one
+# lease run on the same warm machine, whose run folder (git-ignored) stays between them:
 #   1. export T0=$(date +%s); [first lease: bash code/reproduce_gpu.sh probe;] CALL_S=540 bash code/reproduce_gpu.sh reproduce
 #   2. export T0=$(date +%s); CALL_S=<what the lease has left, less 30> bash code/reproduce_gpu.sh reproduce
 # with `receive` here after each. reproduce trains until CALL_S seconds after T0 less PACK_S for
@@ -37,7 +37,9 @@
 # trained), TRAIN_MIN (a fixed training budget, minutes, instead of the clock's), GRID (full |
 # table1 | auto; default full; auto: full if the probe projects it inside TOTAL_TRAIN_S, else
 # Table 1's 8 runs), DEVICE (default cuda), RUNS (results/runs/paper), CARRY (results/carry),
-# RESULTS (results/paper).
+# RESULTS (finish's outputs, results/paper), DEVICE_RESULTS (what a device command evaluates and
+# packs into $OUT/paper-results.tar.gz, results/device-out/paper: git-ignored, so the committed
+# results/paper never travels back in it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/code:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -52,6 +54,7 @@ GRID=${GRID:-full}
 DEVICE=${DEVICE:-cuda}
 RUNS=${RUNS:-results/runs/paper}
 RESULTS=${RESULTS:-results/paper}
+DEVICE_RESULTS=${DEVICE_RESULTS:-results/device-out/paper}
 CARRY=${CARRY:-results/carry}
 STATE=${STATE:-$RUNS/.device}  # the probe's files and the leases' notes: travel with the runs
 RAW=data/MNIST/raw
@@ -200,10 +203,10 @@ train() {  # one budgeted train.py call into $RUNS, resuming what is there
 
 evaluate() {
     local start=$SECONDS
-    timeout "$(until_end "$PACK_S")" python3 code/evaluate.py --runs "$RUNS" --out "$RESULTS" \
+    timeout "$(until_end "$PACK_S")" python3 code/evaluate.py --runs "$RUNS" --out "$DEVICE_RESULTS" \
         --device "$DEVICE" ${EVAL_ARGS:-} 2>&1 | tee "$STATE/evaluate.log" \
         || say "evaluate.py exited with an error or MISSING.md (evaluate.log)"
-    python3 code/speed_report.py --runs "$RUNS" --out "$RESULTS/speed.md" \
+    python3 code/speed_report.py --runs "$RUNS" --out "$DEVICE_RESULTS/speed.md" \
         --train-seconds "$(awk '{s += $1} END {print s + 0}' "$STATE/train-seconds" 2>/dev/null)" \
         --train-calls "$(cat "$STATE/train-seconds" 2>/dev/null | wc -l)" \
         --evaluate-seconds $((SECONDS - start)) --probe "$STATE/probe.json" \
@@ -234,18 +237,22 @@ reproduce() {
     ls -la "$OUT"
 }
 
-pack() {  # results/paper plus runs/<run>/{metrics.csv,config.json}, device/: one small archive
+pack() {  # the device's results plus runs/ and device/ (collect): one small archive in $OUT
+    collect "$DEVICE_RESULTS"
+    tar -C "$(dirname "$DEVICE_RESULTS")" -czf "$OUT/paper-results.tar.gz" "$(basename "$DEVICE_RESULTS")"
+}
+
+collect() {  # $1/runs/<run>/{metrics.csv,config.json}, grid.json; $1/device/: the leases' notes
     local run
-    mkdir -p "$RESULTS/runs" "$RESULTS/device"
+    mkdir -p "$1/runs" "$1/device"
     for run in "$RUNS"/*/metrics.csv; do
         [ -f "$run" ] || continue
         run=$(dirname "$run")
-        mkdir -p "$RESULTS/runs/$(basename "$run")"
-        cp "$run/metrics.csv" "$run/config.json" "$RESULTS/runs/$(basename "$run")/"
+        mkdir -p "$1/runs/$(basename "$run")"
+        cp "$run/metrics.csv" "$run/config.json" "$1/runs/$(basename "$run")/"
     done
-    [ -f "$RUNS/grid.json" ] && cp "$RUNS/grid.json" "$RESULTS/runs/"
-    cp "$STATE"/*.txt "$STATE"/*.md "$STATE"/*.json "$STATE"/*.log "$RESULTS/device/" 2>/dev/null || true
-    tar -C "$(dirname "$RESULTS")" -czf "$OUT/paper-results.tar.gz" "$(basename "$RESULTS")"
+    [ ! -f "$RUNS/grid.json" ] || cp "$RUNS/grid.json" "$1/runs/"
+    cp "$STATE"/*.txt "$STATE"/*.md "$STATE"/*.json "$STATE"/*.log "$1/device/" 2>/dev/null || true
 }
 
 receive() {  # here: a command's files (the folder they came back to) into RUNS and CARRY
@@ -274,14 +281,7 @@ finish() {  # here: the received grid evaluated on this machine, with the leases
         --train-calls "$(cat "$STATE/train-seconds" 2>/dev/null | wc -l)" \
         --evaluate-seconds $((SECONDS - start)) --probe "$STATE/probe.json" \
         --check "$STATE/check.txt" --profile "$STATE/profile.md"
-    mkdir -p "$RESULTS/runs" "$RESULTS/device"
-    for run in "$RUNS"/*/metrics.csv; do
-        run=$(dirname "$run")
-        mkdir -p "$RESULTS/runs/$(basename "$run")"
-        cp "$run/metrics.csv" "$run/config.json" "$RESULTS/runs/$(basename "$run")/"
-    done
-    cp "$RUNS/grid.json" "$RESULTS/runs/"
-    cp "$STATE"/*.txt "$STATE"/*.md "$STATE"/*.json "$STATE"/*.log "$RESULTS/device/" 2>/dev/null || true
+    collect "$RESULTS"
 }
 
 rehearse() {  # two leases of a tiny grid on this CPU, each on a bare "device" folder
@@ -292,8 +292,8 @@ rehearse() {  # two leases of a tiny grid on this CPU, each on a bare "device" f
         PROFILE_RUNS=1 \
         TRAIN_ARGS="--epochs 2 --subset 640 --test-subset 500 --activation-images 100" \
         EVAL_ARGS="--similarity-images 300 --ablation-images 200"
-    local device1="RUNS=$tmp/lease1/runs RESULTS=$tmp/lease1/paper STATE=$tmp/lease1/runs/.device"
-    local device2="RUNS=$tmp/lease2/runs RESULTS=$tmp/lease2/paper STATE=$tmp/lease2/runs/.device"
+    local device1="RUNS=$tmp/lease1/runs DEVICE_RESULTS=$tmp/lease1/paper STATE=$tmp/lease1/runs/.device"
+    local device2="RUNS=$tmp/lease2/runs DEVICE_RESULTS=$tmp/lease2/paper STATE=$tmp/lease2/runs/.device"
     local here="RUNS=$tmp/here/runs RESULTS=$tmp/here/paper STATE=$tmp/here/runs/.device"
     # lease 1: probe, then training stopped by its budget after the first epoch, export
     env $device1 OUT="$tmp/out1" bash "$0" probe > "$tmp/probe.log" 2>&1 || { cat "$tmp/probe.log"; return 1; }
