@@ -38,7 +38,9 @@ from pathlib import Path
 import torch
 
 from al2.checkpoints import save_json, slim_checkpoint
+from al2.runs import RunsError, discover_runs
 from al2.shards import unfinished_shards
+from al2.similarity import similarity_epochs
 
 MIB = 1 << 20
 CARRY_FILE = "carry.json"     # in the run folder: the last epoch whose checkpoints were exported
@@ -63,19 +65,11 @@ def small_files(runs: Path) -> list[Path]:
 
 
 def trained_epoch(runs: Path) -> int:
-    """The last epoch in every run's metrics.csv (0 before training)."""
-    epochs = []
-    for metrics in runs.glob("*/metrics.csv"):
-        epochs.append(sum(1 for _ in metrics.open()) - 2)  # header and epoch 0
-    if not epochs:
-        raise CarryError(f"{runs} holds no trained runs")
-    return min(epochs)
-
-
-def similarity_epochs(total: int) -> set[int]:
-    """The authors' compared epochs: 0, 1 and every 100th (evaluate.py's default for grids of
-    100+ epochs), and every checkpoint of shorter grids."""
-    return {0, 1, *range(100, total + 1, 100)} if total >= 100 else set(range(total + 1))
+    """The last epoch every run of the folder has trained (0 before training)."""
+    try:
+        return min(r.epochs for r in discover_runs(runs))
+    except RunsError as e:
+        raise CarryError(str(e)) from None
 
 
 def finished(runs: Path) -> bool:
@@ -126,11 +120,11 @@ def export(runs: Path, out: Path, part_mib: float) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     total = json.loads((runs / "grid.json").read_text())["epochs"]
     epoch = trained_epoch(runs)
+    compared = set(similarity_epochs(discover_runs(runs)))  # evaluate.py's default epochs
     carry = runs / CARRY_FILE
     since = json.loads(carry.read_text())["exported_through"] if carry.exists() else -1
     save_json({"exported_through": epoch, "previous": since}, carry)
     small = [(str(p.relative_to(runs)), p) for p in small_files(runs)]
-    compared = similarity_epochs(total)
     ckpts = []
     for path in sorted(runs.glob("*/checkpoints/epoch_*.pt")):
         e = int(path.stem.split("_")[1])

@@ -206,11 +206,15 @@ evaluate() {
     timeout "$(until_end "$PACK_S")" python3 code/evaluate.py --runs "$RUNS" --out "$DEVICE_RESULTS" \
         --device "$DEVICE" ${EVAL_ARGS:-} 2>&1 | tee "$STATE/evaluate.log" \
         || say "evaluate.py exited with an error or MISSING.md (evaluate.log)"
-    python3 code/speed_report.py --runs "$RUNS" --out "$DEVICE_RESULTS/speed.md" \
+    speed_md "$DEVICE_RESULTS" $((SECONDS - start)) || say "speed_report.py failed"
+}
+
+speed_md() {  # $1/speed.md: every train.py call of the leases summed, $2 evaluation seconds
+    python3 code/speed_report.py --runs "$RUNS" --out "$1/speed.md" \
         --train-seconds "$(awk '{s += $1} END {print s + 0}' "$STATE/train-seconds" 2>/dev/null)" \
         --train-calls "$(cat "$STATE/train-seconds" 2>/dev/null | wc -l)" \
-        --evaluate-seconds $((SECONDS - start)) --probe "$STATE/probe.json" \
-        --check "$STATE/check.txt" --profile "$STATE/profile.md" || say "speed_report.py failed"
+        --evaluate-seconds "$2" --probe "$STATE/probe.json" \
+        --check "$STATE/check.txt" --profile "$STATE/profile.md"
 }
 
 reproduce() {
@@ -276,11 +280,7 @@ finish() {  # here: the received grid evaluated on this machine, with the leases
     local start=$SECONDS
     python3 code/evaluate.py --runs "$RUNS" --out "$RESULTS" --device "${EVAL_DEVICE:-auto}" \
         ${EVAL_ARGS:-} || echo "reproduce_gpu: evaluate.py listed gaps in $RESULTS/MISSING.md"
-    python3 code/speed_report.py --runs "$RUNS" --out "$RESULTS/speed.md" \
-        --train-seconds "$(awk '{s += $1} END {print s + 0}' "$STATE/train-seconds" 2>/dev/null)" \
-        --train-calls "$(cat "$STATE/train-seconds" 2>/dev/null | wc -l)" \
-        --evaluate-seconds $((SECONDS - start)) --probe "$STATE/probe.json" \
-        --check "$STATE/check.txt" --profile "$STATE/profile.md"
+    speed_md "$RESULTS" $((SECONDS - start))
     collect "$RESULTS"
 }
 
