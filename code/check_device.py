@@ -24,6 +24,7 @@ from al2.config import GridConfig, GridError
 from al2.data import load_grid_data
 from al2.device import select_device, set_tf32
 from al2.engine import StaticStep, dropout_generators, stacked_runs, train_epoch
+from al2.model import StackedLeNet
 
 
 def train(grid: GridConfig, device: torch.device, steps: int, weight_steps: int,
@@ -70,13 +71,15 @@ def main() -> int:
     parser.add_argument("--conv2", default="grouped",
                         help="second-convolution kernels to check on the device, comma list "
                              "(default: grouped; the CPU reference always uses grouped)")
-    parser.add_argument("--conv1", choices=["cudnn", "gemm"], default="cudnn",
+    parser.add_argument("--conv1", choices=StackedLeNet.CONV1, default="cudnn",
                         help="first-convolution kernels on the device (default: cudnn)")
     parser.add_argument("--lc-atol", type=float, default=1e-3,
                         help="largest difference of a run's mean L_c accepted (default: 1e-3)")
     args = parser.parse_args()
     if not 1 <= args.weight_steps <= args.steps:
         parser.error("--steps and --weight-steps must satisfy 1 <= --weight-steps <= --steps")
+    if not set(args.conv2.split(",")) <= set(StackedLeNet.CONV2):
+        parser.error(f"--conv2 takes a comma list of {', '.join(StackedLeNet.CONV2)}")
     try:
         device = select_device(args.device)
     except GridError as e:

@@ -19,6 +19,7 @@ from pathlib import Path
 import al2
 from al2.cli import baseline_seeds, int_list, noise_levels, shard_spec, str_list
 from al2.config import BASELINES, PRESETS, GridConfig, GridError
+from al2.model import StackedLeNet
 from al2.outputs import NonFiniteLoss
 from al2.paths import RESULTS_DIR
 from al2.training import train_grid
@@ -112,11 +113,11 @@ def add_running_args(r, d: GridConfig) -> None:
     r.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, capture the training step once as a CUDA graph and replay it; "
                         "--no-cuda-graph runs it eagerly (default: on; no effect on the CPU)")
-    r.add_argument("--conv2", choices=["grouped", "grouped-nchw", "gemm"], default="grouped",
+    r.add_argument("--conv2", choices=StackedLeNet.CONV2, default="grouped",
                    help="kernels of the second convolution, the same function: grouped "
                         "(channels-last, fastest on the CPU), grouped-nchw, or gemm (im2col + "
                         "batched matmul); the GPU probe times all three (default: grouped)")
-    r.add_argument("--conv1", choices=["cudnn", "gemm"], default="cudnn",
+    r.add_argument("--conv1", choices=StackedLeNet.CONV1, default="cudnn",
                    help="kernels of the first convolution, the same function: cudnn, or gemm "
                         "(the input's im2col times the weights) (default: cudnn)")
     r.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
