@@ -85,11 +85,11 @@ def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -
     return time.perf_counter() - start
 
 
-def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
-            test_images: int = 10000, conv2: str = "grouped", conv1: str = "cudnn"):
-    """(seconds to train `samples` samples per run, seconds for one full test evaluation).
+def grid_epochs(grid: GridConfig, samples: int, device, graph: bool = False,
+                test_images: int = 10000, conv2: str = "grouped", conv1: str = "cudnn"):
+    """(epoch(i): train epoch i of the grid on its first `samples` images, the model, the data);
     graph: full batches through engine.StaticStep captured as a CUDA graph; conv2, conv1: the
-    convolutions' kernels (StackedLeNet.CONV2, CONV1)."""
+    convolutions' kernels (StackedLeNet.CONV2, CONV1). code/profile_step.py uses it too."""
     data = load_grid_data(GridConfig(**{**grid.__dict__, "subset": samples,
                                         "test_subset": test_images}), device)
     runs = grid.runs()
@@ -102,6 +102,14 @@ def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
         return train_epoch(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
                            w, wd, epoch_generator(0, i, ORDER_STREAM, device),
                            dropout_generators(runs, 0, i, device), step=step)
+    return epoch, model, data
+
+
+def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
+            test_images: int = 10000, conv2: str = "grouped", conv1: str = "cudnn"):
+    """(seconds to train `samples` samples per run, seconds for one full test evaluation);
+    the arguments as grid_epochs's."""
+    epoch, model, data = grid_epochs(grid, samples, device, graph, test_images, conv2, conv1)
     epoch(0)  # warm-up: allocator, oneDNN / cuDNN algorithm choice
     sync(device)
     start = time.perf_counter()

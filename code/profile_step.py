@@ -11,17 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
-from al2.config import GridConfig, GridError
-from al2.data import load_grid_data
+from al2.config import GridError
 from al2.device import select_device, set_tf32
-from al2.engine import ORDER_STREAM, dropout_generators, epoch_generator, stacked_runs, train_epoch
 from al2.model import StackedLeNet
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_train import grid_of  # noqa: E402  (code/bench_train.py)
+from bench_train import grid_epochs, grid_of, sync  # noqa: E402  (code/bench_train.py)
 
 
 def main() -> int:
@@ -42,18 +39,12 @@ def main() -> int:
     except (GridError, ValueError) as e:
         parser.error(str(e))
     set_tf32(args.tf32)
-    grid = GridConfig(**{**grid.__dict__, "subset": 64 * args.steps, "test_subset": 100})
-    runs = grid.runs()
-    data = load_grid_data(grid, device)
-    model, params, buffers, wd = stacked_runs(runs, device, args.conv2, args.conv1)
-    w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in runs], device=device)
+    epoch_fn, model, _ = grid_epochs(grid, 64 * args.steps, device, test_images=100,
+                                     conv2=args.conv2, conv1=args.conv1)
 
     def epoch(i):
-        train_epoch(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum, w, wd,
-                    epoch_generator(0, i, ORDER_STREAM, device),
-                    dropout_generators(runs, 0, i, device))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        epoch_fn(i)
+        sync(device)
 
     epoch(0)  # warm-up: algorithm choice, allocator
     cuda = device.type == "cuda"
@@ -64,7 +55,7 @@ def main() -> int:
     events = [e for e in prof.key_averages() if getattr(e, key, 0) > 0]
     total = sum(getattr(e, key) for e in events)
     events.sort(key=lambda e: getattr(e, key), reverse=True)
-    print(f"{len(runs)} runs, {args.steps} eager steps, conv2 {args.conv2}, conv1 "
+    print(f"{model.runs} runs, {args.steps} eager steps, conv2 {args.conv2}, conv1 "
           f"{args.conv1}, "
           f"{'TF32' if args.tf32 else 'strict fp32'}, {device}: {total / 1e3 / args.steps:.3f} "
           f"ms of {'device' if cuda else 'CPU'} time per step in {len(events)} operators")

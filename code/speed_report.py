@@ -83,9 +83,9 @@ def probe_table(probe: dict) -> list[str]:
              "projected 700 epochs |", "|---|---|---|---|---|---|"]
     rate = {}
     for row in probe["rows"]:
-        conv2 = f"{row.get('conv2', 'grouped')}, {row.get('conv1', 'cudnn')}"
-        rate[row["runs"], row["config"], conv2] = row["steps_per_s"]
-        lines.append(f"| {row['runs']} | {row['config']} | {conv2} | {row['steps_per_s']:.0f} | "
+        kernels = f"{row.get('conv2', 'grouped')}, {row.get('conv1', 'cudnn')}"
+        rate[row["runs"], row["config"], kernels] = row["steps_per_s"]
+        lines.append(f"| {row['runs']} | {row['config']} | {kernels} | {row['steps_per_s']:.0f} | "
                      f"{row['eval_s']:.3f} | {row['projected_s'] / 60:.1f} min |")
     ratios = [f"{r} runs {p}: {rate[r, f'{p} graph', c] / rate[r, f'{p} eager', c]:.2f}x"
               for r, cfg, c in rate if cfg.endswith("eager") and c == "grouped, cudnn"

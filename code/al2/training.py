@@ -66,8 +66,8 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     not fit in this many seconds of this call, with a checkpoint of every run at that epoch;
     --resume continues later. shard (K, N): train only shard K of N (shards.py) into the
     grid's folder. conv2, conv1: the convolutions' kernels (StackedLeNet.CONV2, CONV1; the
-    same function, recorded in config.json's environment). on_epoch_end(epoch, rows) is called after
-    each epoch's files are written (tests use it to interrupt a grid)."""
+    same function, recorded in config.json's environment). on_epoch_end(epoch, rows) is called
+    after each epoch's files are written (tests use it to interrupt a grid)."""
     grid.validate()
     out, dev = Path(out), select_device(device)
     set_tf32(grid.tf32)
