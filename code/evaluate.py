@@ -13,15 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from al2.analysis import AUTHORS_STATISTICS
-from al2.checkpoints import CheckpointError
 from al2.cli import int_list
-from al2.config import GridError
-from al2.data import DataError
 from al2.device import select_device
+from al2.errors import UserError
 from al2.evaluation import evaluate_runs
-from al2.paths import RESULTS_DIR
-from al2.runs import RunsError, discover_runs
+from al2.paths import RESULTS_DIR, resolve, shown
+from al2.runs import discover_runs
+from al2.similarity import AUTHORS_STATISTICS
 
 
 AUTHORS_SIMILARITY_IMAGES = 10000  # their evaluate.py: the whole test set, 160,000 datapoints
@@ -72,10 +70,12 @@ def main(argv=None) -> int:
         parser.error("--ablation-images and --ablation-draws must be >= 1")
     try:
         device = str(select_device(args.device))
-    except GridError as e:
+    except UserError as e:
         parser.error(str(e))
-    runs_dir = (args.runs or RESULTS_DIR / "runs" / args.preset).resolve()
-    out = (args.out or RESULTS_DIR / args.preset).resolve()
+    runs_dir = resolve(args.runs or RESULTS_DIR / "runs" / args.preset)
+    out = resolve(args.out or RESULTS_DIR / args.preset)
+    if out.exists() and not out.is_dir():
+        parser.exit(2, f"evaluate.py: error: --out {shown(out)} is a file, not a folder\n")
     try:
         runs = discover_runs(runs_dir)
         images = args.similarity_images
@@ -87,15 +87,17 @@ def main(argv=None) -> int:
                                ablation_epochs=args.ablation_epochs,
                                ablation_images=args.ablation_images,
                                ablation_draws=args.ablation_draws, seed=args.seed, device=device)
-    except (RunsError, DataError, CheckpointError) as e:
+    except UserError as e:
         parser.exit(2, f"evaluate.py: error: {e}\n")
-    print(f"evaluated {len(runs)} runs from {runs_dir} in {result['seconds']:.0f} s; wrote "
-          f"{', '.join(result['written'])} to {out}")
+    except OSError as e:  # an output that cannot be written
+        parser.exit(2, f"evaluate.py: error: {e.strerror or e}: {e.filename or shown(out)}\n")
+    print(f"evaluated {len(runs)} runs from {shown(runs_dir)} in {result['seconds']:.0f} s; "
+          f"wrote {', '.join(result['written'])} to {shown(out)}")
     if result["problems"]:
         for problem in result["problems"]:
             print(f"evaluate.py: error: {problem}", file=sys.stderr)
         print(f"evaluate.py: what could be computed was written; the gaps are listed in "
-              f"{out / 'MISSING.md'}", file=sys.stderr)
+              f"{shown(out / 'MISSING.md')}", file=sys.stderr)
         return 2
     return 0
 

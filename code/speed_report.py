@@ -1,8 +1,7 @@
-"""speed.md for a trained grid: where and how it ran, and how fast (code/reproduce_gpu.sh).
+"""speed.md for a trained grid: where and how it ran, and how fast.
 
     python code/speed_report.py --runs results/runs/paper --out results/paper/speed.md \
-        --train-seconds 412 --train-calls 2 --evaluate-seconds 55 --probe probe.json \
-        --check check.txt
+        --train-seconds 412 --train-calls 1 --evaluate-seconds 25 --probe probe.json
 """
 from __future__ import annotations
 
@@ -13,12 +12,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from al2.checkpoints import atomic_write
-from al2.runs import RunsError, discover_runs
+from al2.errors import UserError
+from al2.files import FileError, read_json, save_text
+from al2.paths import resolve
+from al2.runs import discover_runs
 
 
 def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None,
-           train_calls: int = 1, check: str | None = None, profile: str | None = None) -> str:
+           train_calls: int = 1) -> str:
     runs = discover_runs(runs_dir)
     config, grid = runs[0].config, runs[0].grid
     env = config["environment"]
@@ -33,35 +34,31 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
              f"| precision | {precision} (matmul TF32 {env.get('tf32_matmul')}, cuDNN TF32 "
              f"{env.get('tf32_cudnn')}) |",
              f"| training step | {training_steps(config)} |",
-             f"| convolutions (--conv2, --conv1) | {env.get('conv2', 'grouped')}, "
-             f"{env.get('conv1', 'cudnn')} |",
              f"| runs stacked (R) | {len(runs)} |",
              f"| epochs trained / planned | {trained} / {grid['epochs']} |",
              f"| steps per epoch | {steps} (batch {grid['batch_size']}, "
              f"{config['train_images']} images) |",
              f"| training wall time (trainer's clock, incl. per-epoch test metrics and "
-             f"checkpoints) | {wall:.0f} s |",
+             f"checkpoints) | {wall:.0f} s ({wall / 60:.1f} min) |",
              f"| steps/s (all R runs per step) | {trained * steps / wall:.0f} |",
              f"| train.py {'call' if train_calls == 1 else f'{train_calls} calls'}, start to "
              f"end{'' if train_calls == 1 else ', summed'} | {train_s:.0f} s |",
              f"| evaluate.py call | {evaluate_s:.0f} s |"]
     if probe:
-        lines += probe_table(probe)
-    if check:
-        lines += ["", "Device check before training (code/check_device.py):", "", "```",
-                  check.strip(), "```"]
-    if profile:
-        lines += ["", "Profile of the eager step (code/profile_step.py):", "", profile.strip()]
+        lines += ["", "## The step's variants, probed before training (code/probe_step.py)", "",
+                  probe["table"].strip()]
     return "\n".join(lines) + "\n"
 
 
 def step_name(env: dict) -> str:
-    return "CUDA graph replay" if env.get("cuda_graph") else "eager"
+    kind = "CUDA graph replay" if env.get("cuda_graph") else "eager"
+    extra = ", cudnn.benchmark" if env.get("cudnn_benchmark") else ""
+    return f"{kind}, trunk {env.get('trunk', 'grouped')}{extra}"
 
 
 def training_steps(config: dict) -> str:
-    """The step of each train.py call: 'eager' or, after resumes, 'eager (epochs 1-91), CUDA
-    graph replay (from epoch 92)'."""
+    """The step of each train.py call: one name, or after resumes with another step 'eager,
+    trunk grouped (first call), CUDA graph replay, trunk streams (resume 1, from epoch 92)'."""
     calls = [(0, config["environment"])] + [(r.get("after_epoch"), r["environment"])
                                             for r in config.get("resumes", [])]
     if len({step_name(env) for _, env in calls}) == 1:
@@ -71,29 +68,7 @@ def training_steps(config: dict) -> str:
         where = "first call" if i == 0 else (f"resume {i}, from epoch {after + 1}"
                                               if after is not None else f"resume {i}")
         parts.append(f"{step_name(env)} ({where})")
-    return ", ".join(parts)
-
-
-def probe_table(probe: dict) -> list[str]:
-    """code/bench_train.py's rows: the speed probe before training, and graph vs eager."""
-    lines = ["", f"Speed probe before training (code/bench_train.py, {probe['device']}, torch "
-                 f"{probe['torch']}; projected: 700 epochs of 938 steps plus one test "
-                 f"evaluation per epoch):", "",
-             "| runs | precision, step | conv2, conv1 | steps/s | test evaluation s | "
-             "projected 700 epochs |", "|---|---|---|---|---|---|"]
-    rate = {}
-    for row in probe["rows"]:
-        kernels = f"{row.get('conv2', 'grouped')}, {row.get('conv1', 'cudnn')}"
-        rate[row["runs"], row["config"], kernels] = row["steps_per_s"]
-        lines.append(f"| {row['runs']} | {row['config']} | {kernels} | {row['steps_per_s']:.0f} | "
-                     f"{row['eval_s']:.3f} | {row['projected_s'] / 60:.1f} min |")
-    ratios = [f"{r} runs {p}: {rate[r, f'{p} graph', c] / rate[r, f'{p} eager', c]:.2f}x"
-              for r, cfg, c in rate if cfg.endswith("eager") and c == "grouped, cudnn"
-              for p in [cfg.split()[0]] if (r, f"{p} graph", c) in rate]
-    if ratios:
-        lines += ["", "Graph replay vs eager step (steps/s, grouped, cudnn): " + "; ".join(ratios)
-                  + "."]
-    return lines
+    return "; ".join(parts)
 
 
 def main() -> int:
@@ -104,22 +79,17 @@ def main() -> int:
     parser.add_argument("--train-calls", type=int, default=1,
                         help="train.py calls the training took (resumed between them)")
     parser.add_argument("--evaluate-seconds", type=float, required=True)
-    parser.add_argument("--check", type=Path, default=None,
-                        help="code/check_device.py's output before training")
-    parser.add_argument("--profile", type=Path, default=None,
-                        help="code/profile_step.py's output before training")
     parser.add_argument("--probe", type=Path, default=None,
-                        help="bench_train.py --json output of the probe before training")
+                        help="code/probe_step.py --json output of the probe before training")
     args = parser.parse_args()
     try:
-        probe = json.loads(args.probe.read_text()) if args.probe and args.probe.exists() else None
-        check, profile = (f.read_text() if f and f.exists() else None
-                          for f in (args.check, args.profile))
-        text = report(args.runs, args.train_seconds, args.evaluate_seconds, probe,
-                      args.train_calls, check, profile)
-    except (RunsError, KeyError, ValueError) as e:
+        probe = read_json(resolve(args.probe), "probe file", "run code/probe_step.py --json "
+                          "again") if args.probe and resolve(args.probe).exists() else None
+        text = report(resolve(args.runs), args.train_seconds, args.evaluate_seconds, probe,
+                      args.train_calls)
+    except (UserError, FileError, KeyError) as e:
         parser.exit(2, f"speed_report.py: error: {e}\n")
-    atomic_write(args.out, lambda f: f.write(text.encode()))
+    save_text(text, resolve(args.out))
     print(text)
     return 0
 

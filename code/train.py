@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import al2
 from al2.cli import baseline_seeds, int_list, noise_levels, shard_spec, str_list
-from al2.config import BASELINES, PRESETS, GridConfig, GridError
+from al2.config import BASELINES, PRESETS, GridConfig
+from al2.errors import UserError
 from al2.model import StackedLeNet
 from al2.outputs import NonFiniteLoss
-from al2.paths import RESULTS_DIR
+from al2.paths import RESULTS_DIR, resolve, shown
 from al2.training import train_grid
 
 DEFAULTS = GridConfig()
@@ -113,13 +113,14 @@ def add_running_args(r, d: GridConfig) -> None:
     r.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, capture the training step once as a CUDA graph and replay it; "
                         "--no-cuda-graph runs it eagerly (default: on; no effect on the CPU)")
-    r.add_argument("--conv2", choices=StackedLeNet.CONV2, default="grouped",
-                   help="kernels of the second convolution, the same function: grouped "
-                        "(channels-last, fastest on the CPU), grouped-nchw, or gemm (im2col + "
-                        "batched matmul); the GPU probe times all three (default: grouped)")
-    r.add_argument("--conv1", choices=StackedLeNet.CONV1, default="cudnn",
-                   help="kernels of the first convolution, the same function: cudnn, or gemm "
-                        "(the input's im2col times the weights) (default: cudnn)")
+    r.add_argument("--trunk", choices=StackedLeNet.TRUNKS, default="grouped",
+                   help="how the stacked trunk is computed, the same function: grouped (one "
+                        "grouped convolution, channels-last: fastest on the CPU), grouped-nchw, "
+                        "or streams (each run's convolutions on its own CUDA stream) "
+                        "(default: grouped)")
+    r.add_argument("--cudnn-benchmark", action="store_true",
+                   help="let cuDNN time its convolution algorithms and keep the fastest (may "
+                        "pick Winograd/FFT: other fp32 rounding) (default: off; CUDA only)")
     r.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop cleanly, with a checkpoint of every run, after the epoch past "
                         "which the next would not fit in this many minutes; continue with "
@@ -173,27 +174,29 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(shlex.quote(a) for a in ["python", "code/train.py", *argv])
     tmp = tempfile.TemporaryDirectory(prefix="al2-dry-run-") if args.dry_run else None
-    out = Path(tmp.name) if tmp else (args.out or RESULTS_DIR / "runs" / grid.preset).resolve()
+    out = Path(tmp.name) if tmp else resolve(args.out or RESULTS_DIR / "runs" / grid.preset)
     try:
         summary = train_grid(grid, out, device=args.device, resume=args.resume, command=command,
                              progress=not args.no_progress and not args.dry_run,
                              cuda_graph=args.cuda_graph,
                              time_budget_s=None if args.time_budget is None
                              else 60 * args.time_budget, shard=args.shard,
-                             conv2=args.conv2, conv1=args.conv1)
-    except (GridError, al2.DataError) as e:
+                             trunk=args.trunk, cudnn_benchmark=args.cudnn_benchmark)
+    except UserError as e:
         parser.exit(2, f"train.py: error: {e}\n")
+    except OSError as e:  # a path that cannot be written: a file where a folder should be, ...
+        parser.exit(2, f"train.py: error: {e.strerror or e}: {e.filename or shown(out)}\n")
     except NonFiniteLoss as e:
         parser.exit(1, f"train.py: stopped: {e}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"\ntrain.py: interrupted; continue with the same command plus --resume "
-                         f"(from the newest checkpoint in {out})\n")
+                         f"(from the newest checkpoint in {shown(out)})\n")
     finally:
         if tmp:
             tmp.cleanup()
     finals = summary["final"]
     best = " ".join(f"{name} {row['test_acc']:.2f}%" for name, row in finals.items())
-    where = "nothing kept (dry run)" if args.dry_run else str(out)
+    where = "nothing kept (dry run)" if args.dry_run else shown(out)
     if summary["stopped_at"] is not None:
         where += (f"; stopped at epoch {summary['stopped_at']} of {summary['epochs']} "
                   f"(--time-budget): continue with the same command plus --resume")

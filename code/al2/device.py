@@ -1,5 +1,5 @@
-"""Where a grid runs and in which number format: the device choice, TF32, the environment
-recorded in config.json."""
+"""Where a grid runs and in which number format: the device choice, TF32, cuDNN's algorithm
+search, the environment recorded in config.json."""
 from __future__ import annotations
 
 import platform
@@ -30,13 +30,27 @@ def set_tf32(tf32: bool) -> None:
     torch.backends.cudnn.allow_tf32 = tf32
 
 
+def set_cudnn_benchmark(on: bool) -> None:
+    """cuDNN times its convolution algorithms on the first call of each shape and keeps the
+    fastest. It may pick Winograd or FFT algorithms, whose fp32 rounding differs from the default
+    choice's; off by default, a named option (train.py --cudnn-benchmark). No effect on the CPU."""
+    torch.backends.cudnn.benchmark = on
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def environment(device: torch.device) -> dict:
-    """Versions, platform, device and the TF32 switches, for config.json."""
+    """Versions, platform, device and the number-format switches, for config.json."""
     import numpy
     env = {"python": platform.python_version(), "torch": torch.__version__,
            "numpy": numpy.__version__, "device": str(device), "platform": platform.platform(),
            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-           "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+           "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+           "cudnn_benchmark": torch.backends.cudnn.benchmark}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env

@@ -1,6 +1,6 @@
 """Everything code/evaluate.py regenerates from a folder of trained runs: Table 1, training
-curves, representation similarity (Sec. 5.1, in similarity.py), the noise sweep and
-cumulative ablation (Sec. 5.2).
+curves, representation similarity (Sec. 5.1, similarity.py), the noise sweep and cumulative
+ablation (Sec. 5.2, ablation.py).
 
 Each analysis writes what it can; a missing or damaged file is recorded as a problem (naming
 the file) and the rest goes on, so that a partial grid still yields its table.
@@ -14,21 +14,15 @@ from pathlib import Path
 import torch
 
 from . import plotting
-from .analysis import ablation_accuracy, ablation_fractions
-from .checkpoints import CheckpointError, atomic_write, load_checkpoint, save_csv
-from .data import corrupt_labels, load_mnist, normalize
-from .model import StackedLeNet
-from .outputs import corruption_file
-from .report import TABLE_COLUMNS, table1_markdown, table1_rows
+from .ablation import write_ablation
 from .config import GridConfig
-from .inference import trunk_features
+from .data import load_mnist, normalize
+from .files import save_csv, save_text
+from .paths import shown
+from .report import TABLE_COLUMNS, table1_markdown, table1_rows
 from .runs import Run
 from .shards import unfinished_shards
 from .similarity import write_similarity
-
-ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction", "draws",
-                    "images", "acc_train_noisy", "acc_train_clean", "acc_test"]
-
 
 TABLE_LEVEL = 75.0  # Table 1's label noise (%)
 
@@ -50,8 +44,7 @@ def table_runs(runs: list[Run]) -> list[Run]:
 def write_table1(runs: list[Run], out: Path, title: str) -> list[dict]:
     rows = table1_rows(table_runs(runs))
     save_csv(rows, out / "table1.csv", TABLE_COLUMNS)
-    text = table1_markdown(rows, title)
-    atomic_write(out / "table1.md", lambda f: f.write(text.encode()))
+    save_text(table1_markdown(rows, title), out / "table1.md")
     plotting.table1_png(rows, out / "table1.png", title)
     return rows
 
@@ -59,18 +52,6 @@ def write_table1(runs: list[Run], out: Path, title: str) -> list[dict]:
 def grid_config(grid: dict) -> GridConfig:
     """A run's saved grid settings as a GridConfig (keys it does not know are left out)."""
     return GridConfig(**{k: v for k, v in grid.items() if k in GridConfig.__dataclass_fields__})
-
-
-def noisy_labels(runs_dir: Path, grid: dict, level: float, train_y, problems: list):
-    """The grid's corrupted training labels at `level` (corruption.pt, or corruption-n<level>.pt
-    in a noise sweep); recomputed from the corruption seed if the file is missing or damaged."""
-    path = corruption_file(runs_dir, grid_config(grid), level)
-    try:
-        return torch.load(path, weights_only=True)["noisy_labels"]
-    except (OSError, KeyError, RuntimeError):
-        problems.append(f"{path} is missing or damaged; noisy labels recomputed from the "
-                        f"grid's corruption seed")
-        return corrupt_labels(train_y, level, grid["corruption_seed"])[0]
 
 
 NOISE_COLUMNS = ["baseline", "al2", "level", "epoch", "seeds", "test_acc", "test_acc_std",
@@ -101,72 +82,15 @@ def write_noise(runs: list[Run], out: Path) -> list[dict]:
     return rows
 
 
-def write_ablation(runs, out: Path, epochs: list[int] | None, images: int, draws: int,
-                   seed: int, problems: list, runs_dir: Path,
-                   device: torch.device) -> list[dict]:
-    grid = runs[0].grid
-    train_x, train_y, test_x, test_y = load_mnist()
-    n_train = min(images, grid["subset"] or len(train_y))
-    n_test = min(images, grid["test_subset"] or len(test_y))
-    xs = {"train": normalize(train_x[:n_train]).to(device),
-          "test": normalize(test_x[:n_test]).to(device)}
-    rows = []
-    for level in sorted({r.level for r in runs}):  # each noise level has its own labels
-        noisy = noisy_labels(runs_dir, grid, level, train_y, problems)
-        labels = {"train": {"acc_train_noisy": noisy[:n_train].to(device),
-                            "acc_train_clean": train_y[:n_train].to(device)},
-                  "test": {"acc_test": test_y[:n_test].to(device)}}
-        rows += ablation_rows([r for r in runs if r.level == level], epochs, xs, labels,
-                              draws, seed, problems, device)
-    if rows:
-        save_csv(rows, out / "ablation.csv", ABLATION_COLUMNS)
-        plotting.ablation_png(rows, out / "ablation.png")
-    return rows
-
-
-def ablation_rows(runs, epochs, xs, labels, draws, seed, problems, device) -> list[dict]:
-    """Ablation rows of runs that share their labels: at each run's last epoch (or `epochs`),
-    all runs' heads in one stacked pass."""
-    fractions = ablation_fractions()
-    rows = []
-    for epoch in (epochs or sorted({r.epochs for r in runs})):
-        group, models = [], []
-        for r in runs:
-            if epochs is None and r.epochs != epoch:
-                continue  # by default each run is ablated at its own last epoch
-            try:
-                models.append(load_checkpoint(r.checkpoint(epoch))[0])
-                group.append(r)
-            except CheckpointError as e:
-                problems.append(str(e))
-        if not group:
-            continue
-        model = StackedLeNet(models).to(device).eval()        # every run's head at once
-        feats = {k: trunk_features(model, x) for k, x in xs.items()}      # (R, n, 800)
-        for mode in ("element", "unit"):
-            acc = {}
-            for k in xs:
-                acc.update(ablation_accuracy(model, feats[k], labels[k], mode, fractions,
-                                             draws, seed))
-            for j, r in enumerate(group):
-                for i, frac in enumerate(fractions):
-                    rows.append({"run": r.name, "baseline": r.baseline, "al2": r.use_al2,
-                                 "seed": r.seed, "epoch": epoch, "mode": mode,
-                                 "fraction": float(frac), "draws": draws,
-                                 "images": len(xs["train"]),
-                                 **{k: float(v[j, i]) for k, v in acc.items()}})
-    return rows
-
-
 def missing_parts(runs: list[Run], runs_dir: Path) -> list[str]:
     """The grid's runs that the folder lacks (a shard not trained yet), and the shards of its
     split that have not finished; each a line of MISSING.md."""
     grid = grid_config(runs[0].grid)
     have = {r.name for r in runs}
-    problems = [f"run {r.name} of this grid is missing from {runs_dir} (train its shard)"
+    problems = [f"run {r.name} of this grid is missing from {shown(runs_dir)} (train its shard)"
                 for r in grid.runs() if r.name not in have]
     trained = min(r.epochs for r in runs)
-    problems += [f"{label.replace('-', ' ')} of {runs_dir} has not finished (no "
+    problems += [f"{label.replace('-', ' ')} of {shown(runs_dir)} has not finished (no "
                  f"shards/{label}.json; its runs are at epoch {trained} of {grid.epochs} or "
                  f"still training): continue it with --resume"
                  for label in unfinished_shards(runs_dir)]
@@ -206,12 +130,12 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         write_noise(runs, out)
         written += ["noise.csv", "noise.png"]
     if ablation:
-        if write_ablation(runs, out, ablation_epochs, ablation_images, ablation_draws, seed,
-                          problems, runs_dir, torch.device(device)):
+        if write_ablation(runs, grid_config(g), out, ablation_epochs, ablation_images,
+                          ablation_draws, seed, problems, runs_dir, torch.device(device)):
             written += ["ablation.csv", "ablation.png"]
     if problems:
-        text = "Missing from this evaluation:\n" + "".join(f"- {p}\n" for p in problems)
-        atomic_write(out / "MISSING.md", lambda f: f.write(text.encode()))
+        save_text("Missing from this evaluation:\n" + "".join(f"- {p}\n" for p in problems),
+                  out / "MISSING.md")
     elif (out / "MISSING.md").exists():
         (out / "MISSING.md").unlink()
     return {"written": written, "problems": problems, "seconds": time.perf_counter() - start}

@@ -1,13 +1,14 @@
 """The paper's smallNet (trunk + head) and the stacked form that trains many runs at once.
 
 `LeNet` is the plain network, written to be read next to the paper (Sec. 4) and used as the
-reference. `StackedLeNet` holds R independent copies and computes all of them in one pass:
-the first convolution is shared input so it becomes one wider convolution, the second a grouped
-convolution (one group per run), the head batched matrix products. Each run keeps its own
+reference. `StackedLeNet` holds R independent copies and computes all of them in one pass: the
+head as batched matrix products, the trunk in one of three ways (TRUNKS). Each run keeps its own
 weights, batch-norm statistics, dropout rate and masks. tests/test_training.py proves that R runs
-trained stacked end where R plain LeNets trained alone end.
+trained stacked end where R plain LeNets trained alone end, with every trunk.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn as nn
@@ -68,80 +69,83 @@ def lenet_from_seed(seed: int, batch_norm: bool = False, dropout: float = 0.0,
 class StackedLeNet(nn.Module):
     """R LeNets computed together. Parameters carry a leading run dimension R.
 
-    All runs see the same input batch (a paired grid). Runs with batch_norm[r] False skip the
-    normalisation; dropout[r] = 0 means no mask for run r. Exact rewrites used for speed:
-    ReLU and max-pool commute (both monotone), so we pool first and apply ReLU to 4x fewer values.
+    All runs see the same input batch (a paired grid). BN parameters and statistics exist for the
+    runs with batch norm only (B of them, in run order); dropout[r] = 0 means no mask for run r.
+
+    How the trunk is computed (the same function, different kernels; `trunk`):
+      grouped       the first convolution of all runs is one wider convolution (they share the
+                    input), the second one grouped convolution on channels-last input (~20%
+                    faster than NCHW with oneDNN on the CPU, measured)
+      grouped-nchw  the same on NCHW input (cuDNN's grouped kernels prefer it, reportedly)
+      streams       each run's trunk as ordinary, ungrouped convolutions: on CUDA each run on its
+                    own stream (parallel kernels instead of one grouped kernel; the backward runs
+                    on the same streams), on the CPU one run after another
+    Exact rewrites used for speed: ReLU and max-pool commute (both monotone), so we pool first and
+    apply ReLU to 4x fewer values; batch norm runs on the BN runs' channels alone.
     """
 
-    # How the convolutions are computed; the same function, different kernels. Second
-    # convolution: "grouped", one grouped convolution on channels-last input (~20% faster than
-    # NCHW with oneDNN on the CPU, measured); "grouped-nchw", the same on NCHW input; "gemm",
-    # im2col (F.unfold) and one batched matrix product, cuBLAS instead of cuDNN's grouped
-    # kernels. First convolution: "cudnn", one convolution of 1 -> R*20 channels; "gemm", the
-    # input's im2col (shared by all runs) times the (R*20, 25) weights. The GPU probe times them
-    # (code/bench_train.py --conv2/--conv1) and train.py --conv2/--conv1 picks.
-    CONV2 = ("grouped", "grouped-nchw", "gemm")
-    CONV1 = ("cudnn", "gemm")
+    TRUNKS = ("grouped", "grouped-nchw", "streams")
 
-    def __init__(self, models: list[LeNet], conv2: str = "grouped", conv1: str = "cudnn"):
+    def __init__(self, models: list[LeNet], trunk: str = "grouped"):
         super().__init__()
-        if conv2 not in self.CONV2 or conv1 not in self.CONV1:
-            raise ValueError(f"conv2 must be one of {', '.join(self.CONV2)} and conv1 one of "
-                             f"{', '.join(self.CONV1)}, got {conv2!r}, {conv1!r}")
+        if trunk not in self.TRUNKS:
+            raise ValueError(f"trunk must be one of {', '.join(self.TRUNKS)}, got {trunk!r}")
         R = len(models)
-        self.runs, self.conv2, self.conv1 = R, conv2, conv1
-        sd = [m.state_dict() for m in models]
-
-        def stack(key, default=None):
-            return nn.Parameter(torch.stack([s[key] if key in s else default() for s in sd]))
-
-        self.conv1_w, self.conv1_b = stack("trunk.0.weight"), stack("trunk.0.bias")  # (R,20,1,5,5)
-        self.conv2_w, self.conv2_b = stack("trunk.3.weight"), stack("trunk.3.bias")  # (R,50,20,5,5)
-        # Runs without BN still get (unused) affine parameters so that every run has one layout.
-        self.bn_w = stack("trunk.4.weight", lambda: torch.ones(50))                  # (R, 50)
-        self.bn_b = stack("trunk.4.bias", lambda: torch.zeros(50))
-        self.fc1_w, self.fc1_b = stack("head.0.weight"), stack("head.0.bias")        # (R,500,800)
-        self.fc2_w, self.fc2_b = stack("head.2.weight"), stack("head.2.bias")        # (R,10,500)
-        self.register_buffer("bn_mean", torch.stack(
-            [s.get("trunk.4.running_mean", torch.zeros(50)) for s in sd]))
-        self.register_buffer("bn_var", torch.stack(
-            [s.get("trunk.4.running_var", torch.ones(50)) for s in sd]))
-        self.register_buffer("bn_batches", torch.stack(
-            [s.get("trunk.4.num_batches_tracked", torch.tensor(0)) for s in sd]))
+        self.runs, self.trunk_kind = R, trunk
         self.batch_norm = [m.batch_norm for m in models]
         self.dropout = [m.dropout for m in models]
-        # (1, R*50, 1, 1): which channels belong to a BN run
-        self.register_buffer("bn_channels", torch.tensor(self.batch_norm).repeat_interleave(50)
-                             .view(1, R * 50, 1, 1))
+        sd = [m.state_dict() for m in models]
+        bn_sd = [s for s, bn in zip(sd, self.batch_norm) if bn]
+
+        def stack(key, dicts=sd, transpose=False):
+            return torch.stack([s[key].T if transpose else s[key] for s in dicts])
+
+        self.conv1_w = nn.Parameter(stack("trunk.0.weight"))                 # (R, 20, 1, 5, 5)
+        self.conv1_b = nn.Parameter(stack("trunk.0.bias"))                   # (R, 20)
+        self.conv2_w = nn.Parameter(stack("trunk.3.weight"))                 # (R, 50, 20, 5, 5)
+        self.conv2_b = nn.Parameter(stack("trunk.3.bias"))                   # (R, 50)
+        if bn_sd:
+            self.bn_w = nn.Parameter(stack("trunk.4.weight", bn_sd))         # (B, 50)
+            self.bn_b = nn.Parameter(stack("trunk.4.bias", bn_sd))
+            self.register_buffer("bn_mean", stack("trunk.4.running_mean", bn_sd))
+            self.register_buffer("bn_var", stack("trunk.4.running_var", bn_sd))
+            self.register_buffer("bn_batches", stack("trunk.4.num_batches_tracked", bn_sd))
+            # (B * 50,) the BN runs' channels among the R * 50 of the second convolution
+            self.register_buffer("bn_channels", torch.cat(
+                [torch.arange(r * CHANNELS, (r + 1) * CHANNELS)
+                 for r, bn in enumerate(self.batch_norm) if bn]))
+        # The head's weights are stored as the batched product reads them, (R, in, out): their
+        # gradients come out in that layout, with no copy into nn.Linear's (out, in).
+        self.fc1_w = nn.Parameter(stack("head.0.weight", transpose=True))    # (R, 800, 500)
+        self.fc1_b = nn.Parameter(stack("head.0.bias"))                      # (R, 500)
+        self.fc2_w = nn.Parameter(stack("head.2.weight", transpose=True))    # (R, 500, 10)
+        self.fc2_b = nn.Parameter(stack("head.2.bias"))                      # (R, 10)
         # the runs with dropout (D of them) and their keep probabilities (D, 1, 1)
         do_runs = [r for r, p in enumerate(self.dropout) if p > 0]
         self.register_buffer("dropout_runs", torch.tensor(do_runs, dtype=torch.long))
         self.register_buffer("keep_prob", 1.0 - torch.tensor(
             [self.dropout[r] for r in do_runs], dtype=torch.get_default_dtype()).view(-1, 1, 1))
+        self._streams = []  # CUDA streams of the "streams" trunk, made on first use
 
     @property
     def uses_dropout(self) -> bool:
         return any(p > 0 for p in self.dropout)
 
+    @property
+    def bn_runs(self) -> list[int]:
+        return [r for r, bn in enumerate(self.batch_norm) if bn]
+
     def trunk(self, x, dropout_u=None):
         """x (N, 1, 28, 28) -> features (N, R, 800), in each run's (C, H, W) order.
         dropout_u (D, N, 800): uniforms in [0, 1) for the masks of the D runs with dropout, in
-        training mode; drawn by the caller, one stream per run (engine.draw_dropout), so that a
+        training mode; drawn by the caller, one stream per run (trainer.draw_dropout), so that a
         run's masks do not depend on the other runs of its grid and a CUDA graph can read them
         from a buffer."""
-        R, N = self.runs, x.shape[0]
-        h = self.first_conv(x)                                               # (N, R*20, 24, 24)
-        h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*20, 12, 12)
-        h = self.second_conv(h)                                              # (N, R*50, 8, 8)
-        if any(self.batch_norm):
-            normed = F.batch_norm(h, self.bn_mean.view(-1), self.bn_var.view(-1),
-                                  self.bn_w.flatten(), self.bn_b.flatten(), self.training,
-                                  BN_MOMENTUM, BN_EPS)
-            if self.training:
-                self.bn_batches += 1
-            h = torch.where(self.bn_channels, normed, h)
-        h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*50, 4, 4)
-        features = h.reshape(N, R, FEATURES)                                 # (N, R, 800)
+        N = x.shape[0]
+        if self.trunk_kind == "streams":
+            features = self.trunk_streams(x).reshape(N, self.runs, FEATURES)
+        else:
+            features = self.trunk_grouped(x).reshape(N, self.runs, FEATURES)   # (N, R, 800)
         if self.training and self.uses_dropout:
             # inverted dropout on the D dropout runs, one mask per element; the others untouched
             scale = ((dropout_u < self.keep_prob) / self.keep_prob).transpose(0, 1)  # (N, D, 800)
@@ -149,32 +153,80 @@ class StackedLeNet(nn.Module):
             features = features.index_copy(1, self.dropout_runs, dropped)
         return features
 
-    def first_conv(self, x):
-        """(N, 1, 28, 28) -> (N, R*20, 24, 24): every run's 5x5 convolution, 1 -> 20 channels."""
-        if self.conv1 == "gemm":
-            cols = F.unfold(x, 5)                                    # (N, 25, 576 positions)
-            out = torch.matmul(self.conv1_w.view(-1, 25), cols) + self.conv1_b.view(1, -1, 1)
-            return out.view(x.shape[0], -1, 24, 24)
-        return F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())
-
-    def second_conv(self, h):
-        """(N, R*20, 12, 12) -> (N, R*50, 8, 8): each run's 5x5 convolution, 20 -> 50 channels."""
-        R, N = self.runs, h.shape[0]
-        if self.conv2 == "gemm":
-            cols = F.unfold(h, 5).view(N, R, 500, 64)            # (c_in, kh, kw) x 8*8 positions
-            cols = cols.permute(1, 0, 3, 2).reshape(R, N * 64, 500)
-            out = torch.baddbmm(self.conv2_b.unsqueeze(1), cols,
-                                self.conv2_w.flatten(2).transpose(1, 2))   # (R, N*64, 50)
-            return out.view(R, N, 8, 8, 50).permute(1, 0, 4, 2, 3).reshape(N, R * 50, 8, 8)
-        if self.conv2 == "grouped":
+    def trunk_grouped(self, x):
+        """Every run's trunk in one pass -> (N, R*50, 4, 4): the first convolution as one
+        1 -> R*20 convolution, the second as one grouped convolution (groups = R)."""
+        R = self.runs
+        h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())   # (N, R*20, 24, 24)
+        h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*20, 12, 12)
+        if self.trunk_kind == "grouped":
             h = h.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(h, self.conv2_w.flatten(0, 1), self.conv2_b.flatten(), groups=R)
+        h = F.conv2d(h, self.conv2_w.flatten(0, 1), self.conv2_b.flatten(), groups=R)
+        if self.bn_runs:                                                     # (N, R*50, 8, 8)
+            h = self.batch_norm_bn_runs(h)
+        return F.relu(F.max_pool2d(h, 2))                                    # (N, R*50, 4, 4)
+
+    def batch_norm_bn_runs(self, h):
+        """Batch norm on the BN runs' channels of h (N, R*50, 8, 8) alone; the rest untouched.
+        What it buys: statistics over B*50 channels instead of all R*50 (B = 1 of 14 runs in
+        the paper grid) and no select over the whole tensor."""
+        hb = h.index_select(1, self.bn_channels)                             # (N, B*50, 8, 8)
+        normed = F.batch_norm(hb, self.bn_mean.view(-1), self.bn_var.view(-1),
+                              self.bn_w.flatten(), self.bn_b.flatten(), self.training,
+                              BN_MOMENTUM, BN_EPS)                           # stats in place
+        if self.training:
+            self.bn_batches += 1
+        return h.index_copy(1, self.bn_channels, normed)
+
+    def trunk_streams(self, x):
+        """Each run's trunk as ordinary convolutions -> (N, R, 50, 4, 4). On CUDA run r's
+        kernels go to stream r: R small convolutions run side by side where the grouped kernel
+        runs them as one (pytorch/pytorch#73764: grouped convolutions can be slower than separate
+        ones on streams), and autograd runs each backward op on its forward op's stream. Every
+        stream waits for the current one before its first kernel and the current one for every
+        stream before the stack (the fork and join a CUDA graph's capture needs). The weights are
+        unbound on the current stream, so their gradients are stacked there, after the joins."""
+        streams = self.run_streams(x)
+        w1, b1, w2, b2 = (p.unbind(0) for p in (self.conv1_w, self.conv1_b, self.conv2_w,
+                                                self.conv2_b))
+        bn = {r: (self.bn_mean[b], self.bn_var[b], w, bias) for b, (r, w, bias) in
+              enumerate(zip(self.bn_runs, self.bn_w.unbind(0), self.bn_b.unbind(0)))} \
+            if self.bn_runs else {}
+        outs = []
+        for r in range(self.runs):
+            with (torch.cuda.stream(streams[r]) if streams else contextlib.nullcontext()):
+                h = F.relu(F.max_pool2d(F.conv2d(x, w1[r], b1[r]), 2))        # (N, 20, 12, 12)
+                h = F.conv2d(h, w2[r], b2[r])                                # (N, 50, 8, 8)
+                if r in bn:  # running statistics are views of the stacked buffers: in place
+                    h = F.batch_norm(h, *bn[r], self.training, BN_MOMENTUM, BN_EPS)
+                outs.append(F.relu(F.max_pool2d(h, 2)))                      # (N, 50, 4, 4)
+        if self.training and bn:
+            self.bn_batches += 1
+        if streams:
+            current = torch.cuda.current_stream(x.device)
+            for s, out in zip(streams, outs):
+                current.wait_stream(s)
+                out.record_stream(current)  # allocated on s, read here: keep it until done
+        return torch.stack(outs, 1)
+
+    def run_streams(self, x) -> list:
+        """The R side streams of the "streams" trunk on x's CUDA device, each made to wait for
+        the current stream (x is ready); [] on the CPU."""
+        if not x.is_cuda:
+            return []
+        if len(self._streams) != self.runs:
+            self._streams = [torch.cuda.Stream(x.device) for _ in range(self.runs)]
+        current = torch.cuda.current_stream(x.device)
+        for s in self._streams:
+            s.wait_stream(current)
+            x.record_stream(s)
+        return self._streams
 
     def head(self, features):
         """features (N, R, 800) -> log_probs (R, N, 10)."""
-        f = features.transpose(0, 1)                                           # (R, N, 800)
-        h = F.relu(torch.baddbmm(self.fc1_b.unsqueeze(1), f, self.fc1_w.transpose(1, 2)))
-        out = torch.baddbmm(self.fc2_b.unsqueeze(1), h, self.fc2_w.transpose(1, 2))  # (R, N, 10)
+        f = features.transpose(0, 1)                                         # (R, N, 800)
+        h = F.relu(torch.baddbmm(self.fc1_b.unsqueeze(1), f, self.fc1_w))    # (R, N, 500)
+        out = torch.baddbmm(self.fc2_b.unsqueeze(1), h, self.fc2_w)          # (R, N, 10)
         return F.log_softmax(out, dim=-1)
 
     def forward(self, x, dropout_u=None):
@@ -186,12 +238,14 @@ class StackedLeNet(nn.Module):
         sd = {"trunk.0.weight": self.conv1_w[r], "trunk.0.bias": self.conv1_b[r],
               "trunk.3.weight": self.conv2_w[r], "trunk.3.bias": self.conv2_b[r]}
         if self.batch_norm[r]:
-            sd.update({"trunk.4.weight": self.bn_w[r], "trunk.4.bias": self.bn_b[r],
-                       "trunk.4.running_mean": self.bn_mean[r], "trunk.4.running_var": self.bn_var[r],
-                       "trunk.4.num_batches_tracked": self.bn_batches[r]})
-        sd.update({"head.0.weight": self.fc1_w[r], "head.0.bias": self.fc1_b[r],
-                   "head.2.weight": self.fc2_w[r], "head.2.bias": self.fc2_b[r]})
-        return {k: v.detach().cpu().clone() for k, v in sd.items()}
+            b = self.bn_runs.index(r)
+            sd.update({"trunk.4.weight": self.bn_w[b], "trunk.4.bias": self.bn_b[b],
+                       "trunk.4.running_mean": self.bn_mean[b], "trunk.4.running_var": self.bn_var[b],
+                       "trunk.4.num_batches_tracked": self.bn_batches[b]})
+        sd.update({"head.0.weight": self.fc1_w[r].T, "head.0.bias": self.fc1_b[r],
+                   "head.2.weight": self.fc2_w[r].T, "head.2.bias": self.fc2_b[r]})
+        return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                for k, v in sd.items()}
 
     def run_model(self, r: int) -> LeNet:
         model = LeNet(self.batch_norm[r], self.dropout[r])

@@ -4,11 +4,11 @@ Per run in `<out>/<run name>/`: config.json, metrics.csv, checkpoints/epoch_<E>.
 activations/epoch_<E>.pt. Per grid: grid.json, corruption.pt (corruption-n<level>.pt per
 level of a noise sweep), split.json, and resume.pt, the newest complete checkpoint of the
 stacked runs (resume-shard-K-of-N[-n<level>].pt per shard and level; shards.py). Every file is
-written atomically.
+written atomically; every file read back is checked first (files.py), and a resume reads all it
+needs before it writes anything.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict
@@ -16,14 +16,16 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints as files
 from .config import GridConfig, GridError, RunSpec
 from .data import GridData
+from .files import FileError, read_json, read_torch, save_csv, save_json, save_torch
 from .inference import trunk_features
+from .paths import shown
 from .shards import FolderLock, check_split, resume_file
 
 METRIC_COLUMNS = ["epoch", "test_acc", "test_loss", "train_Lc", "train_Lr", "train_acc_noisy",
                   "train_acc_clean", "al2_weight", "wall_time_s"]
+AFRESH = "delete the folder to train afresh, or choose another --out"
 
 
 class NonFiniteLoss(RuntimeError):
@@ -32,33 +34,65 @@ class NonFiniteLoss(RuntimeError):
 
 def check_out_dir(out: Path, grid: GridConfig, resume: bool,
                   shard: tuple[int, int] | None = None) -> bool:
-    """Refuse a folder that holds another grid, or this grid (this shard of it) without
-    --resume; reads only. Returns whether this grid's (shard's) resume state is there."""
+    """Refuse a path that is not a folder, a folder that holds another grid, or this grid (this
+    shard of it) without --resume; reads only. Returns whether this grid's (shard's) resume
+    state is there."""
+    if out.exists() and not out.is_dir():
+        raise GridError(f"--out {shown(out)} is a file, not a folder; choose another --out")
     grid_file = out / "grid.json"
-    states = list(out.glob(resume_file(out, shard).stem + "*.pt")) if out.exists() else []
     if not grid_file.exists():
-        # hidden entries (locks, a GPU lease's .device notes) are not someone else's files
-        if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()) \
+        if out.exists() and any(not p.name.startswith(".lock-") for p in out.iterdir()) \
                 and not resume:
-            raise GridError(f"{out} is not empty and holds no grid; choose another --out")
+            raise GridError(f"{shown(out)} is not empty and holds no grid; choose another --out")
         return False
     try:
-        saved = json.loads(grid_file.read_text())
-    except ValueError:
-        raise GridError(f"{grid_file} is damaged; delete {out} or choose another --out") from None
+        saved = read_json(grid_file, "grid file", AFRESH)
+    except FileError as e:
+        raise GridError(str(e)) from None
     wanted = asdict(grid)
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        raise GridError(f"{out} holds a different grid (differs in {', '.join(diff)}); "
+        raise GridError(f"{shown(out)} holds a different grid (differs in {', '.join(diff)}); "
                         f"choose another --out")
     check_split(out, shard)
     part = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
-    if states or (shard is None and any(out.glob("*/metrics.csv"))):
-        if not resume:
-            raise GridError(f"{out} already holds this grid{part}; pass --resume to continue "
-                            f"it or choose another --out")
-        return bool(states)
-    return False
+    states = list(out.glob(resume_file(out, shard).stem + "*.pt"))
+    trained = states or (shard is None and any(out.glob("*/metrics.csv")))
+    if trained and not resume:
+        raise GridError(f"{shown(out)} already holds this grid{part}; pass --resume to continue "
+                        f"it or choose another --out")
+    if trained and not states:
+        raise GridError(f"{shown(out)} holds this grid's runs but no {resume_file(out, shard).name}"
+                        f" to continue from; {AFRESH}")
+    return bool(states)
+
+
+def read_resume(state_file: Path, runs: list[RunSpec]) -> dict:
+    """resume.pt, checked: {"epoch", "model", "momentum", "history" (one list per run),
+    "wall_time_s"}; GridError naming the file when it is damaged or not this part's."""
+    try:
+        state = read_torch(state_file, "resume file", AFRESH)
+    except FileError as e:
+        raise GridError(str(e)) from None
+    keys = {"epoch", "model", "momentum", "history", "wall_time_s"}
+    if not isinstance(state, dict) or not keys <= set(state) or \
+            not isinstance(state["history"], list) or len(state["history"]) != len(runs):
+        raise GridError(f"resume file {shown(state_file)} is not this grid's resume state; "
+                        f"{AFRESH}")
+    return state
+
+
+def read_run_configs(out: Path, runs: list[RunSpec]) -> dict:
+    """run name -> its config.json (read before a resume writes anything)."""
+    configs = {}
+    for r in runs:
+        path = out / r.name / "config.json"
+        if path.exists():
+            try:
+                configs[r.name] = read_json(path, "run config", AFRESH)
+            except FileError as e:
+                raise GridError(str(e)) from None
+    return configs
 
 
 def prepare_folder(out: Path, grid: GridConfig, shard, data: GridData, level: float) -> None:
@@ -76,23 +110,22 @@ def corruption_file(out: Path, grid: GridConfig, level: float) -> Path:
 
 def write_grid_files(out: Path, grid: GridConfig, data: GridData, level: float) -> None:
     if not (out / "grid.json").exists():
-        files.save_json(asdict(grid), out / "grid.json")
+        save_json(asdict(grid), out / "grid.json")
     path = corruption_file(out, grid, level)
     if not path.exists():
-        files.save_torch({"noisy_labels": data.noisy_full, "corrupted": data.mask_full,
-                          "percent_corrupt": level, "seed": grid.corruption_seed}, path)
+        save_torch({"noisy_labels": data.noisy_full, "corrupted": data.mask_full,
+                    "percent_corrupt": level, "seed": grid.corruption_seed}, path)
 
 
 def write_run_configs(out: Path, runs: list[RunSpec], command: str, env: dict,
-                      data: GridData, resumed: bool, after_epoch: int = 0) -> None:
-    """config.json of every run. A fresh start writes it; a resume keeps the original
-    command and environment and appends its own under "resumes", with the epoch it continued
-    after."""
+                      data: GridData, saved: dict, after_epoch: int = 0) -> None:
+    """config.json of every run. A fresh start writes it; a resume (`saved`: the configs read
+    before, read_run_configs) keeps the original command and environment and appends its own
+    under "resumes", with the epoch it continued after."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     for r in runs:
-        path = out / r.name / "config.json"
-        if resumed and path.exists():
-            config = json.loads(path.read_text())
+        if r.name in saved:
+            config = saved[r.name]
             config.setdefault("resumes", []).append({"command": command, "environment": env,
                                                      "started": started,
                                                      "after_epoch": after_epoch})
@@ -102,22 +135,24 @@ def write_run_configs(out: Path, runs: list[RunSpec], command: str, env: dict,
                       "activation_images": min(r.grid.activation_images, len(data.test_x)),
                       "checkpoint_epochs": r.grid.checkpoint_epochs(),
                       "metrics_columns": METRIC_COLUMNS, "resumes": []}
-        files.save_json(config, path)
+        save_json(config, out / r.name / "config.json")
 
 
-def metrics_rows(epoch, test_acc, test_loss, sums, batches, n_seen, weights, wall):
-    """Per-run metric dicts for one epoch from host copies of the on-device values:
-    test_acc, test_loss, al2 weights (R,); sums (4, R) of L_c, L_r, correct vs noisy and vs
-    clean labels over `batches` batches and `n_seen` samples (None before training)."""
+def metrics_rows(epoch: int, test_acc: list, test_loss: list, sums: dict | None,
+                 weights: list, wall: float) -> list[dict]:
+    """Per-run metric dicts for one epoch from host copies of the on-device values: test
+    accuracy and loss, AL2 weights (R each); sums: an epoch's Trainer.train_epoch result (sums
+    of L_c, L_r and correct predictions over its batches and samples), None before training."""
     rows = []
     for r in range(len(test_acc)):
         row = {"epoch": epoch, "test_acc": test_acc[r], "test_loss": test_loss[r],
                "train_Lc": math.nan, "train_Lr": math.nan, "train_acc_noisy": math.nan,
                "train_acc_clean": math.nan, "al2_weight": weights[r], "wall_time_s": wall}
-        if batches:
-            row.update(train_Lc=sums[0][r] / batches, train_Lr=sums[1][r] / batches,
-                       train_acc_noisy=100.0 * sums[2][r] / n_seen,
-                       train_acc_clean=100.0 * sums[3][r] / n_seen)
+        if sums and sums["batches"]:
+            b, n = sums["batches"], sums["samples"]
+            row.update(train_Lc=sums["loss_c"][r] / b, train_Lr=sums["loss_r"][r] / b,
+                       train_acc_noisy=100.0 * sums["correct_noisy"][r] / n,
+                       train_acc_clean=100.0 * sums["correct_clean"][r] / n)
         rows.append(row)
     return rows
 
@@ -126,7 +161,8 @@ def check_finite(rows: list[dict], runs: list[RunSpec], epoch: int, out: Path) -
     for r, row in zip(runs, rows):
         if not (math.isfinite(row["train_Lc"]) and math.isfinite(row["train_Lr"])) and epoch:
             raise NonFiniteLoss(f"run {r.name}: non-finite loss in epoch {epoch}; the last "
-                                f"good checkpoint is kept in {out / r.name / 'checkpoints'}")
+                                f"good checkpoint is kept in "
+                                f"{shown(out / r.name / 'checkpoints')}")
 
 
 class EpochRecorder:
@@ -140,31 +176,22 @@ class EpochRecorder:
         self.checkpoint_epochs = set(grid.checkpoint_epochs())
         self.activation_x = activation_x          # (n_act, 1, 28, 28): first test images
 
-    def record(self, epoch: int, rows: list[dict], model, buffers, wall: float) -> None:
+    def record(self, epoch: int, rows: list[dict], trainer, wall: float) -> None:
         for h, row in zip(self.history, rows):
             h.append(row)
         for r, h in zip(self.runs, self.history):
-            files.save_csv(h, self.out / r.name / "metrics.csv", METRIC_COLUMNS)
+            save_csv(h, self.out / r.name / "metrics.csv", METRIC_COLUMNS)
         if epoch in self.checkpoint_epochs:
-            self.save_checkpoints(epoch, model, buffers, wall)
+            self.save_checkpoints(epoch, trainer, wall)
 
-    def save_checkpoints(self, epoch: int, model, buffers, wall: float) -> None:
+    def save_checkpoints(self, epoch: int, trainer, wall: float) -> None:
+        model = trainer.model
         feats = trunk_features(model, self.activation_x).to(torch.float16).cpu()  # (R, n, 800)
         for i, r in enumerate(self.runs):
             run_dir = self.out / r.name
-            files.save_torch({"model": model.run_state_dict(i), "config": r.config(),
-                              "epoch": epoch, "metrics": self.history[i][-1]},
-                             run_dir / "checkpoints" / f"epoch_{epoch}.pt")
-            files.save_torch(feats[i].clone(), run_dir / "activations" / f"epoch_{epoch}.pt")
-        files.save_torch({"epoch": epoch, "model": model.state_dict(),
-                          "momentum": [b.detach().cpu() for b in buffers],
-                          "history": self.history, "wall_time_s": wall}, self.state_file)
-
-
-def load_resume(state_file: Path, model, buffers, device: torch.device):
-    """Restore weights and momentum from resume.pt -> (history, epoch, wall seconds so far)."""
-    state = torch.load(state_file, map_location=device, weights_only=True)
-    model.load_state_dict(state["model"], strict=True)
-    for buf, saved in zip(buffers, state["momentum"]):
-        buf.copy_(saved)
-    return state["history"], state["epoch"], state["wall_time_s"]
+            save_torch({"model": model.run_state_dict(i), "config": r.config(),
+                        "epoch": epoch, "metrics": self.history[i][-1]},
+                       run_dir / "checkpoints" / f"epoch_{epoch}.pt")
+            save_torch(feats[i].clone(), run_dir / "activations" / f"epoch_{epoch}.pt")
+        save_torch({"epoch": epoch, **trainer.state_dict(), "history": self.history,
+                    "wall_time_s": wall}, self.state_file)

@@ -10,3 +10,13 @@ def resolve(path) -> Path:
     """A user path: absolute paths stay, relative ones are taken from the repository root."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+def shown(path) -> str:
+    """A path as messages and written files name it: relative to the repository when inside it
+    (so that committed outputs name no machine's folders), else as it is."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .checkpoints import atomic_write  # noqa: E402
+from .files import atomic_write  # noqa: E402
 from .report import METRICS  # noqa: E402
 
 BASELINE_STYLE = {"bare": ("0.0", "o"), "bn": ("0.35", "s"), "do": ("0.55", "^"),
@@ -95,14 +95,14 @@ def curves_png(runs, path: Path) -> None:
             gray, marker = BASELINE_STYLE.get(baseline, ("0.0", "x"))
             with warnings.catch_warnings():  # row 0 has no training metrics (NaN)
                 warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(values, 0)
+                mean, low, high = (np.nanmean(values, 0), np.nanmin(values, 0),
+                                   np.nanmax(values, 0))
             every = max(1, len(epochs) // 8)
             ax.plot(epochs, mean, AL2_STYLE[use_al2], color=gray, marker=marker,
                     markevery=every, markersize=4, lw=1.3,
                     label=f"{baseline}{' + AL2' if use_al2 else ''}")
             if len(group) > 1:
-                ax.fill_between(epochs, np.nanmin(values, 0), np.nanmax(values, 0), color=gray,
-                                alpha=0.2, lw=0)
+                ax.fill_between(epochs, low, high, color=gray, alpha=0.2, lw=0)
         if log:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")

@@ -6,11 +6,19 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import load_csv
+from .errors import UserError
+from .files import FileError, read_csv, read_json
+from .paths import shown
 
 
-class RunsError(RuntimeError):
+class RunsError(UserError):
     """A problem with the runs folder; the message names the file and what to do."""
+
+
+FIX = "retrain or resume that run, or move its folder out of the grid's"
+REQUIRED_COLUMNS = ["epoch", "test_acc", "train_Lc", "train_Lr"]
+CONFIG_KEYS = {"baseline": str, "al2": bool, "seed": int, "grid": dict}
+GRID_KEYS = ("epochs", "seeds", "preset", "subset", "test_subset", "percent_corrupt")
 
 
 @dataclass
@@ -62,29 +70,43 @@ class Run:
 
 
 
+def read_run(folder: Path) -> Run | None:
+    """One run folder's config.json and metrics.csv, checked; None for a run with no epoch yet.
+    RunsError naming the file when either is damaged or not a run's."""
+    try:
+        config = read_json(folder / "config.json", "run config", FIX)
+        kinds_ok = all(isinstance(config.get(k), t) for k, t in CONFIG_KEYS.items())
+        if not kinds_ok or not all(k in config["grid"] for k in GRID_KEYS):
+            raise RunsError(f"run config {shown(folder / 'config.json')} is not an AL2 run's "
+                            f"config; {FIX}")
+        rows = read_csv(folder / "metrics.csv", "metrics file", FIX, REQUIRED_COLUMNS)
+    except FileError as e:
+        raise RunsError(str(e)) from None
+    try:
+        metrics = [{k: float(v) for k, v in row.items()} for row in rows]
+    except ValueError as e:
+        raise RunsError(f"metrics file {shown(folder / 'metrics.csv')} holds a value that is not "
+                        f"a number ({str(e).split(': ', 1)[-1][:40]}); {FIX}") from None
+    if [int(m["epoch"]) for m in metrics] != list(range(len(metrics))):
+        raise RunsError(f"metrics file {shown(folder / 'metrics.csv')} does not hold epochs 0, 1, "
+                        f"2, ... in order; {FIX}")
+    return Run(folder.name, folder, config, metrics) if metrics else None
+
+
 def discover_runs(folder) -> list[Run]:
     """All runs under `folder` (one grid). Raises RunsError for a missing or empty folder,
     unreadable files, or runs from different grids."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise RunsError(f"runs folder {folder} does not exist; train first (python code/train.py) "
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise RunsError(f"runs folder {shown(folder)} {what}; train first (python code/train.py) "
                         f"or pass --runs")
-    runs = []
-    for cfg in sorted(folder.glob("*/config.json")):
-        metrics_file = cfg.parent / "metrics.csv"
-        try:
-            config = json.loads(cfg.read_text())
-            rows = [{k: float(v) for k, v in row.items()} for row in load_csv(metrics_file)]
-        except (OSError, ValueError) as e:
-            raise RunsError(f"cannot read run {cfg.parent.name} ({type(e).__name__} in "
-                            f"{metrics_file if cfg.exists() else cfg}); retrain or resume it") from None
-        if rows:
-            runs.append(Run(cfg.parent.name, cfg.parent, config, rows))
+    runs = [run for cfg in sorted(folder.glob("*/config.json")) if (run := read_run(cfg.parent))]
     if not runs:
-        raise RunsError(f"runs folder {folder} holds no trained runs (no */config.json with "
-                        f"metrics.csv); train first (python code/train.py)")
+        raise RunsError(f"runs folder {shown(folder)} holds no trained runs (no */config.json "
+                        f"with metrics.csv); train first (python code/train.py)")
     grids = {json.dumps(r.grid, sort_keys=True) for r in runs}
     if len(grids) > 1:
-        raise RunsError(f"runs folder {folder} mixes runs from different grids; evaluate one grid "
-                        f"per folder")
+        raise RunsError(f"runs folder {shown(folder)} mixes runs from different grids; evaluate "
+                        f"one grid per folder")
     return runs

@@ -1,4 +1,5 @@
-"""Splitting a grid over processes (Slurm array tasks, or lease calls one after another).
+"""Splitting a grid over processes (Slurm array tasks, GPUs of one machine, or jobs one after
+another).
 
 `--shard K/N` trains a deterministic, disjoint part of the grid's runs into the grid's folder;
 the N parts together are the whole grid. Every run's result depends only on the run (its seed,
@@ -13,12 +14,12 @@ runs are dealt out one by one instead (run i to shard i mod N).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from pathlib import Path
 
-from .checkpoints import save_json
 from .config import GridError, RunSpec
+from .files import FileError, read_json, save_json
+from .paths import shown
 
 
 def shard_runs(runs: list[RunSpec], k: int, n: int) -> list[RunSpec]:
@@ -65,7 +66,7 @@ class FolderLock:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(self.fd)
-            raise GridError(f"{busy} in {out} is being trained by another process (lock "
+            raise GridError(f"{busy} in {shown(out)} is being trained by another process (lock "
                             f"{self.path.name}); wait for it or choose another --out") from None
 
     def release(self) -> None:
@@ -90,12 +91,25 @@ def check_split(out: Path, shard: tuple[int, int] | None, write: bool = False) -
     split_file = out / "split.json"
     n = 1 if shard is None else shard[1]
     if split_file.exists():
-        held = json.loads(split_file.read_text())["shards"]
+        held = split_count(out)
         if held != n:
-            raise GridError(f"{out} holds this grid split into {held} shard(s), not {n}; "
+            raise GridError(f"{shown(out)} holds this grid split into {held} shard(s), not {n}; "
                             f"use --shard K/{held} or another --out")
     elif write:
         save_json({"shards": n}, split_file)
+
+
+def split_count(out: Path) -> int:
+    """N of the folder's split.json; GridError when the file is damaged."""
+    path = out / "split.json"
+    try:
+        n = read_json(path, "split file", "delete it if no shard has trained yet, else restore "
+                                          "it (it records N of --shard K/N)").get("shards")
+    except FileError as e:
+        raise GridError(str(e)) from None
+    if not isinstance(n, int) or n < 1:
+        raise GridError(f"split file {shown(path)} is damaged (no shard count)")
+    return n
 
 
 def mark_done(out: Path, shard: tuple[int, int] | None, runs: list[RunSpec], epochs: int) -> None:
@@ -106,9 +120,8 @@ def mark_done(out: Path, shard: tuple[int, int] | None, runs: list[RunSpec], epo
 
 def unfinished_shards(out: Path) -> list[str]:
     """Shards of the folder's split without their completion file (split.json: N)."""
-    split_file = out / "split.json"
-    if not split_file.exists():
+    if not (out / "split.json").exists():
         return []
-    n = json.loads(split_file.read_text())["shards"]
+    n = split_count(out)
     labels = ["whole"] if n == 1 else [shard_label((k, n)) for k in range(n)]
     return [label for label in labels if not (out / "shards" / f"{label}.json").exists()]

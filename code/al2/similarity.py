@@ -1,20 +1,110 @@
-"""Representation similarity over training (paper Sec. 5.1, Fig. 1): which runs are compared,
-at which epochs, on which representations, written to similarity.csv / similarity.png."""
+"""Representation similarity (paper Sec. 5.1, Fig. 1): trunk outputs as svcca's (neurons,
+datapoints), the authors' statistics between two of them, and, for a grid, which runs are
+compared at which epochs, written to similarity.csv / similarity.png.
+
+For any trunk/head model: `datapoints(features)` lays out trunk outputs as the authors did
+(every spatial position of every image a datapoint for convolutional features), and
+`compare(a, b)` gives the statistics the authors reported, plus the published-formula variants.
+"""
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import torch
 
+import svcca
+
 from . import plotting
-from .analysis import similarity_rows, spatial_points
-from .checkpoints import CheckpointError, load_checkpoint, save_csv
+from .checkpoints import CheckpointError, load_trunk
+from .files import FileError, read_torch, save_csv
 from .inference import trunk_features
-from .model import StackedLeNet
+from .model import CHANNELS, FEATURES, StackedLeNet
 from .runs import Run
 
+# Our column name -> svcca.pairwise's statistic. The first three are what the authors'
+# evaluate.py reports (google/svcca, epsilon 1e-10): the truncated mean CCA (threshold 0.98),
+# SVCCA on the top 10 SVD directions with the same truncated mean, and the public PWCCA code.
+# The rest are the published formulas' variants and linear CKA, kept beside them.
+AUTHORS_STATISTICS = {"mean_cca_authors": "mean_cca", "svcca_authors": "svcca_truncated",
+                      "pwcca_authors": "pwcca_reference"}
+EXTRA_STATISTICS = {"mean_cca_all": "mean_cca_all", "svcca_all": "svcca",
+                    "pwcca_morcos": "pwcca", "cka": "cka"}
+SIMILARITY_STATISTICS = {**AUTHORS_STATISTICS, **EXTRA_STATISTICS}
+AUTHORS_EPSILON, AUTHORS_SVD_DIMS = 1e-10, 10
 SIMILARITY_COLUMNS = ["epoch", "pair", "run_a", "run_b", "statistic", "value", "datapoints"]
+
+
+def datapoints(features: torch.Tensor) -> torch.Tensor:
+    """Trunk outputs -> (neurons, datapoints), float32. Convolutional features (n, C, H, W):
+    each of the H x W positions of each image is a datapoint, C neurons x n*H*W datapoints in
+    (image, row, column) order, as the authors' evaluate.py lays them out (their
+    permute(0, 2, 3, 1)). Flat features (n, D): D neurons x n datapoints."""
+    f = features.detach().float()
+    if f.dim() == 4:
+        n, c, h, w = f.shape
+        return f.permute(1, 0, 2, 3).reshape(c, n * h * w)
+    if f.dim() == 2:
+        return f.T
+    raise ValueError(f"trunk outputs must be (n, C, H, W) or (n, D), got shape {tuple(f.shape)}")
+
+
+def spatial_points(features: torch.Tensor) -> torch.Tensor:
+    """LeNet trunk outputs (n, 800) -> (50 neurons, 16 n datapoints): datapoints() of the
+    (n, 50, 4, 4) maps they flatten (Sec. 5.1)."""
+    return datapoints(features.view(len(features), CHANNELS, 4, 4))
+
+
+def compare(a: torch.Tensor, b: torch.Tensor, statistics=None) -> dict[str, float]:
+    """Similarity statistics of two representations (neurons, datapoints) of the same
+    datapoints, as the authors computed them (epsilon 1e-10, 10 SVD directions) and beside
+    them the published formulas: name (SIMILARITY_STATISTICS) -> value."""
+    names = list(statistics or SIMILARITY_STATISTICS)
+    values = svcca.pairwise([a, b], statistics=tuple(SIMILARITY_STATISTICS[s] for s in names),
+                            pairs=[(0, 1)], keep_dims=AUTHORS_SVD_DIMS, epsilon=AUTHORS_EPSILON)
+    return {s: float(values[SIMILARITY_STATISTICS[s]][0]) for s in names}
+
+
+def random_floor(shape, seed: int, epoch: int, index: int, device=None) -> torch.Tensor:
+    """Uniform [0, 1) activations of `shape` (float64), the authors' floor
+    (np.random.uniform of the compared shape), drawn from (seed, epoch, index)."""
+    gen = torch.Generator(device=device or "cpu").manual_seed((seed * 100_003 + epoch) * 1009
+                                                             + index)
+    return torch.rand(shape, generator=gen, dtype=torch.float64, device=device or "cpu")
+
+
+def similarity_rows(reps: dict, pairs: list[tuple], epoch: int, seed: int = 0) -> list[dict]:
+    """Statistics (SIMILARITY_STATISTICS) for named pairs of representations at one epoch, all
+    from one Gram matrix (svcca.pairwise).
+
+    reps: name -> (neurons, datapoints) tensor. pairs: (kind, name_a, name_b), where name_b
+    may be "random:<name_a>": uniform random activations of the same shape (the floor).
+    """
+    names = list(reps)
+    tensors = [reps[k] for k in names]
+    for kind, a, b in pairs:
+        if b.startswith("random:") and b not in reps:
+            names.append(b)
+            tensors.append(random_floor(reps[a].shape, seed, epoch, len(names),
+                                        reps[a].device))
+    index = {k: i for i, k in enumerate(names)}
+    # Dead representations (every neuron constant) have no CCA: record NaN for their pairs.
+    alive = {k: bool((t.std(1) > 0).any()) for k, t in zip(names, tensors)}
+    ok = [pair for pair in pairs if alive[pair[1]] and alive[pair[2]]]
+    values = svcca.pairwise(tensors, statistics=tuple(SIMILARITY_STATISTICS.values()),
+                            pairs=[(index[a], index[b]) for _, a, b in ok],
+                            keep_dims=AUTHORS_SVD_DIMS, epsilon=AUTHORS_EPSILON) if ok else {}
+    pos = {pair: i for i, pair in enumerate(ok)}
+    rows = []
+    for pair in pairs:
+        kind, a, b = pair
+        for stat, measure in SIMILARITY_STATISTICS.items():
+            value = values[measure][pos[pair]] if pair in pos else math.nan
+            rows.append({"epoch": epoch, "pair": kind, "run_a": a,
+                         "run_b": "random" if b.startswith("random:") else b,
+                         "statistic": stat, "value": float(value)})
+    return rows
 
 
 def similarity_pairs(runs: list[Run]) -> list[tuple]:
@@ -54,24 +144,23 @@ def saved_representation(run: Run, epoch: int, images: int | None) -> torch.Tens
     """(50, 16 n) representation at `epoch` from the activations saved during training."""
     path = run.activations(epoch)
     try:
-        feats = torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"activations {path} are missing; retrain or resume that run") \
-            from None
-    except Exception as e:
-        raise CheckpointError(f"activations {path} are damaged ({type(e).__name__}); "
-                              f"retrain or resume that run") from None
+        feats = read_torch(path, "activations", "retrain or resume that run")
+    except FileError as e:
+        raise CheckpointError(str(e)) from None
+    if not isinstance(feats, torch.Tensor) or feats.dim() != 2 or feats.shape[1] != FEATURES:
+        raise CheckpointError(f"activations {path} are not a run's saved trunk outputs (n, 800); "
+                              f"retrain or resume that run")
     return spatial_points(feats[:images] if images else feats)
 
 
 def recomputed_representations(runs: list[Run], epoch: int, test_x: torch.Tensor,
                                problems: list) -> dict:
     """name -> (50, 16 n) representations of every run at `epoch` on the images `test_x`,
-    recomputed from the checkpoints: all runs in one StackedLeNet on test_x's device."""
+    recomputed from the checkpoints' trunks: all runs in one StackedLeNet on test_x's device."""
     models, names = [], []
     for r in runs:
         try:
-            models.append(load_checkpoint(r.checkpoint(epoch), trunk_only_ok=True)[0])
+            models.append(load_trunk(r.checkpoint(epoch), run=r.name, grid=r.grid)[0])
             names.append(r.name)
         except CheckpointError as e:
             problems.append(str(e))

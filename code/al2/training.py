@@ -1,6 +1,6 @@
-"""Training a whole grid at once (paper Sec. 4, Table 1, Fig. 1): the epoch loop.
+"""Training a whole grid at once (paper Sec. 4, Table 1, Fig. 1): the epoch loop and its files.
 
-code/train.py -> train_grid -> engine.train_epoch -> engine.train_step -> loss.al2_loss (Eq. 1).
+code/train.py -> train_grid -> Trainer.train_epoch -> Trainer.step -> loss.al2_loss (Eq. 1).
 Each epoch: train every run on the same shuffled minibatches, evaluate every run on the test
 set, read the metrics back once, write metrics.csv, and at checkpoint epochs the checkpoints.
 """
@@ -14,16 +14,15 @@ from pathlib import Path
 
 import torch
 
-from .config import GridConfig, RunSpec
+from .config import GridConfig, GridError, RunSpec
 from .data import load_grid_data
-from .device import environment, select_device, set_tf32
-from .engine import (ORDER_STREAM, StaticStep, dropout_generators, epoch_generator,
-                     stacked_runs, train_epoch)
-from .inference import evaluate_stacked
-from .outputs import (EpochRecorder, check_finite, check_out_dir, load_resume, metrics_rows,
-                      prepare_folder, write_run_configs)
+from .device import environment, select_device, set_cudnn_benchmark, set_tf32
+from .paths import shown
+from .outputs import (EpochRecorder, check_finite, check_out_dir, metrics_rows, prepare_folder,
+                      read_resume, read_run_configs, write_run_configs)
 from .schedule import get_map_weights
 from .shards import lock_shard, mark_done, resume_file, shard_runs
+from .trainer import Trainer
 
 
 def al2_weights(grid: GridConfig, runs: list[RunSpec], device: torch.device) -> torch.Tensor:
@@ -37,17 +36,12 @@ def al2_weights(grid: GridConfig, runs: list[RunSpec], device: torch.device) -> 
 
 @dataclass
 class Part:
-    """The state of one training call: the whole grid, or one shard of it."""
+    """The state of one training call: the whole grid, or one shard of it, at one noise level."""
     grid: GridConfig
     out: Path
     runs: list
-    data: object
-    model: object
-    params: list
-    buffers: list
-    wd: torch.Tensor
+    trainer: Trainer
     weights: torch.Tensor             # (epochs, R): w_e per run
-    step: StaticStep | None           # the CUDA-graph step, or None (eager)
     recorder: EpochRecorder
     history: list
     start_epoch: int
@@ -58,29 +52,30 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
                command: str = "", progress: bool = True, data_root="data",
                on_epoch_end=None, cuda_graph: bool = True,
                time_budget_s: float | None = None, shard: tuple[int, int] | None = None,
-               conv2: str = "grouped", conv1: str = "cudnn") -> dict:
+               trunk: str = "grouped", cudnn_benchmark: bool = False) -> dict:
     """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
 
-    cuda_graph: on CUDA, replay the training step as a captured graph (engine.StaticStep);
+    cuda_graph: on CUDA, replay the training step as a captured graph (trainer.StaticStep);
     False runs it eagerly. time_budget_s: stop after the epoch past which the next one would
     not fit in this many seconds of this call, with a checkpoint of every run at that epoch;
     --resume continues later. shard (K, N): train only shard K of N (shards.py) into the
-    grid's folder. conv2, conv1: the convolutions' kernels (StackedLeNet.CONV2, CONV1; the
-    same function, recorded in config.json's environment). on_epoch_end(epoch, rows) is called
-    after each epoch's files are written (tests use it to interrupt a grid)."""
+    grid's folder. trunk: how the trunk is computed (StackedLeNet.TRUNKS, the same function);
+    cudnn_benchmark: let cuDNN time its algorithms (device.set_cudnn_benchmark); both are
+    recorded in config.json's environment. on_epoch_end(epoch, rows) is called after each
+    epoch's files are written (tests use it to interrupt a grid)."""
     grid.validate()
     out, dev = Path(out), select_device(device)
     set_tf32(grid.tf32)
+    set_cudnn_benchmark(cudnn_benchmark)
     runs = grid.runs() if shard is None else shard_runs(grid.runs(), *shard)
     resumed = check_out_dir(out, grid, resume, shard)
     call_start, done, stopped_at, final = time.perf_counter(), 0, None, {}
+    options = {"cuda_graph": cuda_graph, "trunk": trunk, "cudnn_benchmark": cudnn_benchmark}
     with lock_shard(out, shard):  # a second process on this part is refused
         for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
-            state = resume_file(out, shard, None if len(grid.levels()) == 1 else level)
             part_runs = [r for r in runs if r.level == level]
-            part = start_part(grid, out, dev, part_runs, shard, level, state,
-                              resumed and state.exists(), command, data_root, cuda_graph,
-                              conv2, conv1)
+            part = start_part(grid, out, dev, part_runs, shard, level, resumed, command,
+                              data_root, options)
             stopped_at, done = train_epochs(part, progress, on_epoch_end, time_budget_s,
                                             call_start, done)
             final.update({r.name: h[-1] for r, h in zip(part_runs, part.history)})
@@ -93,50 +88,53 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
             "final": final}
 
 
-def start_part(grid, out, dev, runs, shard, level, state, resumed, command, data_root,
-               cuda_graph, conv2="grouped", conv1="cudnn") -> Part:
-    """Data on the device (labels of noise level `level`), the grid's files, the stacked runs
-    (fresh, or resumed from `state`), config.json, for one stack of runs."""
+def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
+               options: dict) -> Part:
+    """The trainer of one stack of runs (labels of noise level `level`), fresh or restored
+    from its resume file, then the grid's files and config.json. Everything a resume reads is
+    read and checked before anything is written."""
+    state_file = resume_file(out, shard, None if len(grid.levels()) == 1 else level)
     data = load_grid_data(grid, dev, data_root, level)
+    trainer = Trainer(grid, runs, data, trunk=options["trunk"],
+                      cuda_graph=options["cuda_graph"] and dev.type == "cuda")
+    history, start_epoch, wall_before, configs = [[] for _ in runs], 0, 0.0, {}
+    if resumed and state_file.exists():
+        state = read_resume(state_file, runs)
+        configs = read_run_configs(out, runs)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError, TypeError):
+            raise GridError(f"resume file {shown(state_file)} does not fit this grid's runs; delete the "
+                            f"folder to train afresh, or choose another --out") from None
+        history, start_epoch, wall_before = state["history"], state["epoch"], state["wall_time_s"]
     prepare_folder(out, grid, shard, data, level)
-    model, params, buffers, wd = stacked_runs(runs, dev, conv2, conv1)
-    history, start_epoch, wall_before = [[] for _ in runs], 0, 0.0
-    if resumed:
-        history, start_epoch, wall_before = load_resume(state, model, buffers, dev)
-    step = StaticStep(model, params, buffers, data, grid.batch_size, grid.lr, grid.momentum,
-                      wd, graph=True) if dev.type == "cuda" and cuda_graph else None
-    env = {**environment(dev), "cuda_graph": step is not None, "conv2": conv2,
-           "conv1": conv1,
+    env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": options["trunk"],
            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
-    write_run_configs(out, runs, command, env, data, resumed, start_epoch)
+    write_run_configs(out, runs, command, env, data, configs, start_epoch)
     recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images],
-                             state)
-    return Part(grid, out, runs, data, model, params, buffers, wd, al2_weights(grid, runs, dev),
-                step, recorder, history, start_epoch, time.perf_counter() - wall_before)
+                             state_file)
+    return Part(grid, out, runs, trainer, al2_weights(grid, runs, dev), recorder, history,
+                start_epoch, time.perf_counter() - wall_before)
 
 
 def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_start: float,
                  done: int) -> tuple[int | None, int]:
     """Epochs start_epoch + 1 .. grid.epochs. Returns (the epoch a time budget stopped at or
     None, epochs trained in this call so far, `done` of them before this part)."""
-    g, p, dev = part.grid, part, part.data.train_x.device
+    g, p, t = part.grid, part, part.trainer
     if not p.history[0]:  # row 0: the initialisation, before any training
-        rows = epoch_rows(p.model, p.data, 0, None, 0, torch.full((len(p.runs),), math.nan), p.t0)
-        p.recorder.record(0, rows, p.model, p.buffers, time.perf_counter() - p.t0)
+        rows = epoch_rows(t, 0, None, torch.full((len(p.runs),), math.nan), p.t0)
+        p.recorder.record(0, rows, t, time.perf_counter() - p.t0)
         if on_epoch_end:
             on_epoch_end(0, rows)
     bar = progress_bar(range(p.start_epoch + 1, g.epochs + 1), p.start_epoch, g.epochs,
                        len(p.runs), progress)
     for epoch in bar:
         i = epoch - 1  # zero-based index of the epoch being trained, as in get_map_weights
-        sums, batches = train_epoch(p.model, p.params, p.buffers, p.data, g.batch_size, g.lr,
-                                    g.momentum, p.weights[i], p.wd,
-                                    epoch_generator(g.order_seed, i, ORDER_STREAM, dev),
-                                    dropout_generators(p.runs, g.dropout_seed, i, dev),
-                                    step=p.step)
-        rows = epoch_rows(p.model, p.data, epoch, sums, batches, p.weights[i], p.t0)
+        sums = t.train_epoch(i, p.weights[i])
+        rows = epoch_rows(t, epoch, sums, p.weights[i], p.t0)
         check_finite(rows, p.runs, epoch, p.out)
-        p.recorder.record(epoch, rows, p.model, p.buffers, time.perf_counter() - p.t0)
+        p.recorder.record(epoch, rows, t, time.perf_counter() - p.t0)
         if progress:
             bar.set_postfix_str(progress_summary(p.runs, rows))
         if on_epoch_end:
@@ -144,7 +142,7 @@ def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_s
         done += 1
         if epoch < g.epochs and out_of_budget(time_budget_s, call_start, done):
             if epoch not in p.recorder.checkpoint_epochs:  # every run's state at the stop
-                p.recorder.save_checkpoints(epoch, p.model, p.buffers, time.perf_counter() - p.t0)
+                p.recorder.save_checkpoints(epoch, t, time.perf_counter() - p.t0)
             return epoch, done
     return None, done
 
@@ -157,14 +155,13 @@ def out_of_budget(budget_s: float | None, start: float, epochs_done: int) -> boo
     return elapsed + elapsed / epochs_done > budget_s
 
 
-def epoch_rows(model, data, epoch: int, sums, batches: int, al2_weight: torch.Tensor,
+def epoch_rows(trainer: Trainer, epoch: int, sums: dict | None, al2_weight: torch.Tensor,
                t0: float) -> list[dict]:
-    """The epoch's metrics per run: test accuracy and loss of every run (one batched pass),
-    the training sums read back: the epoch's one host sync."""
-    acc, loss = evaluate_stacked(model, data.test_x, data.test_y)
-    return metrics_rows(epoch, acc.tolist(), loss.tolist(),
-                        None if sums is None else sums.tolist(), batches, len(data.train_x),
-                        al2_weight.tolist(), time.perf_counter() - t0)
+    """The epoch's metrics per run: test accuracy and loss of every run (one batched pass) and
+    the training sums (read back once per epoch by Trainer.train_epoch)."""
+    acc, loss = trainer.test()
+    return metrics_rows(epoch, acc.tolist(), loss.tolist(), sums, al2_weight.tolist(),
+                        time.perf_counter() - t0)
 
 
 def progress_bar(epochs, start: int, total: int, runs: int, show: bool):

@@ -1,29 +1,27 @@
-"""A grid trained over several GPU leases: what one lease sends home and the next one takes back.
+"""A grid trained over several time-limited GPU jobs whose disks do not last: what one job sends
+back, and what the next one takes in. Needed only when the grid does not finish in one job
+(README.md beside this file); a grid on durable storage just resumes (train.py --resume).
 
-One lease holds about 11 minutes of training; the default paper grid needs about 25 on an H200
-(README, "Reproduction on one GPU"). So the grid's state travels: at the end of a lease's
-command, `export` writes into the lease's $OUT
+At the end of a job that did not finish the grid, `export` writes into the job's output folder
 
   state.tar.gz.00, .01, ...     the run folder's small files (grid.json, split.json, corruption
                                 files, shards/, carry.json, every run's metrics.csv and
-                                config.json) and the resume file(s): weights and momentum of
-                                every run (~44 MB gzipped for 14 runs); only while the grid is
-                                unfinished
+                                config.json) and the resume file: weights and momentum of every
+                                run (~44 MB gzipped for 14 runs)
   checkpoints.tar.gz.00, ...    the same small files and the checkpoints written since the last
                                 export: the trunk alone (conv1, conv2, BN; ~0.1 MB a run) at the
-                                epochs the similarity analysis compares (0, 1, 100, ..., as the
-                                authors), and the whole network at the grid's last epoch (the
-                                ablation's)
+                                epochs the similarity analysis compares (0, 1, 100, ...), and the
+                                whole network at the grid's last epoch (the ablation's)
 
-each part at most --part-mib MiB (a lease returns files of at most 16 MiB, 8 files, 64 MiB).
-Here, `receive` keeps the state parts in --carry (git-ignored; the next lease carries them back)
-and unpacks the checkpoints into the local run folder; on the device `import` rebuilds the run
-folder from the carried parts, and train.py --resume continues. Once the grid is finished,
-code/evaluate.py runs here, on the run folder that `receive` assembled.
+each part at most --part-mib MiB. Where the results come back, `receive` keeps the state parts in
+--carry and unpacks the checkpoints into the local run folder. The carry folder must be kept
+somewhere durable until the next job: it is the only copy of the grid's state. The next job takes
+it in (`import` rebuilds the run folder, train.py --resume continues); once the grid is finished,
+code/evaluate.py runs where `receive` assembled the run folder.
 
-    python code/carry.py export --runs results/runs/paper --out $OUT          # device
-    python code/carry.py import --carry results/carry --runs results/runs/paper   # device
-    python code/carry.py receive <files_at> --carry results/carry --runs results/runs/paper  # here
+    python scripts/gpu_job/carry.py export --runs RUNS --out JOB_OUTPUT          # in the job
+    python scripts/gpu_job/carry.py import --carry CARRY --runs RUNS              # in the job
+    python scripts/gpu_job/carry.py receive JOB_OUTPUT --carry CARRY --runs RUNS  # at home
 """
 from __future__ import annotations
 
@@ -37,8 +35,9 @@ from pathlib import Path
 
 import torch
 
-from al2.checkpoints import save_json, slim_checkpoint
-from al2.runs import RunsError, discover_runs
+from al2.errors import UserError
+from al2.files import save_json
+from al2.runs import discover_runs
 from al2.shards import unfinished_shards
 from al2.similarity import similarity_epochs
 
@@ -46,13 +45,18 @@ MIB = 1 << 20
 CARRY_FILE = "carry.json"     # in the run folder: the last epoch whose checkpoints were exported
 
 
-class CarryError(RuntimeError):
+class CarryError(UserError):
     """A user-facing problem: one line, exit 2."""
 
 
+def slim_checkpoint(ckpt: dict) -> dict:
+    """The checkpoint with the trunk alone (conv1, conv2, BN): what the similarity analysis reads
+    (al2.load_trunk), a sixteenth of the size."""
+    return {**ckpt, "model": {k: v for k, v in ckpt["model"].items() if k.startswith("trunk.")}}
+
+
 def small_files(runs: Path) -> list[Path]:
-    """Everything of the run folder but checkpoints, activations, resume files and locks
-    (hidden notes such as the lease script's .device/ included)."""
+    """Everything of the run folder but checkpoints, activations, resume files and locks."""
     keep = []
     for p in sorted(runs.rglob("*")):
         rel = p.relative_to(runs)
@@ -66,10 +70,7 @@ def small_files(runs: Path) -> list[Path]:
 
 def trained_epoch(runs: Path) -> int:
     """The last epoch every run of the folder has trained (0 before training)."""
-    try:
-        return min(r.epochs for r in discover_runs(runs))
-    except RunsError as e:
-        raise CarryError(str(e)) from None
+    return min(r.epochs for r in discover_runs(runs))
 
 
 def finished(runs: Path) -> bool:
@@ -157,18 +158,18 @@ def import_state(carry: Path, runs: Path) -> int:
 
 
 def exported_through(runs: Path) -> int:
-    """The epoch through which the local run folder holds a lease's export (-1: none)."""
+    """The epoch through which the local run folder holds a job's export (-1: none)."""
     path = runs / CARRY_FILE
     return json.loads(path.read_text())["exported_through"] if path.exists() else -1
 
 
 def receive(files: Path, carry: Path, runs: Path) -> dict:
-    """After a lease: its checkpoints into the local run folder, its state parts into `carry`
-    (replacing the last lease's), or `carry` emptied once the grid is finished. Refuses files
-    that do not continue the local folder (another series, or a lease that started afresh)."""
+    """After a job: its checkpoints into the local run folder, its state parts into `carry`
+    (replacing the last job's), or `carry` emptied once the grid is finished. Refuses files
+    that do not continue the local folder (another series, or a job that started afresh)."""
     ckpt_parts = sorted(files.glob("checkpoints.tar.gz.*"))
     if not ckpt_parts:
-        raise CarryError(f"{files} holds no checkpoints.tar.gz.* parts (was the lease's "
+        raise CarryError(f"{files} holds no checkpoints.tar.gz.* parts (was the job's "
                          f"export reached?)")
     data = joined(ckpt_parts)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -177,7 +178,7 @@ def receive(files: Path, carry: Path, runs: Path) -> dict:
     if incoming["previous"] != here:
         raise CarryError(f"{files} continues a grid from epoch {incoming['previous']}, but "
                          f"{runs} holds one through epoch {here}; receive it into another "
-                         f"--runs (a lease that started afresh, or another series)")
+                         f"--runs (a job that started afresh, or another series)")
     names = untar(data, runs)
     state = sorted(files.glob("state.tar.gz.*"))
     if carry.exists():
@@ -193,15 +194,15 @@ def receive(files: Path, carry: Path, runs: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("export", help="device: state and new checkpoints into --out")
+    e = sub.add_parser("export", help="in the job: state and new checkpoints into --out")
     e.add_argument("--runs", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--part-mib", type=float, default=15.0)
-    i = sub.add_parser("import", help="device: the run folder from the carried state")
+    i = sub.add_parser("import", help="in the job: the run folder from the carried state")
     i.add_argument("--carry", type=Path, required=True)
     i.add_argument("--runs", type=Path, required=True)
-    r = sub.add_parser("receive", help="here: a lease's files into --runs and --carry")
-    r.add_argument("files", type=Path, help="the folder the lease's $OUT files came back to")
+    r = sub.add_parser("receive", help="at home: a job's output into --runs and --carry")
+    r.add_argument("files", type=Path, help="the folder the job's output came back to")
     r.add_argument("--carry", type=Path, required=True)
     r.add_argument("--runs", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -218,8 +219,8 @@ def main(argv=None) -> int:
             print(f"carry: {args.runs} at epoch {info['epoch']} ({info['unpacked']} files "
                   f"unpacked); " + ("finished: run code/evaluate.py" if info["finished"] else
                                     f"{info['carried'] / MIB:.1f} MiB of state in "
-                                    f"{args.carry} for the next lease"))
-    except (CarryError, OSError, tarfile.TarError) as err:
+                                    f"{args.carry} for the next job"))
+    except (UserError, OSError, tarfile.TarError) as err:
         parser.exit(2, f"carry.py: error: {err}\n")
     return 0
 

@@ -1,0 +1,197 @@
+"""Probe the training step's variants on this device: check each, time each, pick the fastest.
+
+A variant is a trunk (StackedLeNet.TRUNKS) with or without cuDNN's algorithm search. Each is
+the same function; on a GPU each runs as a replayed CUDA graph. For every variant:
+
+  check  a few steps of the default paper grid (all four baselines, dropout included) in
+         float64 through the variant's step, against the stacked eager step (grouped trunk):
+         every weight, momentum and metric sum within --rtol. A missing stream join or a race
+         shows here; float64 leaves no room for rounding to hide one. On the CPU the variant's
+         step is its static-buffer path, run eagerly.
+  time   --steps steps of the paper grid (R = 14) in strict fp32 inside the real epoch loop
+         (batch index copy, dropout draws, replay), after --warmup steps, timed with CUDA
+         events (wall clock on the CPU).
+
+The fastest variant that passed its check is the choice; the chosen one is also timed at
+--project-runs (R = 24: 3 seeds of every cell) for the projection. A table is printed last;
+--json keeps the rows and the choice for the job script and speed_report.py.
+
+    python code/probe_step.py --device cuda --json probe.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+
+import torch
+
+from al2.config import GridConfig, grid_of_size
+from al2.data import load_grid_data
+from al2.device import select_device, set_cudnn_benchmark, set_tf32, synchronize
+from al2.errors import UserError
+from al2.model import StackedLeNet
+from al2.trainer import StaticStep, Trainer
+
+PAPER_STEPS = 700 * 938   # Table 1: 700 epochs of ceil(60000 / 64) steps
+
+
+def variants(trunks: list[str], device: torch.device) -> list[dict]:
+    benchmark = (False, True) if device.type == "cuda" else (False,)
+    return [{"trunk": t, "cudnn_benchmark": b} for t in trunks for b in benchmark]
+
+
+def name(v: dict) -> str:
+    return v["trunk"] + (" + cudnn.benchmark" if v["cudnn_benchmark"] else "")
+
+
+def float64_trainer(grid: GridConfig, device, trunk: str, graph: bool) -> Trainer:
+    """A trainer of `grid` in float64 (the same initial weights for every variant: each run's
+    float32 initialisation, converted)."""
+    data = load_grid_data(grid, device)
+    data.train_x, data.test_x = data.train_x.double(), data.test_x.double()
+    trainer = Trainer(grid, grid.runs(), data, trunk=trunk)
+    if graph:  # the variant's own step: captured and replayed on CUDA, its buffers on the CPU
+        trainer.static = StaticStep(trainer, graph=device.type == "cuda")
+    return trainer
+
+
+def run_check(trainer: Trainer, steps: int) -> list[torch.Tensor]:
+    w = torch.tensor([0.5 if r.use_al2 else 0.0 for r in trainer.runs])   # distinct per run
+    sums = trainer.train_epoch(0, w, max_steps=steps)
+    return [trainer.sgd.flat, trainer.sgd.momentum_buffer, *trainer.model.buffers(),
+            torch.tensor([sums[k] for k in ("loss_c", "loss_r")], dtype=torch.float64)]
+
+
+def check(v: dict, grid: GridConfig, device, steps: int, reference: list) -> float:
+    """Largest relative difference of the variant's float64 state from the reference's."""
+    set_cudnn_benchmark(v["cudnn_benchmark"])
+    state = run_check(float64_trainer(grid, device, v["trunk"], graph=True), steps)
+    worst = 0.0
+    for a, b in zip(state, reference):
+        a, b = a.double().cpu(), b.double().cpu()
+        if a.numel():
+            worst = max(worst, ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item())
+    return worst if math.isfinite(worst) else math.inf
+
+
+def time_variant(v: dict, runs: int, device, steps: int, warmup: int) -> float:
+    """Steps per second of the variant's strict-fp32 step at `runs` runs, in the epoch loop."""
+    set_cudnn_benchmark(v["cudnn_benchmark"])
+    grid = grid_of_size(runs)
+    data = load_grid_data(GridConfig(**{**asdict(grid), "subset": 64 * (steps + warmup)}),
+                          device)
+    trainer = Trainer(grid, grid.runs(), data, trunk=v["trunk"], cuda_graph=True)
+    w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in grid.runs()], device=device)
+    perm = torch.arange(len(data.train_x), device=device)
+    trainer.train_epoch(0, w, max_steps=warmup, perm=perm)
+    synchronize(device)
+    timed = perm[64 * warmup:]
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        trainer.train_epoch(1, w, max_steps=steps, perm=timed)
+        end.record()
+        end.synchronize()
+        return steps / (start.elapsed_time(end) / 1000)
+    t0 = time.perf_counter()
+    trainer.train_epoch(1, w, max_steps=steps, perm=timed)
+    return steps / (time.perf_counter() - t0)
+
+
+def probe(args, device) -> dict:
+    set_tf32(False)  # strict fp32: the paper's precision
+    check_grid = GridConfig(**{**asdict(grid_of_size(14)), "subset": 64 * args.check_steps,
+                               "test_subset": 64})
+    set_cudnn_benchmark(False)
+    reference = run_check(float64_trainer(check_grid, device, "grouped", graph=False),
+                          args.check_steps)
+    rows = []
+    for v in variants(args.trunks.split(","), device):
+        row = {**v, "name": name(v)}
+        try:
+            row["check_rel_diff"] = check(v, check_grid, device, args.check_steps, reference)
+            row["passed"] = row["check_rel_diff"] <= args.rtol
+            row["steps_per_s"] = time_variant(v, 14, device, args.steps, args.warmup)
+        except RuntimeError as e:  # a capture that fails is a variant that fails, not the probe
+            row.update(passed=False, error=str(e).splitlines()[0][:120])
+        rows.append(row)
+    passed = [r for r in rows if r["passed"] and "steps_per_s" in r]
+    choice = max(passed, key=lambda r: r["steps_per_s"]) if passed else \
+        {"trunk": "grouped", "cudnn_benchmark": False, "name": "grouped (fallback: none passed)"}
+    projection = {}
+    if passed and args.project_runs:
+        projection = {"runs": args.project_runs, "steps_per_s": time_variant(
+            choice, args.project_runs, device, args.steps, args.warmup)}
+    set_cudnn_benchmark(False)
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
+            "torch": torch.__version__, "runs": 14, "steps": args.steps, "rtol": args.rtol,
+            "rows": rows, "choice": {"trunk": choice["trunk"],
+                                     "cudnn_benchmark": choice["cudnn_benchmark"],
+                                     "name": choice["name"]},
+            "projection": projection}
+
+
+def table(result: dict) -> str:
+    """The probe as Markdown: a row per variant, the choice, the projections."""
+    lines = [f"Step variants on {result['device']} (torch {result['torch']}): float64 check "
+             f"against the stacked eager step (rtol {result['rtol']:g}), then "
+             f"{result['steps']} strict-fp32 steps at R = {result['runs']}; projected: "
+             f"{PAPER_STEPS:,} steps (700 epochs), training only.", "",
+             "| variant | float64 check | steps/s | ms per step | projected 700 epochs |",
+             "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        verdict = f"{'passed' if r['passed'] else 'FAILED'} ({r.get('check_rel_diff', math.nan):.1e})" \
+            if "error" not in r else f"error: {r['error']}"
+        rate = r.get("steps_per_s")
+        lines.append(f"| {r['name']} | {verdict} | {rate or math.nan:,.0f} | "
+                     f"{1000 / rate if rate else math.nan:.3f} | "
+                     f"{PAPER_STEPS / rate / 60 if rate else math.nan:.1f} min |")
+    lines += ["", f"Chosen: {result['choice']['name']}."]
+    p = result.get("projection")
+    if p:
+        lines.append(f"At R = {p['runs']} (3 seeds of every cell) the chosen step runs "
+                     f"{p['steps_per_s']:,.0f} steps/s: {PAPER_STEPS / p['steps_per_s'] / 60:.1f} "
+                     f"min of training for 700 epochs.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--trunks", default=",".join(StackedLeNet.TRUNKS),
+                        help="trunk variants, comma list")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed steps before them")
+    parser.add_argument("--check-steps", type=int, default=4, help="float64 steps compared")
+    parser.add_argument("--rtol", type=float, default=1e-9,
+                        help="largest relative float64 difference a variant may show")
+    parser.add_argument("--project-runs", type=int, default=24,
+                        help="also time the chosen variant at this many runs (0: no)")
+    parser.add_argument("--json", default=None, help="write the rows and the choice here")
+    args = parser.parse_args()
+    if min(args.steps, args.check_steps) < 1 or args.warmup < 0:
+        parser.error("--steps and --check-steps must be >= 1, --warmup >= 0")
+    if not set(args.trunks.split(",")) <= set(StackedLeNet.TRUNKS):
+        parser.error(f"--trunks takes a comma list of {', '.join(StackedLeNet.TRUNKS)}")
+    try:
+        device = select_device(args.device)
+        if args.project_runs:
+            grid_of_size(args.project_runs)
+        result = probe(args, device)
+    except (UserError, ValueError) as e:
+        parser.exit(2, f"probe_step.py: error: {e}\n")
+    result["table"] = table(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    print(result["table"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

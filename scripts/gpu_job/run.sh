@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The paper's experiment as one time-limited GPU job: probe the training step's variants, train
+# the default paper grid (14 runs x 700 epochs, strict fp32) with the fastest that passed, under
+# a budget, evaluate it on the GPU and pack results/paper into the output folder.
+#
+#   bash scripts/gpu_job/run.sh OUTPUT [MINUTES]    # the job; MINUTES: this call's whole budget
+#   bash scripts/gpu_job/run.sh --pack-data         # before the first job, where pip works
+#
+# The same call again on the same machine resumes from the run folder and finishes. See
+# README.md beside this file. Environment (defaults): PYTHON (python3), DEVICE (cuda), RUNS
+# (results/runs/paper), RESULTS (results/runs/paper-results: what is evaluated and packed),
+# NOTES (results/runs/paper-notes: the probe's choice, the calls' times), EVAL_S (90: seconds
+# kept for the evaluation), PACK_S (30), TRAIN_MINUTES (a fixed training budget instead),
+# TRAIN_ARGS, EVAL_ARGS, PROBE_ARGS (more flags; the CPU rehearsal makes the grid tiny with
+# them), CARRY_IN (carried state to start from, carry.py import).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+START=$(date +%s)
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/code${PYTHONPATH:+:$PYTHONPATH}"
+DEVICE=${DEVICE:-cuda}
+RUNS=${RUNS:-results/runs/paper}
+RESULTS=${RESULTS:-results/runs/paper-results}
+NOTES=${NOTES:-results/runs/paper-notes}
+EVAL_S=${EVAL_S:-90}
+PACK_S=${PACK_S:-30}
+RAW=data/MNIST/raw
+FILES="train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte"
+
+say() { echo "gpu_job: $*" | tee -a "$NOTES/job.log"; }
+left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }   # seconds this call has left
+
+pack_data() {  # 55 MB of IDX files -> 9 MB (xz): the GPU machine reaches no package index
+    "$PY" -c "import al2; al2.load_mnist()"
+    mkdir -p data/mnist-xz
+    for f in $FILES; do xz -9 -c "$RAW/$f" > "data/mnist-xz/$f.xz"; done
+    du -sh data/mnist-xz
+}
+
+unpack_data() {
+    mkdir -p "$RAW"
+    for f in $FILES; do
+        if [ ! -s "$RAW/$f" ]; then
+            [ -f "data/mnist-xz/$f.xz" ] || { say "no $RAW/$f and no data/mnist-xz: run --pack-data first"; exit 2; }
+            xz -dc "data/mnist-xz/$f.xz" > "$RAW/$f.tmp" && mv "$RAW/$f.tmp" "$RAW/$f"
+        fi
+    done
+    "$PY" -c "import al2; al2.load_mnist(download=False)"   # the MD5s, checked
+}
+
+probe() {  # once per machine: the choice is kept in $NOTES/probe.json for a resumed call
+    [ -s "$NOTES/probe.json" ] && return 0
+    say "probe: every step variant checked in float64, then timed (code/probe_step.py)"
+    timeout 120 "$PY" code/probe_step.py --device "$DEVICE" --json "$NOTES/probe.json" \
+        ${PROBE_ARGS:-} || say "probe failed: training takes the default step"
+}
+
+choice() {  # train.py flags of the probe's choice
+    [ -s "$NOTES/probe.json" ] || return 0
+    "$PY" -c "import json, sys; c = json.load(open(sys.argv[1]))['choice']
+print('--trunk', c['trunk'], '--cudnn-benchmark' if c['cudnn_benchmark'] else '')" "$NOTES/probe.json"
+}
+
+train() {  # budgeted, resuming whatever the run folder holds
+    local budget start=$(date +%s)
+    budget=${TRAIN_MINUTES:-$("$PY" -c "print(round(($(left) - $EVAL_S - $PACK_S) / 60, 3))")}
+    if "$PY" -c "import sys; sys.exit(float('$budget') > 0)"; then
+        say "no time left to train in this call"; return 0
+    fi
+    say "training for at most $budget min: $(choice)"
+    # shellcheck disable=SC2046
+    timeout $(( $(left) > 10 ? $(left) - 5 : 5 )) "$PY" code/train.py --device "$DEVICE" \
+        --out "$RUNS" --resume --no-progress --checkpoint-epochs 50 --time-budget "$budget" \
+        $(choice) ${TRAIN_ARGS:-} 2>&1 | tee -a "$NOTES/job.log" || say "train.py stopped with an error"
+    echo $(( $(date +%s) - start )) >> "$NOTES/train-seconds"
+}
+
+evaluate() {  # whatever is trained: a grid short of its end gets MISSING.md beside its table
+    local start=$(date +%s)
+    [ "$(left)" -gt "$PACK_S" ] || { say "no time left to evaluate"; return 0; }
+    timeout $(( $(left) - PACK_S )) "$PY" code/evaluate.py --runs "$RUNS" --out "$RESULTS" \
+        --device "$DEVICE" ${EVAL_ARGS:-} 2>&1 | tee -a "$NOTES/job.log" \
+        || say "evaluate.py listed gaps (MISSING.md) or stopped"
+    "$PY" code/speed_report.py --runs "$RUNS" --out "$RESULTS/speed.md" \
+        --train-seconds "$(awk '{s += $1} END {print s + 0}' "$NOTES/train-seconds")" \
+        --train-calls "$(wc -l < "$NOTES/train-seconds")" \
+        --evaluate-seconds $(( $(date +%s) - start )) --probe "$NOTES/probe.json" > /dev/null \
+        || say "speed_report.py failed"
+}
+
+pack() {  # results only: tables, figures, metrics.csv and config.json of every run, speed.md
+    local run
+    mkdir -p "$OUTPUT" "$RESULTS/runs"
+    for run in "$RUNS"/*/metrics.csv; do
+        [ -f "$run" ] || continue
+        run=$(dirname "$run")
+        mkdir -p "$RESULTS/runs/$(basename "$run")"
+        cp "$run/metrics.csv" "$run/config.json" "$RESULTS/runs/$(basename "$run")/"
+    done
+    tar -C "$RESULTS" -czf "$OUTPUT/paper-results.tar.gz" .
+    if [ ! -f "$RUNS/shards/whole.json" ]; then
+        say "the grid is not finished: its state goes with the results (README.md, 'If the grid does not finish')"
+        "$PY" scripts/gpu_job/carry.py export --runs "$RUNS" --out "$OUTPUT" | tee -a "$NOTES/job.log"
+    fi
+    say "this call: $(( $(date +%s) - START )) s"
+    cp "$NOTES/job.log" "$OUTPUT/job.log"
+}
+
+case "${1:-}" in
+    --pack-data) pack_data; exit 0 ;;
+    ""|-*) echo "usage: bash scripts/gpu_job/run.sh OUTPUT [MINUTES] | --pack-data" >&2; exit 2 ;;
+esac
+OUTPUT=$1
+BUDGET_S=$("$PY" -c "print(int(60 * float('${2:-9.5}')))")
+mkdir -p "$NOTES" "$OUTPUT"
+unpack_data
+if [ -n "${CARRY_IN:-}" ] && [ ! -f "$RUNS/grid.json" ]; then
+    "$PY" scripts/gpu_job/carry.py import --carry "$CARRY_IN" --runs "$RUNS" | tee -a "$NOTES/job.log"
+fi
+probe
+[ -f "$RUNS/shards/whole.json" ] || train
+evaluate
+pack

@@ -1,0 +1,180 @@
+"""The paper's GPU job (scripts/gpu_job/): its script rehearsed on the CPU, the step probe, and
+the state a grid carries between jobs that do not finish it (carry.py)."""
+from __future__ import annotations
+
+import importlib.util
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+import torch
+
+import al2
+from al2.checkpoints import CheckpointError, load_checkpoint, load_trunk
+from al2.config import GridConfig
+from al2.files import save_torch
+from al2.inference import trunk_features
+from al2.model import StackedLeNet
+from al2.paths import REPO_ROOT
+from test_training import TINY, assert_same_run
+
+
+def script(path):
+    """A script of the repository as a module (scripts import the library, not each other)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+carry = script(REPO_ROOT / "scripts" / "gpu_job" / "carry.py")
+probe_step = script(REPO_ROOT / "code" / "probe_step.py")
+JOB = REPO_ROOT / "scripts" / "gpu_job" / "run.sh"
+
+
+def test_a_grid_carried_between_jobs_ends_as_one_uninterrupted(tmp_path, monkeypatch):
+    """Job 1 stops after epoch 1 and exports (in parts smaller than its state); at home the parts
+    are received; job 2 starts from a bare folder, imports, resumes and finishes: every run
+    ends bit-identical to an uninterrupted grid, and the home folder holds the trunk-only
+    checkpoints of epoch 0 and 1 and the whole network at the last epoch."""
+    grid = GridConfig(baselines=["bare", "do"], al2="both", epochs=3, lr=0.05, map_start=0.5,
+                      checkpoint_every=1, **TINY)
+    al2.train_grid(grid, tmp_path / "whole", device="cpu", progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(al2.training, "out_of_budget", lambda budget, start, done: done == 1)
+        al2.train_grid(grid, tmp_path / "lease1", device="cpu", progress=False,
+                       time_budget_s=60.0)
+    info = carry.export(tmp_path / "lease1", tmp_path / "out1", part_mib=0.5)
+    assert info["epoch"] == 1 and not info["finished"] and info["checkpoints"] == 8
+    parts = sorted((tmp_path / "out1").glob("state.tar.gz.*"))
+    assert len(parts) >= 3 and all(p.stat().st_size <= 0.5 * carry.MIB for p in parts)
+    here, bag = tmp_path / "here", tmp_path / "carry"
+    got = carry.receive(tmp_path / "out1", bag, here)
+    assert got["epoch"] == 1 and not got["finished"]
+    assert carry.import_state(bag, tmp_path / "lease2") == 1
+    assert (tmp_path / "lease2" / "resume.pt").read_bytes() == \
+        (tmp_path / "lease1" / "resume.pt").read_bytes()
+    al2.train_grid(grid, tmp_path / "lease2", device="cpu", progress=False, resume=True)
+    info = carry.export(tmp_path / "lease2", tmp_path / "out2", part_mib=0.5)
+    assert info["finished"] and info["since"] == 1 and info["checkpoints"] == 8  # epochs 2, 3
+    assert not list((tmp_path / "out2").glob("state.tar.gz.*"))
+    assert carry.receive(tmp_path / "out2", bag, here)["finished"] and not bag.exists()
+    for run in grid.runs():
+        assert_same_run(tmp_path / "whole" / run.name, tmp_path / "lease2" / run.name, epochs=3)
+        assert_same_run(tmp_path / "whole" / run.name, here / run.name, epochs=3)
+        kept = torch.load(here / run.name / "checkpoints" / "epoch_1.pt")["model"]
+        assert kept and all(k.startswith("trunk.") for k in kept)
+    with pytest.raises(carry.CarryError, match="already holds a grid"):
+        carry.import_state(tmp_path / "out1", tmp_path / "lease2")
+    # the first job's files again (or a job that started afresh): refused, nothing written
+    before = sorted(p.stat().st_mtime_ns for p in here.rglob("*"))
+    with pytest.raises(carry.CarryError, match="continues a grid from epoch -1"):
+        carry.receive(tmp_path / "out1", bag, here)
+    assert sorted(p.stat().st_mtime_ns for p in here.rglob("*")) == before
+
+
+def test_trunk_only_checkpoints_serve_the_similarity_and_refuse_the_ablation(tmp_path):
+    grid = GridConfig(baselines=["bn"], al2="on", epochs=1, lr=0.05, **TINY)
+    al2.train_grid(grid, tmp_path / "g", device="cpu", progress=False)
+    full = tmp_path / "g" / "bn_al2_s0" / "checkpoints" / "epoch_1.pt"
+    ckpt = torch.load(full)
+    slim = carry.slim_checkpoint(ckpt)
+    assert set(slim["model"]) == {k for k in ckpt["model"] if k.startswith("trunk.")}
+    save_torch(slim, tmp_path / "slim.pt")
+    assert (tmp_path / "slim.pt").stat().st_size < full.stat().st_size / 10
+    with pytest.raises(CheckpointError, match="trunk alone"):
+        load_checkpoint(tmp_path / "slim.pt")
+    x = torch.randn(16, 1, 28, 28)
+    trunk_full = trunk_features(StackedLeNet([load_checkpoint(full)[0]]), x)
+    slim_model = load_trunk(tmp_path / "slim.pt")[0]
+    assert torch.equal(trunk_full, trunk_features(StackedLeNet([slim_model]), x))
+    assert torch.isnan(slim_model.head[0].weight).all()   # a use of the missing head shows
+
+
+def test_carry_cli_reports_user_mistakes_in_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for argv in (["receive", str(tmp_path / "empty"), "--carry", str(tmp_path / "c"), "--runs",
+                  str(tmp_path / "r")],
+                 ["import", "--carry", str(tmp_path / "empty"), "--runs", str(tmp_path / "r")],
+                 ["export", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]):
+        done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gpu_job" / "carry.py"),
+                               *argv], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "code")})
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "carry.py: error:" in done.stderr
+
+
+def job(out, minutes, tmp, **env):
+    """scripts/gpu_job/run.sh on the CPU with this interpreter, on a tiny grid (6 runs, 2 epochs
+    of 640 images) and a probe of 2 steps per variant."""
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "RUNS": str(tmp / "runs"),
+           "RESULTS": str(tmp / "results"), "NOTES": str(tmp / "notes"),
+           "TRAIN_ARGS": "--baselines bare,do --extra-seeds bare=1 --epochs 2 --subset 640 "
+                         "--test-subset 500 --activation-images 100 --checkpoint-epochs 1",
+           "EVAL_ARGS": "--similarity-images 300 --ablation-images 200 --ablation-draws 1",
+           "PROBE_ARGS": "--steps 2 --warmup 1 --check-steps 1 --project-runs 0 "
+                         "--trunks grouped,streams", **env}
+    done = subprocess.run(["bash", str(JOB), str(out), str(minutes)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def packed(out) -> dict:
+    """name -> bytes of the results archive the job packed into `out`."""
+    with tarfile.open(out / "paper-results.tar.gz") as tar:
+        return {m.name.removeprefix("./"): tar.extractfile(m).read()
+                for m in tar.getmembers() if m.isfile()}
+
+
+def test_the_job_script_rehearses_on_the_cpu(tmp_path):
+    """The whole job on the CPU, as on a GPU: a first call whose budget ends after epoch 1
+    (probe, training stopped, evaluation of what is there with MISSING.md, the state exported
+    beside the results), then the same call again, which resumes on the same run folder without
+    probing again, finishes, evaluates and packs results only."""
+    job(tmp_path / "out1", 3, tmp_path, TRAIN_MINUTES="0.0001")
+    first = packed(tmp_path / "out1")
+    assert "MISSING.md" in first and "has not finished" in first["MISSING.md"].decode()
+    assert any(p.name.startswith("state.tar.gz.") for p in (tmp_path / "out1").iterdir())
+    job(tmp_path / "out2", 3, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["job.log",
+                                                                      "paper-results.tar.gz"]
+    files = packed(tmp_path / "out2")
+    runs = sorted(n.split("/")[1] for n in files if n.endswith("metrics.csv"))
+    assert len(runs) == 6 and all(f"runs/{r}/config.json" in files for r in runs)
+    for name in ("table1.csv", "table1.md", "table1.png", "curves.png", "similarity.csv",
+                 "similarity.png", "ablation.csv", "ablation.png", "speed.md"):
+        assert files.get(name), name
+    assert "MISSING.md" not in files
+    assert {f.split(".")[-1] for f in files} <= {"csv", "md", "png", "json"}   # results only
+    rows = list(csv.DictReader(io.StringIO(files["runs/bare_al2_s1/metrics.csv"].decode())))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    speed = files["speed.md"].decode()
+    assert "| grouped | passed" in speed and "| streams | passed" in speed and "Chosen:" in speed
+    assert "2 calls" in speed
+    log = (tmp_path / "out2" / "job.log").read_text()
+    assert log.count("probe: every step variant") == 1          # the second call reused it
+    config = json.loads(files["runs/bare_al2_s1/config.json"])
+    assert config["resumes"][0]["after_epoch"] == 1
+    assert config["environment"]["trunk"] == json.loads(
+        (tmp_path / "notes" / "probe.json").read_text())["choice"]["trunk"]
+
+
+def test_the_probe_fails_a_variant_that_computes_another_function(monkeypatch):
+    """The probe's float64 check against the stacked eager step can fail: a "streams" trunk that
+    hands the runs' features to the head in the wrong order is refused, the correct one passes
+    (CPU: the variants' static-buffer path)."""
+    from dataclasses import asdict
+    grid = GridConfig(**{**asdict(al2.config.grid_of_size(14)), "subset": 64, "test_subset": 64})
+    cpu = torch.device("cpu")
+    reference = probe_step.run_check(probe_step.float64_trainer(grid, cpu, "grouped", False), 1)
+    variant = {"trunk": "streams", "cudnn_benchmark": False}
+    assert probe_step.check(variant, grid, cpu, 1, reference) < 1e-12
+    streams = StackedLeNet.trunk_streams
+    monkeypatch.setattr(StackedLeNet, "trunk_streams", lambda self, x: streams(self, x).flip(1))
+    assert probe_step.check(variant, grid, cpu, 1, reference) > 1e-6
