@@ -1,8 +1,13 @@
 """Shared fixtures and helpers: the real MNIST files (provisioned once into data/ if missing),
-evaluate.py as a user runs it, CSV reading."""
+the scripts of code/ as a user runs them (in this process, or as a subprocess of this
+interpreter), CSV reading."""
+import contextlib
 import csv
+import importlib.util
+import io
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,8 +21,38 @@ def mnist():
     return al2.load_mnist()
 
 
+def script(path):
+    """A script of the repository as a module (scripts import the library, not each other)."""
+    path = REPO_ROOT / path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SCRIPTS = {}
+
+
+def main(name, *args):
+    """code/<name>.py's main(argv) in this process, as the command line would call it:
+    (returncode, stdout, stderr), SystemExit's code included."""
+    module = SCRIPTS.setdefault(name, script(f"code/{name}.py"))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = module.main(list(args))
+        except SystemExit as e:
+            code = e.code
+    return SimpleNamespace(returncode=code or 0, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def evaluate(*args):
-    """code/evaluate.py as a subprocess, as a user runs it."""
+    """code/evaluate.py with these arguments, in this process."""
+    return main("evaluate", *args)
+
+
+def evaluate_subprocess(*args):
+    """code/evaluate.py as a subprocess of this interpreter, exactly as a user runs it."""
     return subprocess.run([sys.executable, str(REPO_ROOT / "code" / "evaluate.py"), *args],
                           capture_output=True, text=True, timeout=600)
 

@@ -15,7 +15,7 @@ import al2.runs
 from al2.ablation import ablation_fractions, stacked_ablation
 from al2.data import normalize
 from al2.model import StackedLeNet
-from conftest import evaluate, read
+from conftest import evaluate, evaluate_subprocess, read
 
 GRID = dict(baselines=["bare", "wd"], al2="both", seeds=[0, 1], epochs=3, lr=0.05,
             subset=256, test_subset=200, activation_images=40, checkpoint_every=1)
@@ -29,7 +29,7 @@ def grid_dir(tmp_path_factory):
 
 
 def test_all_outputs_with_their_columns(grid_dir, tmp_path):
-    done = evaluate("--runs", str(grid_dir), "--out", str(tmp_path), "--ablation-images", "100",
+    done = evaluate_subprocess("--runs", str(grid_dir), "--out", str(tmp_path), "--ablation-images", "100",
                     "--ablation-draws", "2")
     assert done.returncode == 0, done.stderr
     for name in ("table1.csv", "table1.md", "table1.png", "curves.png", "similarity.csv",

@@ -5,6 +5,7 @@ with AL2_SLURM=1; it stops the daemons it started."""
 import csv
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_slurm_array_trains_the_shards_then_evaluates(tmp_path):
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         runs, out = tmp_path / "runs", tmp_path / "eval"
-        env = {**os.environ, "WAIT": "1", "LOGS": str(tmp_path),
+        env = {**os.environ, "WAIT": "1", "LOGS": str(tmp_path), "PYTHON": sys.executable,
                "EVAL_ARGS": "--ablation-images 100 --ablation-draws 1"}
         done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "slurm" / "submit.sh"), "2",
                                str(runs), str(out), *TINY], env=env, capture_output=True,

@@ -17,6 +17,7 @@ from al2.data import load_grid_data
 from al2.model import LeNet, StackedLeNet, lenet_from_seed
 from al2.trainer import DROPOUT_STREAM, ORDER_STREAM, StaticStep, Trainer, epoch_generator
 from al2.paths import REPO_ROOT
+from conftest import main, script
 
 TINY = dict(subset=256, test_subset=200, batch_size=64, activation_images=8)
 
@@ -254,12 +255,14 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(REPO_ROOT / "code" / "train.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+    """code/train.py in this process, as the command line calls it."""
+    return main("train", *args)
 
 
 def test_cli_dry_run_and_help():
-    done = run_cli("--dry-run")
+    """The real command line, as a subprocess of this interpreter: --dry-run and --help."""
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "code" / "train.py"), "--dry-run"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "trained 14 runs" in done.stdout  # Table 1's 8 + Bare's 3 extra instances x 2
     helptext = run_cli("--help").stdout
@@ -353,10 +356,7 @@ def test_bn_gamma_init_uniform_by_default_ones_on_request(tmp_path):
 def test_strict_fp32_is_the_default(tmp_path):
     """TF32 is off unless asked for: the paper trained in fp32. train_grid sets both of
     PyTorch's switches (cuDNN's is on by default in PyTorch) and config.json records them."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("train_cli", REPO_ROOT / "code" / "train.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = script("code/train.py")
     grid = cli.grid_from_args(cli.build_parser().parse_args([]))
     assert grid.tf32 is False and GridConfig().tf32 is False
     assert cli.grid_from_args(cli.build_parser().parse_args(["--tf32"])).tf32 is True
@@ -462,10 +462,7 @@ def test_each_regulariser_acts_on_its_baseline_alone():
 def test_cli_defaults_are_the_papers_and_presets_yield_to_flags():
     """python code/train.py with no flags is the paper's setting (values written here from the
     paper and the authors' code); --preset quick has its documented values; a flag beats it."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("train_cli", REPO_ROOT / "code" / "train.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = script("code/train.py")
 
     def grid(*argv):
         return cli.grid_from_args(cli.build_parser().parse_args(list(argv)))

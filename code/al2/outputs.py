@@ -69,16 +69,19 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool,
 
 def read_resume(state_file: Path, runs: list[RunSpec]) -> dict:
     """resume.pt, checked: {"epoch", "model", "momentum", "history" (one list per run),
-    "wall_time_s"}; GridError naming the file when it is damaged or not this part's."""
+    "wall_time_s", "runs" (their names)}; GridError naming the file when it is damaged or not
+    these runs' state."""
     try:
         state = read_torch(state_file, "resume file", AFRESH)
     except FileError as e:
         raise GridError(str(e)) from None
-    keys = {"epoch", "model", "momentum", "history", "wall_time_s"}
-    if not isinstance(state, dict) or not keys <= set(state) or \
-            not isinstance(state["history"], list) or len(state["history"]) != len(runs):
-        raise GridError(f"resume file {shown(state_file)} is not this grid's resume state; "
+    keys = {"epoch", "model", "momentum", "history", "wall_time_s", "runs"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise GridError(f"resume file {shown(state_file)} is not a grid's resume state; "
                         f"{AFRESH}")
+    if state["runs"] != [r.name for r in runs] or len(state["history"]) != len(runs):
+        raise GridError(f"resume file {shown(state_file)} holds other runs than this grid's "
+                        f"(another grid's?); {AFRESH}")
     return state
 
 
@@ -194,4 +197,4 @@ class EpochRecorder:
                        run_dir / "checkpoints" / f"epoch_{epoch}.pt")
             save_torch(feats[i].clone(), run_dir / "activations" / f"epoch_{epoch}.pt")
         save_torch({"epoch": epoch, **trainer.state_dict(), "history": self.history,
-                    "wall_time_s": wall}, self.state_file)
+                    "wall_time_s": wall, "runs": [r.name for r in self.runs]}, self.state_file)
