@@ -2,7 +2,8 @@
 
 Modules, one idea each, in the order a reader meets them:
   loss        Eq. 1: L = L_c + w_e * L_r, L_r = mean(a**2)     (al2_loss, activation_loss)
-  schedule    the progressive weight w_e                        (get_map_weights)
+  schedule    the progressive weight w_e                        (get_map_weights, AL2Schedule)
+  regularizer AL2 on any PyTorch network: a hook on its trunk   (AL2, trunk_outputs)
   model       smallNet: LeNet (trunk + head), StackedLeNet (R runs at once)
   data        MNIST (byte-exact), label corruption, the grid's data on the device
   config      GridConfig, RunSpec, PRESETS: a grid's settings
@@ -27,12 +28,13 @@ from .errors import UserError
 from .loss import activation_loss, al2_loss
 from .model import LeNet, StackedLeNet, lenet_from_seed
 from .outputs import NonFiniteLoss
-from .schedule import get_map_weights
+from .regularizer import AL2, trunk_outputs
+from .schedule import AL2Schedule, get_map_weights
 from .trainer import Trainer
 from .training import train_grid
 
-__all__ = ["BASELINES", "CheckpointError", "DataError", "GridConfig", "GridError", "LeNet",
+__all__ = ["AL2", "AL2Schedule", "BASELINES", "CheckpointError", "DataError", "GridConfig", "GridError", "LeNet",
            "NonFiniteLoss", "PRESETS", "RunSpec", "StackedLeNet", "Trainer", "UserError",
            "activation_loss", "al2_loss", "corrupt_labels", "get_map_weights",
            "lenet_from_seed", "load_checkpoint", "load_mnist", "load_trunk", "normalize",
-           "train_grid"]
+           "train_grid", "trunk_outputs"]

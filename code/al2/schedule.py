@@ -1,4 +1,5 @@
-"""The progressive AL2 weight w_e (paper Sec. 3): the authors' get_map_weights."""
+"""The progressive AL2 weight w_e (paper Sec. 3): the authors' get_map_weights, and the same rule as
+a scheduler object (AL2Schedule) for a training loop of your own."""
 from __future__ import annotations
 
 # The authors' defaults for get_map_weights.
@@ -20,3 +21,38 @@ def get_map_weights(epochs: int, start: float = MAP_START, threshold: float = MA
         w = weights[-1]
         weights.append(w * (fac1 if w < threshold else fac2))
     return weights
+
+
+class AL2Schedule:
+    """The progressive weight w_e as a scheduler, in the style of torch.optim.lr_scheduler:
+    `value` is the weight of the epoch being trained, `step()` is called once at the end of each
+    epoch, `state_dict()` / `load_state_dict()` carry it through a checkpoint. Its values are
+    get_map_weights(...)'s: after e calls of step(), value == get_map_weights(e + 1, ...)[e].
+    """
+
+    def __init__(self, start: float = MAP_START, threshold: float = MAP_THRESHOLD,
+                 fac1: float = MAP_FAC1, fac2: float = MAP_FAC2):
+        if start < 0 or fac1 <= 0 or fac2 <= 0:
+            raise ValueError(f"start must be >= 0 and the factors > 0, got start {start}, "
+                             f"fac1 {fac1}, fac2 {fac2}")
+        self.start, self.threshold, self.fac1, self.fac2 = start, threshold, fac1, fac2
+        self.epoch, self.value = 0, float(start)
+
+    def step(self) -> float:
+        """End of an epoch: the next epoch's weight, the authors' rule (fac1 below the
+        threshold, fac2 from it on)."""
+        self.value *= self.fac1 if self.value < self.threshold else self.fac2
+        self.epoch += 1
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {"start": self.start, "threshold": self.threshold, "fac1": self.fac1,
+                "fac2": self.fac2, "epoch": self.epoch, "value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("start", "threshold", "fac1", "fac2", "epoch", "value"):
+            setattr(self, key, state[key])
+
+    def __repr__(self) -> str:
+        return (f"AL2Schedule(epoch={self.epoch}, value={self.value:.6g}, start={self.start}, "
+                f"threshold={self.threshold}, fac1={self.fac1}, fac2={self.fac2})")

@@ -3,8 +3,9 @@ datapoints), the authors' statistics between two of them, and, for a grid, which
 compared at which epochs, written to similarity.csv / similarity.png.
 
 For any trunk/head model: `datapoints(features)` lays out trunk outputs as the authors did
-(every spatial position of every image a datapoint for convolutional features), and
-`compare(a, b)` gives the statistics the authors reported, plus the published-formula variants.
+(every spatial position of every image a datapoint for convolutional features), `compare(a, b)`
+gives the statistics the authors reported, plus the published-formula variants, and
+`compare_models(model_a, model_b, trunk, inputs)` does both for two models.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .checkpoints import CheckpointError, load_trunk
 from .files import FileError, read_torch, save_csv
 from .inference import trunk_features
 from .model import CHANNELS, FEATURES, StackedLeNet
+from .regularizer import trunk_outputs
 from .runs import Run
 
 # Our column name -> svcca.pairwise's statistic. The first three are what the authors'
@@ -64,6 +66,17 @@ def compare(a: torch.Tensor, b: torch.Tensor, statistics=None) -> dict[str, floa
     values = svcca.pairwise([a, b], statistics=tuple(SIMILARITY_STATISTICS[s] for s in names),
                             pairs=[(0, 1)], keep_dims=AUTHORS_SVD_DIMS, epsilon=AUTHORS_EPSILON)
     return {s: float(values[SIMILARITY_STATISTICS[s]][0]) for s in names}
+
+
+def compare_models(model_a, model_b, trunk, inputs, statistics=None,
+                   batch_size: int = 256) -> dict[str, float]:
+    """The similarity of two models' representations of the same inputs (e.g. two checkpoints,
+    or a network trained without and with AL2): their trunk outputs (trunk: a module name both
+    share, or a pair of modules), laid out by datapoints(), compared by compare()."""
+    trunk_a, trunk_b = trunk if isinstance(trunk, tuple) else (trunk, trunk)
+    a = datapoints(trunk_outputs(model_a, trunk_a, inputs, batch_size))
+    b = datapoints(trunk_outputs(model_b, trunk_b, inputs, batch_size))
+    return compare(a, b, statistics)
 
 
 def random_floor(shape, seed: int, epoch: int, index: int, device=None) -> torch.Tensor:
