@@ -32,20 +32,34 @@ left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }   # seconds this call h
 
 pack_data() {  # 55 MB of IDX files -> 9 MB (xz): the GPU machine reaches no package index
     "$PY" -c "import al2; al2.load_mnist()"
-    mkdir -p data/mnist-xz
-    for f in $FILES; do xz -9 -c "$RAW/$f" > "data/mnist-xz/$f.xz"; done
-    du -sh data/mnist-xz
+    "$PY" - "$RAW" data/mnist-xz $FILES <<'PY'
+import lzma, shutil, sys
+from pathlib import Path
+raw, packed = Path(sys.argv[1]), Path(sys.argv[2])
+packed.mkdir(parents=True, exist_ok=True)
+for name in sys.argv[3:]:
+    with open(raw / name, "rb") as src, lzma.open(packed / f"{name}.xz", "wb", preset=9) as dst:
+        shutil.copyfileobj(src, dst)
+print(f"{packed}: {sum(p.stat().st_size for p in packed.iterdir()) / 2**20:.1f} MiB")
+PY
 }
 
-unpack_data() {
-    mkdir -p "$RAW"
-    for f in $FILES; do
-        if [ ! -s "$RAW/$f" ]; then
-            [ -f "data/mnist-xz/$f.xz" ] || { say "no $RAW/$f and no data/mnist-xz: run --pack-data first"; exit 2; }
-            xz -dc "data/mnist-xz/$f.xz" > "$RAW/$f.tmp" && mv "$RAW/$f.tmp" "$RAW/$f"
-        fi
-    done
-    "$PY" -c "import al2; al2.load_mnist(download=False)"   # the MD5s, checked
+unpack_data() {  # the files missing under data/MNIST/raw, from data/mnist-xz; MD5s checked
+    "$PY" - "$RAW" data/mnist-xz $FILES <<'PY'
+import lzma, os, shutil, sys
+from pathlib import Path
+raw, packed = Path(sys.argv[1]), Path(sys.argv[2])
+raw.mkdir(parents=True, exist_ok=True)
+for name in sys.argv[3:]:
+    if (raw / name).is_file() and (raw / name).stat().st_size:
+        continue
+    if not (packed / f"{name}.xz").is_file():
+        sys.exit(f"gpu_job: no {raw / name} and no {packed}: run --pack-data first")
+    with lzma.open(packed / f"{name}.xz") as src, open(raw / f"{name}.tmp", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.replace(raw / f"{name}.tmp", raw / name)
+PY
+    "$PY" -c "import al2; al2.load_mnist(download=False)"
 }
 
 probe() {  # once per machine: the choice is kept in $NOTES/probe.json for a resumed call
