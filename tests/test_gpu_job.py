@@ -96,17 +96,17 @@ def test_trunk_only_checkpoints_serve_the_similarity_and_refuse_the_ablation(tmp
     assert torch.isnan(slim_model.head[0].weight).all()   # a use of the missing head shows
 
 
-def test_carry_cli_reports_user_mistakes_in_one_line(tmp_path):
+def test_carry_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     for argv in (["receive", str(tmp_path / "empty"), "--carry", str(tmp_path / "c"), "--runs",
                   str(tmp_path / "r")],
                  ["import", "--carry", str(tmp_path / "empty"), "--runs", str(tmp_path / "r")],
                  ["export", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]):
-        done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gpu_job" / "carry.py"),
-                               *argv], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "code")})
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.count("\n") == 1 and "carry.py: error:" in done.stderr
+        with pytest.raises(SystemExit) as done:
+            carry.main(argv)
+        err = capsys.readouterr().err
+        assert done.value.code == 2, err
+        assert err.count("\n") == 1 and "carry.py: error:" in err
 
 
 def job(out, minutes, tmp, **env):
