@@ -112,9 +112,10 @@ pack() {  # results only: tables, figures, metrics.csv and config.json of every 
         cp "$run/metrics.csv" "$run/config.json" "$RESULTS/runs/$(basename "$run")/"
     done
     tar -C "$RESULTS" -czf "$OUTPUT/paper-results.tar.gz" .
-    if [ ! -f "$RUNS/shards/whole.json" ]; then
+    if [ -f "$RUNS/grid.json" ] && [ ! -f "$RUNS/shards/whole.json" ]; then
         say "the grid is not finished: its state goes with the results (README.md, 'If the grid does not finish')"
-        "$PY" scripts/gpu_job/carry.py export --runs "$RUNS" --out "$OUTPUT" | tee -a "$NOTES/job.log"
+        "$PY" scripts/gpu_job/carry.py export --runs "$RUNS" --out "$OUTPUT" 2>&1 \
+            | tee -a "$NOTES/job.log" || say "carry.py export failed"
     fi
     say "this call: $(( $(date +%s) - START )) s"
     cp "$NOTES/job.log" "$OUTPUT/job.log"
