@@ -112,18 +112,18 @@ def noisy_labels(runs_dir: Path, grid, level: float, train_y, problems: list):
     another grid's (a problem is recorded)."""
     path = corruption_file(runs_dir, grid, level)
     recomputed = corrupt_labels(train_y, level, grid.corruption_seed)[0]
+    fix = "its noisy labels were recomputed from the grid's corruption seed"
     try:
-        saved = read_torch(path, "corruption file", "the labels are recomputed from the grid's "
-                                                    "corruption seed")
+        saved = read_torch(path, "corruption file", fix)
         labels = saved.get("noisy_labels") if isinstance(saved, dict) else None
         if not isinstance(labels, torch.Tensor) or labels.shape != recomputed.shape:
-            raise FileError(f"corruption file {shown(path)} is not this grid's")
+            raise FileError(f"corruption file {shown(path)} is not this grid's; {fix}")
         if not torch.equal(labels, recomputed):
             raise FileError(f"corruption file {shown(path)} holds other labels than the grid's "
-                            f"corruption seed gives (another grid's?)")
+                            f"corruption seed gives (another grid's?); {fix}")
         return labels
     except FileError as e:
-        problems.append(f"{e}; noisy labels recomputed from the grid's corruption seed")
+        problems.append(str(e))
         return recomputed
 
 

@@ -9,6 +9,7 @@ import torch
 from .errors import UserError
 from .files import FileError, read_torch
 from .model import LeNet, lenet_from_seed
+from .paths import shown
 
 FIX = "retrain or resume that run"
 
@@ -29,9 +30,9 @@ def read_checkpoint(path, map_location="cpu", run: str | None = None,
     config = ckpt.get("config") if isinstance(ckpt, dict) else None
     if not isinstance(config, dict) or not isinstance(ckpt.get("model"), dict) or \
             not {"batch_norm", "dropout", "run", "grid"} <= set(config):
-        raise CheckpointError(f"checkpoint {path} is not an AL2 run checkpoint; {FIX}")
+        raise CheckpointError(f"checkpoint {shown(path)} is not an AL2 run checkpoint; {FIX}")
     if (run is not None and config["run"] != run) or (grid is not None and config["grid"] != grid):
-        raise CheckpointError(f"checkpoint {path} belongs to run {config['run']} of another grid "
+        raise CheckpointError(f"checkpoint {shown(path)} belongs to run {config['run']} of another grid "
                               f"than this folder's; {FIX}")
     return ckpt
 
@@ -47,7 +48,7 @@ def load_checkpoint(path, map_location="cpu", run: str | None = None,
         what = "holds the trunk alone; this analysis needs the whole network" \
             if not any(k.startswith("head.") for k in ckpt["model"]) else \
             f"does not fit its run's network ({str(e).splitlines()[0][:120]})"
-        raise CheckpointError(f"checkpoint {path} {what}; {FIX}") from None
+        raise CheckpointError(f"checkpoint {shown(path)} {what}; {FIX}") from None
     return model.eval(), ckpt["config"]
 
 
@@ -62,7 +63,7 @@ def load_trunk(path, map_location="cpu", run: str | None = None, grid: dict | No
     try:
         model.trunk.load_state_dict(trunk, strict=True)
     except (RuntimeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path}: its trunk does not fit its run's network "
+        raise CheckpointError(f"checkpoint {shown(path)}: its trunk does not fit its run's network "
                               f"({str(e).splitlines()[0][:120]}); {FIX}") from None
     with torch.no_grad():
         for p in model.head.parameters():

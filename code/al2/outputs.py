@@ -18,7 +18,7 @@ import torch
 
 from .config import GridConfig, GridError, RunSpec
 from .data import GridData
-from .files import FileError, read_json, read_torch, save_csv, save_json, save_torch
+from .files import read_json, read_torch, save_csv, save_json, save_torch
 from .inference import trunk_features
 from .paths import shown
 from .shards import FolderLock, check_split, resume_file
@@ -45,10 +45,7 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool,
                 and not resume:
             raise GridError(f"{shown(out)} is not empty and holds no grid; choose another --out")
         return False
-    try:
-        saved = read_json(grid_file, "grid file", AFRESH)
-    except FileError as e:
-        raise GridError(str(e)) from None
+    saved = read_json(grid_file, "grid file", AFRESH)
     wanted = asdict(grid)
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
@@ -69,12 +66,9 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool,
 
 def read_resume(state_file: Path, runs: list[RunSpec]) -> dict:
     """resume.pt, checked: {"epoch", "model", "momentum", "history" (one list per run),
-    "wall_time_s", "runs" (their names)}; GridError naming the file when it is damaged or not
-    these runs' state."""
-    try:
-        state = read_torch(state_file, "resume file", AFRESH)
-    except FileError as e:
-        raise GridError(str(e)) from None
+    "wall_time_s", "runs" (their names)}; a FileError or GridError naming the file when it is
+    damaged or not these runs' state."""
+    state = read_torch(state_file, "resume file", AFRESH)
     keys = {"epoch", "model", "momentum", "history", "wall_time_s", "runs"}
     if not isinstance(state, dict) or not keys <= set(state):
         raise GridError(f"resume file {shown(state_file)} is not a grid's resume state; "
@@ -91,10 +85,7 @@ def read_run_configs(out: Path, runs: list[RunSpec]) -> dict:
     for r in runs:
         path = out / r.name / "config.json"
         if path.exists():
-            try:
-                configs[r.name] = read_json(path, "run config", AFRESH)
-            except FileError as e:
-                raise GridError(str(e)) from None
+            configs[r.name] = read_json(path, "run config", AFRESH)
     return configs
 
 

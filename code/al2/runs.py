@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .files import FileError, read_csv, read_json
+from .files import read_csv, read_json
 from .paths import shown
 
 
@@ -72,16 +72,13 @@ class Run:
 
 def read_run(folder: Path) -> Run | None:
     """One run folder's config.json and metrics.csv, checked; None for a run with no epoch yet.
-    RunsError naming the file when either is damaged or not a run's."""
-    try:
-        config = read_json(folder / "config.json", "run config", FIX)
-        kinds_ok = all(isinstance(config.get(k), t) for k, t in CONFIG_KEYS.items())
-        if not kinds_ok or not all(k in config["grid"] for k in GRID_KEYS):
-            raise RunsError(f"run config {shown(folder / 'config.json')} is not an AL2 run's "
-                            f"config; {FIX}")
-        rows = read_csv(folder / "metrics.csv", "metrics file", FIX, REQUIRED_COLUMNS)
-    except FileError as e:
-        raise RunsError(str(e)) from None
+    RunsError or FileError naming the file when either is damaged or not a run's."""
+    config = read_json(folder / "config.json", "run config", FIX)
+    kinds_ok = all(isinstance(config.get(k), t) for k, t in CONFIG_KEYS.items())
+    if not kinds_ok or not all(k in config["grid"] for k in GRID_KEYS):
+        raise RunsError(f"run config {shown(folder / 'config.json')} is not an AL2 run's config; "
+                        f"{FIX}")
+    rows = read_csv(folder / "metrics.csv", "metrics file", FIX, REQUIRED_COLUMNS)
     try:
         metrics = [{k: float(v) for k, v in row.items()} for row in rows]
     except ValueError as e:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from .config import GridError, RunSpec
-from .files import FileError, read_json, save_json
+from .files import read_json, save_json
 from .paths import shown
 
 
@@ -102,11 +102,8 @@ def check_split(out: Path, shard: tuple[int, int] | None, write: bool = False) -
 def split_count(out: Path) -> int:
     """N of the folder's split.json; GridError when the file is damaged."""
     path = out / "split.json"
-    try:
-        n = read_json(path, "split file", "delete it if no shard has trained yet, else restore "
-                                          "it (it records N of --shard K/N)").get("shards")
-    except FileError as e:
-        raise GridError(str(e)) from None
+    n = read_json(path, "split file", "delete it if no shard has trained yet, else restore it "
+                                      "(it records N of --shard K/N)").get("shards")
     if not isinstance(n, int) or n < 1:
         raise GridError(f"split file {shown(path)} is damaged (no shard count)")
     return n

@@ -22,6 +22,7 @@ from .checkpoints import CheckpointError, load_trunk
 from .files import FileError, read_torch, save_csv
 from .inference import trunk_features
 from .model import CHANNELS, FEATURES, StackedLeNet
+from .paths import shown
 from .regularizer import trunk_outputs
 from .runs import Run
 
@@ -161,7 +162,7 @@ def saved_representation(run: Run, epoch: int, images: int | None) -> torch.Tens
     except FileError as e:
         raise CheckpointError(str(e)) from None
     if not isinstance(feats, torch.Tensor) or feats.dim() != 2 or feats.shape[1] != FEATURES:
-        raise CheckpointError(f"activations {path} are not a run's saved trunk outputs (n, 800); "
+        raise CheckpointError(f"activations {shown(path)} are not a run's saved trunk outputs (n, 800); "
                               f"retrain or resume that run")
     return spatial_points(feats[:images] if images else feats)
 
