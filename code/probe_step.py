@@ -144,8 +144,9 @@ def table(result: dict) -> str:
              "| variant | float64 check | steps/s | ms per step | projected 700 epochs |",
              "|---|---|---|---|---|"]
     for r in result["rows"]:
-        verdict = f"{'passed' if r['passed'] else 'FAILED'} ({r.get('check_rel_diff', math.nan):.1e})" \
-            if "error" not in r else f"error: {r['error']}"
+        diff = r.get("check_rel_diff", math.nan)
+        verdict = f"{'passed' if r['passed'] else 'FAILED'} ({diff:.1e})" if "error" not in r \
+            else f"error: {r['error']}"
         rate = r.get("steps_per_s")
         lines.append(f"| {r['name']} | {verdict} | {rate or math.nan:,.0f} | "
                      f"{1000 / rate if rate else math.nan:.3f} | "

@@ -10,9 +10,18 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 import al2
 from al2.paths import REPO_ROOT
+
+
+@pytest.fixture
+def float64():
+    """Default dtype float64 for the test, float32 again after."""
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 the state a grid carries between jobs that do not finish it (carry.py)."""
 from __future__ import annotations
 
-import importlib.util
 import csv
 import io
 import json
@@ -21,19 +20,12 @@ from al2.files import save_torch
 from al2.inference import trunk_features
 from al2.model import StackedLeNet
 from al2.paths import REPO_ROOT
+from conftest import script
 from test_training import TINY, assert_same_run
 
 
-def script(path):
-    """A script of the repository as a module (scripts import the library, not each other)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-carry = script(REPO_ROOT / "scripts" / "gpu_job" / "carry.py")
-probe_step = script(REPO_ROOT / "code" / "probe_step.py")
+carry = script("scripts/gpu_job/carry.py")
+probe_step = script("code/probe_step.py")
 JOB = REPO_ROOT / "scripts" / "gpu_job" / "run.sh"
 
 

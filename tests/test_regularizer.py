@@ -11,13 +11,6 @@ from al2.model import StackedLeNet, lenet_from_seed
 from al2.similarity import compare, compare_models, datapoints, spatial_points
 
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
 def test_penalty_and_gradients_equal_the_stacked_eq1_on_a_lenet(float64):
     """loss = L_c + reg.penalty() on a plain LeNet (trunk "trunk") is the stacked trainer's Eq. 1
     for that run alone: the same value and the same gradient of every weight (float64)."""

@@ -115,13 +115,6 @@ EQUIV_GRID = dict(baselines=["bare", "bn", "do", "wd"], al2="both", seeds=[0, 1]
                   **TINY)
 
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
 @pytest.mark.parametrize("trunk", StackedLeNet.TRUNKS)
 def test_stacked_engine_equals_runs_trained_alone_in_float64(float64, trunk):
     """The stacked trainer (StackedLeNet + Eq. 1 summed over runs + the flat per-run SGD) is

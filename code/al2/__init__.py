@@ -33,7 +33,8 @@ from .schedule import AL2Schedule, get_map_weights
 from .trainer import Trainer
 from .training import train_grid
 
-__all__ = ["AL2", "AL2Schedule", "BASELINES", "CheckpointError", "DataError", "GridConfig", "GridError", "LeNet",
+__all__ = ["AL2", "AL2Schedule", "BASELINES", "CheckpointError", "DataError", "GridConfig",
+           "GridError", "LeNet",
            "NonFiniteLoss", "PRESETS", "RunSpec", "StackedLeNet", "Trainer", "UserError",
            "activation_loss", "al2_loss", "corrupt_labels", "get_map_weights",
            "lenet_from_seed", "load_checkpoint", "load_mnist", "load_trunk", "normalize",

@@ -32,8 +32,8 @@ def read_checkpoint(path, map_location="cpu", run: str | None = None,
             not {"batch_norm", "dropout", "run", "grid"} <= set(config):
         raise CheckpointError(f"checkpoint {shown(path)} is not an AL2 run checkpoint; {FIX}")
     if (run is not None and config["run"] != run) or (grid is not None and config["grid"] != grid):
-        raise CheckpointError(f"checkpoint {shown(path)} belongs to run {config['run']} of another grid "
-                              f"than this folder's; {FIX}")
+        raise CheckpointError(f"checkpoint {shown(path)} belongs to run {config['run']} of "
+                              f"another grid than this folder's; {FIX}")
     return ckpt
 
 

@@ -240,7 +240,8 @@ class StackedLeNet(nn.Module):
         if self.batch_norm[r]:
             b = self.bn_runs.index(r)
             sd.update({"trunk.4.weight": self.bn_w[b], "trunk.4.bias": self.bn_b[b],
-                       "trunk.4.running_mean": self.bn_mean[b], "trunk.4.running_var": self.bn_var[b],
+                       "trunk.4.running_mean": self.bn_mean[b],
+                       "trunk.4.running_var": self.bn_var[b],
                        "trunk.4.num_batches_tracked": self.bn_batches[b]})
         sd.update({"head.0.weight": self.fc1_w[r].T, "head.0.bias": self.fc1_b[r],
                    "head.2.weight": self.fc2_w[r].T, "head.2.bias": self.fc2_b[r]})

@@ -162,8 +162,8 @@ def saved_representation(run: Run, epoch: int, images: int | None) -> torch.Tens
     except FileError as e:
         raise CheckpointError(str(e)) from None
     if not isinstance(feats, torch.Tensor) or feats.dim() != 2 or feats.shape[1] != FEATURES:
-        raise CheckpointError(f"activations {shown(path)} are not a run's saved trunk outputs (n, 800); "
-                              f"retrain or resume that run")
+        raise CheckpointError(f"activations {shown(path)} are not a run's saved trunk outputs "
+                              f"(n, 800); retrain or resume that run")
     return spatial_points(feats[:images] if images else feats)
 
 

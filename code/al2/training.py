@@ -18,8 +18,8 @@ from .config import GridConfig, GridError, RunSpec
 from .data import load_grid_data
 from .device import environment, select_device, set_cudnn_benchmark, set_tf32
 from .paths import shown
-from .outputs import (EpochRecorder, check_finite, check_out_dir, metrics_rows, prepare_folder,
-                      read_resume, read_run_configs, write_run_configs)
+from .outputs import (AFRESH, EpochRecorder, check_finite, check_out_dir, metrics_rows,
+                      prepare_folder, read_resume, read_run_configs, write_run_configs)
 from .schedule import get_map_weights
 from .shards import lock_shard, mark_done, resume_file, shard_runs
 from .trainer import Trainer
@@ -70,7 +70,7 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     runs = grid.runs() if shard is None else shard_runs(grid.runs(), *shard)
     resumed = check_out_dir(out, grid, resume, shard)
     call_start, done, stopped_at, final = time.perf_counter(), 0, None, {}
-    options = {"cuda_graph": cuda_graph, "trunk": trunk, "cudnn_benchmark": cudnn_benchmark}
+    options = {"cuda_graph": cuda_graph, "trunk": trunk}
     with lock_shard(out, shard):  # a second process on this part is refused
         for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
             part_runs = [r for r in runs if r.level == level]
@@ -95,8 +95,7 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
     read and checked before anything is written."""
     state_file = resume_file(out, shard, None if len(grid.levels()) == 1 else level)
     data = load_grid_data(grid, dev, data_root, level)
-    trainer = Trainer(grid, runs, data, trunk=options["trunk"],
-                      cuda_graph=options["cuda_graph"] and dev.type == "cuda")
+    trainer = Trainer(grid, runs, data, trunk=options["trunk"], cuda_graph=options["cuda_graph"])
     history, start_epoch, wall_before, configs = [[] for _ in runs], 0, 0.0, {}
     if resumed and state_file.exists():
         state = read_resume(state_file, runs)
@@ -104,8 +103,8 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
         try:
             trainer.load_state_dict(state)
         except (RuntimeError, ValueError, KeyError, TypeError):
-            raise GridError(f"resume file {shown(state_file)} does not fit this grid's runs; delete the "
-                            f"folder to train afresh, or choose another --out") from None
+            raise GridError(f"resume file {shown(state_file)} does not fit this grid's runs; "
+                            f"{AFRESH}") from None
         history, start_epoch, wall_before = state["history"], state["epoch"], state["wall_time_s"]
     prepare_folder(out, grid, shard, data, level)
     env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": options["trunk"],
