@@ -85,6 +85,8 @@ def time_variant(v: dict, runs: int, device, steps: int, warmup: int) -> float:
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": 64 * (steps + warmup)}),
                           device)
     trainer = Trainer(grid, grid.runs(), data, trunk=v["trunk"], cuda_graph=True)
+    if trainer.graph_error:  # the trainer fell back to the eager step: not this variant's speed
+        raise RuntimeError(f"capture failed ({trainer.graph_error})")
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in grid.runs()], device=device)
     perm = torch.arange(len(data.train_x), device=device)
     trainer.train_epoch(0, w, max_steps=warmup, perm=perm)
@@ -102,37 +104,71 @@ def time_variant(v: dict, runs: int, device, steps: int, warmup: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
+def measured(what: str, errors: list, measure, *args):
+    """measure(*args), or None with a one-line note in `errors` when it raises: a failing
+    measurement (a capture that fails, a kernel that is missing, memory) is a result of the
+    probe, never its end."""
+    try:
+        return measure(*args)
+    except Exception as e:  # noqa: BLE001 - any failure of one measurement, whatever its type
+        errors.append(f"{what}: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+        return None
+
+
+FALLBACK = {"trunk": "grouped", "cudnn_benchmark": False, "cuda_graph": False}
+
+
 def probe(args, device) -> dict:
+    """Check and time every variant within --budget-s seconds; a variant left when the budget
+    is spent is skipped. The choice is the fastest variant that passed, replayed as a CUDA graph;
+    when none passed (or the reference failed), the eager grouped step, which needs no capture."""
+    start, errors = time.perf_counter(), []
     set_tf32(False)  # strict fp32: the paper's precision
     check_grid = GridConfig(**{**asdict(grid_of_size(14)), "subset": 64 * args.check_steps,
                                "test_subset": 64})
     set_cudnn_benchmark(False)
-    reference = run_check(float64_trainer(check_grid, device, "grouped", graph=False),
-                          args.check_steps)
+    reference = measured("float64 reference (eager grouped step)", errors, lambda: run_check(
+        float64_trainer(check_grid, device, "grouped", graph=False), args.check_steps))
     rows = []
     for v in variants(args.trunks.split(","), device):
-        row = {**v, "name": name(v)}
-        try:
-            row["check_rel_diff"] = check(v, check_grid, device, args.check_steps, reference)
-            row["passed"] = row["check_rel_diff"] <= args.rtol
-            row["steps_per_s"] = time_variant(v, 14, device, args.steps, args.warmup)
-        except RuntimeError as e:  # a capture that fails is a variant that fails, not the probe
-            row.update(passed=False, error=str(e).splitlines()[0][:120])
+        row = {**v, "name": name(v), "passed": False}
         rows.append(row)
-    passed = [r for r in rows if r["passed"] and "steps_per_s" in r]
-    choice = max(passed, key=lambda r: r["steps_per_s"]) if passed else \
-        {"trunk": "grouped", "cudnn_benchmark": False, "name": "grouped (fallback: none passed)"}
+        if time.perf_counter() - start > args.budget_s:
+            row["error"] = f"skipped: the probe's {args.budget_s:g} s were spent"
+            continue
+        if reference is None:
+            row["error"] = "not checked: the float64 reference failed"
+            continue
+        failed = len(errors)
+        diff = measured(name(v) + " check", errors, check, v, check_grid, device,
+                        args.check_steps, reference)
+        if diff is not None:
+            row["check_rel_diff"] = diff
+            row["passed"] = diff <= args.rtol
+        if row["passed"]:
+            rate = measured(name(v) + " timing", errors, time_variant, v, 14, device,
+                            args.steps, args.warmup)
+            row["passed"] = rate is not None
+            if rate is not None:
+                row["steps_per_s"] = rate
+        if len(errors) > failed:
+            row["error"] = errors[-1].split(": ", 1)[1]
+    passed = [r for r in rows if r["passed"]]
+    choice = {**max(passed, key=lambda r: r["steps_per_s"]), "cuda_graph": True} if passed else \
+        {**FALLBACK, "name": "grouped, eager (fallback: no variant passed)"}
     projection = {}
-    if passed and args.project_runs:
-        projection = {"runs": args.project_runs, "steps_per_s": time_variant(
-            choice, args.project_runs, device, args.steps, args.warmup)}
+    if passed and args.project_runs and time.perf_counter() - start <= args.budget_s:
+        rate = measured(f"projection at R = {args.project_runs}", errors, time_variant, choice,
+                        args.project_runs, device, args.steps, args.warmup)
+        projection = {"runs": args.project_runs, "steps_per_s": rate} if rate else \
+            {"runs": args.project_runs, "error": errors[-1]}
     set_cudnn_benchmark(False)
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
             "torch": torch.__version__, "runs": 14, "steps": args.steps, "rtol": args.rtol,
-            "rows": rows, "choice": {"trunk": choice["trunk"],
-                                     "cudnn_benchmark": choice["cudnn_benchmark"],
-                                     "name": choice["name"]},
-            "projection": projection}
+            "rows": rows, "choice": {k: choice[k] for k in ("trunk", "cudnn_benchmark",
+                                                           "cuda_graph", "name")},
+            "projection": projection, "errors": errors,
+            "seconds": time.perf_counter() - start}
 
 
 def table(result: dict) -> str:
@@ -153,10 +189,17 @@ def table(result: dict) -> str:
                      f"{PAPER_STEPS / rate / 60 if rate else math.nan:.1f} min |")
     lines += ["", f"Chosen: {result['choice']['name']}."]
     p = result.get("projection")
-    if p:
+    if p and p.get("steps_per_s"):
         lines.append(f"At R = {p['runs']} (3 seeds of every cell) the chosen step runs "
                      f"{p['steps_per_s']:,.0f} steps/s: {PAPER_STEPS / p['steps_per_s'] / 60:.1f} "
                      f"min of training for 700 epochs.")
+    elif p:
+        lines.append(f"The projection at R = {p['runs']} failed: {p['error']}.")
+    if result.get("errors"):
+        lines += ["", "Failed measurements (each recorded, none ended the probe):"]
+        lines += [f"- {e}" for e in result["errors"]]
+    if "seconds" in result:
+        lines += ["", f"The probe took {result['seconds']:.0f} s."]
     return "\n".join(lines) + "\n"
 
 
@@ -173,6 +216,8 @@ def main() -> int:
                         help="largest relative float64 difference a variant may show")
     parser.add_argument("--project-runs", type=int, default=24,
                         help="also time the chosen variant at this many runs (0: no)")
+    parser.add_argument("--budget-s", type=float, default=60.0,
+                        help="seconds the probe may take; variants left then are skipped")
     parser.add_argument("--json", default=None, help="write the rows and the choice here")
     args = parser.parse_args()
     if min(args.steps, args.check_steps) < 1 or args.warmup < 0:

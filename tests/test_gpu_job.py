@@ -2,13 +2,16 @@
 the state a grid carries between jobs that do not finish it (carry.py)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tarfile
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -101,10 +104,157 @@ def test_carry_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
         assert err.count("\n") == 1 and "carry.py: error:" in err
 
 
-def job(out, minutes, tmp, **env):
-    """scripts/gpu_job/run.sh on the CPU with this interpreter, on a tiny grid (6 runs, 2 epochs
-    of 640 images) and a probe of 2 steps per variant."""
-    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "RUNS": str(tmp / "runs"),
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    """An interpreter as on a GPU image where this repository is not installed: `python -S`
+    (no site module, so no .pth file runs and the editable install's import hook is inactive)
+    with only this interpreter's site-packages directories on the path after the caller's
+    PYTHONPATH. Only what run.sh puts on PYTHONPATH makes al2 and svcca importable."""
+    packages = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    wrapper = tmp_path_factory.mktemp("bare") / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}'
+                       f'{":".join(packages)}" exec {sys.executable} -S "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def bare_env(**env):
+    """The environment of a job: this one without PYTHONPATH (nothing of the test's path)."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **env}
+
+
+def test_the_job_path_imports_everything_on_a_machine_without_the_repository_installed(
+        bare_python):
+    """Every entry point the job runs answers --help under the bare interpreter with the
+    PYTHONPATH that run.sh itself exports (its line, read from the script); without that line
+    al2 is not importable at all (the bare interpreter is really bare)."""
+    done = subprocess.run([bare_python, "-c", "import al2"], capture_output=True, text=True,
+                          env=bare_env(), cwd=REPO_ROOT)
+    assert done.returncode != 0 and "No module named 'al2'" in done.stderr
+    export = next(line for line in JOB.read_text().splitlines()
+                  if line.startswith("export PYTHONUNBUFFERED"))
+    entry_points = ["code/train.py", "code/probe_step.py", "code/evaluate.py",
+                    "code/speed_report.py", "scripts/gpu_job/carry.py"]
+    script = f'{export}\nfor e in {" ".join(entry_points)}; do "$PY" "$e" --help > /dev/null ' \
+             f'|| {{ echo "$e failed"; exit 1; }}; done'
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          env=bare_env(PY=bare_python), cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+
+
+def choice(notes, probe_json=None) -> str:
+    """run.sh's choice(): the train.py flags it gives for a probe.json (or none)."""
+    if probe_json is not None:
+        (notes / "probe.json").write_text(json.dumps(probe_json))
+    text = JOB.read_text()
+    function = text[text.index("choice() {"):text.index("\n}\n", text.index("choice() {")) + 3]
+    done = subprocess.run(["bash", "-c", f"{function}\nchoice"], capture_output=True, text=True,
+                          env={**os.environ, "PY": sys.executable, "NOTES": str(notes)})
+    assert done.returncode == 0, done.stderr
+    return " ".join(done.stdout.split())
+
+
+def test_without_a_passing_probe_the_job_trains_eagerly(tmp_path):
+    """No probe.json (the probe failed or timed out) or a probe whose variants all failed:
+    run.sh trains the eager grouped step, which needs no capture; a passing probe's choice is
+    replayed as a graph (train.py's default)."""
+    assert choice(tmp_path) == "--trunk grouped --no-cuda-graph"
+    fallback = {"trunk": "grouped", "cudnn_benchmark": False, "cuda_graph": False,
+                "name": "grouped, eager (fallback: no variant passed)"}
+    assert choice(tmp_path, {"choice": fallback}) == "--trunk grouped --no-cuda-graph"
+    chosen = {"trunk": "streams", "cudnn_benchmark": True, "cuda_graph": True, "name": "x"}
+    assert choice(tmp_path, {"choice": chosen}) == "--trunk streams --cudnn-benchmark"
+    (tmp_path / "probe.json").write_text("{truncated")
+    assert choice(tmp_path) == "--trunk grouped --no-cuda-graph"
+
+
+def cpu_stands_in_for_cuda(monkeypatch, capture_error: str):
+    """The CUDA-graph path on the CPU up to the capture: streams are no-ops (the warm-up steps run
+    eagerly and change the weights), and the capture itself raises `capture_error`."""
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(capture_error)
+    monkeypatch.setattr(al2.trainer, "graph_capture_possible", lambda device: True)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: Stream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", refuse)
+
+
+def test_a_failed_capture_trains_eagerly_from_the_same_state(tmp_path, monkeypatch, capfd):
+    """A capture that fails after its warm-up steps costs nothing but speed: one line on
+    stderr, the warm-up undone, and the grid trains eagerly to the same end as a grid trained
+    eagerly from the start; config.json records the step and the error."""
+    grid = GridConfig(baselines=["bare", "do"], al2="both", epochs=2, lr=0.05, **TINY)
+    al2.train_grid(grid, tmp_path / "eager", device="cpu", progress=False, cuda_graph=False)
+    with monkeypatch.context() as m:
+        cpu_stands_in_for_cuda(m, "CUDA error: operation not permitted when stream is capturing")
+        al2.train_grid(grid, tmp_path / "fallback", device="cpu", progress=False,
+                       cuda_graph=True)
+    err = capfd.readouterr().err
+    assert err.count("the CUDA graph capture failed") == 1 and "runs eagerly" in err, err
+    for run in grid.runs():
+        assert_same_run(tmp_path / "eager" / run.name, tmp_path / "fallback" / run.name, 2)
+    env = json.loads((tmp_path / "fallback" / "bare_al2_s0" / "config.json").read_text())[
+        "environment"]
+    assert env["cuda_graph"] is False and "not permitted" in env["cuda_graph_error"]
+
+
+PROBE = dict(trunks="grouped,streams", steps=2, warmup=1, check_steps=1, rtol=1e-9,
+             project_runs=24, budget_s=600.0)
+
+
+@pytest.mark.parametrize("failing", ["reference", "check", "timing", "projection", "capture"])
+def test_the_probe_survives_any_one_failing_measurement(monkeypatch, failing):
+    """Whichever one measurement raises (the float64 reference, a variant's check or timing,
+    the projection, a variant's graph capture), the probe still returns every row, a choice
+    and its table; the failure is named there. A failed reference leaves nothing checked: the
+    choice is the eager step."""
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"{failing} refused")
+    if failing == "reference":
+        monkeypatch.setattr(probe_step, "run_check", boom)
+    elif failing == "check":
+        check = probe_step.check
+        monkeypatch.setattr(probe_step, "check", lambda v, *a: boom() if v["trunk"] == "streams"
+                            else check(v, *a))
+    elif failing in ("timing", "projection"):
+        timing = probe_step.time_variant
+        monkeypatch.setattr(probe_step, "time_variant", lambda v, runs, *a: boom() if (
+            v["trunk"] == "streams" if failing == "timing" else runs == 24) else
+            timing(v, runs, *a))
+    else:  # the streams trainer fell back to the eager step: not that variant's speed
+        class FellBack(probe_step.Trainer):
+            def __init__(self, *args, trunk="grouped", **kwargs):
+                super().__init__(*args, trunk=trunk, **kwargs)
+                if trunk == "streams":
+                    self.graph_error = "RuntimeError: capture refused"
+        monkeypatch.setattr(probe_step, "Trainer", FellBack)
+    result = probe_step.probe(SimpleNamespace(**PROBE), torch.device("cpu"))
+    result["table"] = table = probe_step.table(result)
+    rows = {r["trunk"]: r for r in result["rows"]}
+    assert set(rows) == {"grouped", "streams"} and "Chosen:" in table
+    assert len(result["errors"]) == 1 and "refused" in result["errors"][0], result["errors"]
+    assert "Failed measurements" in table and "refused" in table
+    if failing == "reference":
+        assert not any(r["passed"] for r in rows.values())
+        assert result["choice"]["cuda_graph"] is False and "fallback" in result["choice"]["name"]
+    elif failing == "projection":
+        assert all(r["passed"] for r in rows.values()) and "failed" in table
+        assert result["choice"]["cuda_graph"] is True
+    else:
+        assert rows["grouped"]["passed"] and not rows["streams"]["passed"]
+        assert result["choice"]["trunk"] == "grouped"
+        assert result["projection"]["steps_per_s"] > 0
+
+
+def job(out, minutes, tmp, python=sys.executable, **env):
+    """scripts/gpu_job/run.sh on the CPU on a tiny grid (6 runs, 2 epochs of 640 images) and a
+    probe of 2 steps per variant, with `python` (the bare interpreter: as on a GPU image)."""
+    env = {**bare_env(), "PYTHON": python, "DEVICE": "cpu", "RUNS": str(tmp / "runs"),
            "RESULTS": str(tmp / "results"), "NOTES": str(tmp / "notes"),
            "TRAIN_ARGS": "--baselines bare,do --extra-seeds bare=1 --epochs 2 --subset 640 "
                          "--test-subset 500 --activation-images 100 --checkpoint-epochs 1",
@@ -124,16 +274,17 @@ def packed(out) -> dict:
                 for m in tar.getmembers() if m.isfile()}
 
 
-def test_the_job_script_rehearses_on_the_cpu(tmp_path):
-    """The whole job on the CPU, as on a GPU: a first call whose budget ends after epoch 1
-    (probe, training stopped, evaluation of what is there with MISSING.md, the state exported
-    beside the results), then the same call again, which resumes on the same run folder without
-    probing again, finishes, evaluates and packs results only."""
-    job(tmp_path / "out1", 3, tmp_path, TRAIN_MINUTES="0.0001")
+def test_the_job_script_rehearses_on_the_cpu(tmp_path, bare_python):
+    """The whole job on the CPU, as on a GPU image without the repository installed (the bare
+    interpreter): a first call whose budget ends after epoch 1 (probe, training stopped,
+    evaluation of what is there with MISSING.md, the state exported beside the results), then
+    the same call again, which resumes on the same run folder without probing again, finishes,
+    evaluates and packs results only."""
+    job(tmp_path / "out1", 3, tmp_path, bare_python, TRAIN_MINUTES="0.0001")
     first = packed(tmp_path / "out1")
     assert "MISSING.md" in first and "has not finished" in first["MISSING.md"].decode()
     assert any(p.name.startswith("state.tar.gz.") for p in (tmp_path / "out1").iterdir())
-    job(tmp_path / "out2", 3, tmp_path)
+    job(tmp_path / "out2", 3, tmp_path, bare_python)
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["job.log",
                                                                       "paper-results.tar.gz"]
     files = packed(tmp_path / "out2")

@@ -9,6 +9,8 @@ metric sums stay on the device until the epoch ends (no host sync inside an epoc
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from .config import GridConfig, RunSpec
@@ -144,8 +146,21 @@ class Trainer:
         self.sgd = FlatSGD([p for _, p in named], grid.lr, grid.momentum,
                            [bn_wd if name.startswith("bn_") else wd for name, _ in named])
         self.sums = MetricSums(len(runs), self.device)
-        self.static = StaticStep(self, graph=True) if cuda_graph and self.device.type == "cuda" \
-            else None
+        self.static, self.graph_error = None, None
+        if cuda_graph and graph_capture_possible(self.device):
+            self.static = self.captured_step()
+
+    def captured_step(self) -> "StaticStep | None":
+        """The step captured as a CUDA graph, or None when the capture fails: then the step runs
+        eagerly (the same function, slower), said in one line on stderr and kept in graph_error,
+        so that a failed capture never costs the training."""
+        try:
+            return StaticStep(self, graph=True)
+        except RuntimeError as e:
+            self.graph_error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
+            print(f"al2: the CUDA graph capture failed ({self.graph_error}); the step runs "
+                  f"eagerly", file=sys.stderr)
+            return None
 
     @property
     def uses_graph(self) -> bool:
@@ -215,6 +230,11 @@ class Trainer:
             buf.copy_(saved)
 
 
+def graph_capture_possible(device: torch.device) -> bool:
+    """Whether the step can be captured as a CUDA graph on `device` (CUDA only)."""
+    return device.type == "cuda"
+
+
 class StaticStep:
     """Trainer.step on fixed-shape, fixed-address buffers: replayable as a CUDA graph.
 
@@ -260,19 +280,24 @@ class StaticStep:
         record one step."""
         self.trainer.model.train()  # the graph records training mode (BN statistics, dropout)
         saved = [t.detach().clone() for t in self.state()]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self.eager()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
                 self.eager()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.eager()
-        # capture records kernels without running them; undo the warm-up's updates
-        with torch.no_grad():
-            for t, s in zip(self.state(), saved):
-                t.copy_(s)
+        finally:
+            # capture records kernels without running them; undo the warm-up's updates (also
+            # when the capture failed: the eager step then starts from the same state)
+            with torch.no_grad():
+                for t, s in zip(self.state(), saved):
+                    t.copy_(s)
+            for p in self.trainer.model.parameters():
+                p.grad = None
         return graph
 
     def state(self) -> list[torch.Tensor]:

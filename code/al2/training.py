@@ -109,6 +109,8 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
     prepare_folder(out, grid, shard, data, level)
     env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": options["trunk"],
            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
+    if trainer.graph_error:  # asked for, failed, trained eagerly
+        env["cuda_graph_error"] = trainer.graph_error
     write_run_configs(out, runs, command, env, data, configs, start_epoch)
     recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)

@@ -17,7 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 START=$(date +%s)
 PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/code${PYTHONPATH:+:$PYTHONPATH}"
+# The repository is not installed on a GPU image: code/ holds the package al2, the root svcca.
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/code:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DEVICE=${DEVICE:-cuda}
 RUNS=${RUNS:-results/runs/paper}
 RESULTS=${RESULTS:-results/runs/paper-results}
@@ -69,10 +70,15 @@ probe() {  # once per machine: the choice is kept in $NOTES/probe.json for a res
         ${PROBE_ARGS:-} || say "probe failed: training takes the default step"
 }
 
-choice() {  # train.py flags of the probe's choice
-    [ -s "$NOTES/probe.json" ] || return 0
-    "$PY" -c "import json, sys; c = json.load(open(sys.argv[1]))['choice']
-print('--trunk', c['trunk'], '--cudnn-benchmark' if c['cudnn_benchmark'] else '')" "$NOTES/probe.json"
+choice() {  # train.py flags of the probe's choice; without one, the eager step (the reference)
+    "$PY" -c "import json, sys
+try:
+    c = json.load(open(sys.argv[1]))['choice']
+    graph = c.get('cuda_graph', True)
+except (OSError, ValueError, KeyError, TypeError):
+    c, graph = {'trunk': 'grouped', 'cudnn_benchmark': False}, False
+print('--trunk', c['trunk'], '--cudnn-benchmark' if c['cudnn_benchmark'] else '',
+      '' if graph else '--no-cuda-graph')" "$NOTES/probe.json"
 }
 
 train() {  # budgeted, resuming whatever the run folder holds
@@ -130,7 +136,8 @@ BUDGET_S=$("$PY" -c "print(int(60 * float('${2:-9.5}')))")
 mkdir -p "$NOTES" "$OUTPUT"
 unpack_data
 if [ -n "${CARRY_IN:-}" ] && [ ! -f "$RUNS/grid.json" ]; then
-    "$PY" scripts/gpu_job/carry.py import --carry "$CARRY_IN" --runs "$RUNS" | tee -a "$NOTES/job.log"
+    "$PY" scripts/gpu_job/carry.py import --carry "$CARRY_IN" --runs "$RUNS" 2>&1 \
+        | tee -a "$NOTES/job.log" || say "carry.py import failed: training resumes from what $RUNS holds, if anything"
 fi
 probe
 [ -f "$RUNS/shards/whole.json" ] || train
