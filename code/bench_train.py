@@ -5,11 +5,13 @@ Authors' style: torchvision's MNIST Dataset of PIL images with ToTensor + Normal
 runs in one StackedLeNet, data resident on the device. Both train the same number of samples per
 run and are counted in samples x runs per second of training (test evaluation excluded and
 timed apart). Grids: 1 run (bare), 8 runs (Table 1), 14 runs (the default paper grid: Table 1
-plus Bare x 4 instances for Fig. 1), 8k runs (Table 1 x k seeds). On CUDA each size is timed
-for every --precisions (fp32, tf32) x --modes (eager, graph: the captured CUDA-graph step) x
---trunks.
+plus Bare x 4 instances for Fig. 1), 8k runs (Table 1 x k seeds, or with --replicates m Table
+1 x k/m seeds x m replicates: the same runs, each replicate reading its own batch order). On
+CUDA each size is timed for every --precisions (fp32, tf32) x --modes (eager, graph: the
+captured CUDA-graph step) x --trunks.
 
     python code/bench_train.py                       # CPU: 8 runs, 6400 samples per run
+    python code/bench_train.py --runs 8,40 --replicates 1,5 --no-authors   # replicates' cost
     python code/bench_train.py --device cuda --runs 1,8,14 --precisions fp32,tf32 --no-authors
 """
 from __future__ import annotations
@@ -103,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=6400, help="training samples per run")
     p.add_argument("--runs", default="8", help="grid sizes, comma list of 1, 14 (the default "
                                                "paper grid) or 8k")
+    p.add_argument("--replicates", default="1",
+                   help="replicates of each size that divides into them, comma list (1: every "
+                        "run reads the same batches)")
     p.add_argument("--modes", default="eager,graph",
                    help="eager and/or graph (CUDA graph replay; CUDA only)")
     p.add_argument("--precisions", default="fp32",
@@ -134,7 +139,10 @@ def main():
     if not set(args.trunks.split(",")) <= set(StackedLeNet.TRUNKS):
         parser.error(f"--trunks takes a comma list of {', '.join(StackedLeNet.TRUNKS)}")
     try:
-        grids = {int(r): grid_of_size(int(r)) for r in args.runs.split(",")}
+        sizes = [int(r) for r in args.runs.split(",")]
+        replicates = [int(k) for k in args.replicates.split(",")]
+        grids = {(r, k): grid_of_size(r, k) for r in sizes for k in replicates
+                 if k == 1 or (r >= 8 and r % (8 * k) == 0)}
         device = select_device(args.device)
     except (ValueError, UserError) as e:
         parser.error(str(e))
@@ -146,12 +154,14 @@ def main():
              f"Samples per run: {args.samples} ({steps} steps of 64); fastest of {args.repeats} "
              f"timings per row. Projected: 700 epochs of 938 steps plus one test evaluation per "
              f"epoch.", "",
-             "| runs | precision, step | trunk | train s | samples·runs/s | steps/s | eval s | "
-             "projected 700 epochs |", "|---|---|---|---|---|---|---|---|"]
+             "| runs | replicates | precision, step | trunk | train s | samples·runs/s | "
+             "steps/s | eval s | projected 700 epochs |", "|---|---|---|---|---|---|---|---|---|"]
     rows, rates = time_stacked(grids, args, device, steps, lines)
+    lines += replicate_ratios(rates)
     if args.authors:
         noisy, _ = al2.corrupt_labels(al2.load_mnist()[1], 75, 0)
-        lines += authors_rows(grids[max(grids)], noisy, args, device, rates)
+        lines += authors_rows(grids[max(key for key in grids if key[1] == 1)], noisy, args,
+                              device, rates)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
@@ -166,7 +176,7 @@ def time_stacked(grids: dict, args, device, steps: int, lines: list) -> tuple[li
     """Every grid size x configuration: a table line each (appended to `lines`); returns the
     rows and the samples·runs/s by (runs, label)."""
     rows, rates = [], {}
-    for r, grid in grids.items():
+    for (r, k), grid in grids.items():
         for label, tf32, graph, trunk in configurations(args, device):
             set_tf32(tf32)
             try:
@@ -174,18 +184,39 @@ def time_stacked(grids: dict, args, device, steps: int, lines: list) -> tuple[li
                                               args.test_images, trunk)
                                       for _ in range(args.repeats))
             except RuntimeError as e:  # a failed graph capture should not end the benchmark
-                lines.append(f"| {r} | {label} | {trunk} | failed: "
+                lines.append(f"| {r} | {k} | {label} | {trunk} | failed: "
                              f"{str(e).splitlines()[0][:80]} |")
                 continue
             proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
-            rates[(r, f"{label} {trunk}")] = r * args.samples / t_train
-            rows.append({"runs": r, "config": label, "trunk": trunk, "train_s": t_train,
-                         "eval_s": t_eval, "steps_per_s": steps / t_train, "projected_s": proj})
-            lines.append(f"| {r} | {label} | {trunk} | {t_train:.2f} | "
-                         f"{rates[(r, f'{label} {trunk}')]:,.0f} | {steps / t_train:.1f} | "
+            rates[(r, k, f"{label} {trunk}")] = r * args.samples / t_train
+            rows.append({"runs": r, "replicates": k, "config": label, "trunk": trunk,
+                         "train_s": t_train, "eval_s": t_eval, "steps_per_s": steps / t_train,
+                         "projected_s": proj})
+            lines.append(f"| {r} | {k} | {label} | {trunk} | {t_train:.2f} | "
+                         f"{rates[(r, k, f'{label} {trunk}')]:,.0f} | {steps / t_train:.1f} | "
                          f"{t_eval:.3f} | {proj / 60:.1f} min |")
     set_tf32(False)
     return rows, rates
+
+
+def replicate_ratios(rates: dict) -> list[str]:
+    """For each size timed with several replicates: their cost per run-sample against the same
+    size with one replicate (every run reading the same batches), and against its replicates
+    trained one after another (the size of one replicate, when that was timed too)."""
+    lines = []
+    for (r, k, config), rate in rates.items():
+        one = rates.get((r, 1, config))
+        if k == 1 or one is None:
+            continue
+        lines += ["", f"{r} runs as {k} replicates in one stack ({config}): "
+                      f"{one / rate:.3f}x the cost per run-sample of {r} runs sharing one batch "
+                      f"order (within 15%: {one / rate <= 1.15})"]
+        alone = rates.get((r // k, 1, config))
+        if alone is not None:
+            lines[-1] += (f"; {alone / rate:.3f}x that of its {k} replicates of {r // k} runs "
+                          f"one after another (the stack {100 * (rate / alone - 1):+.1f}% in "
+                          f"samples·runs/s)")
+    return lines
 
 
 def authors_rows(grid: GridConfig, noisy, args, device, rates) -> list[str]:
@@ -195,7 +226,7 @@ def authors_rows(grid: GridConfig, noisy, args, device, rates) -> list[str]:
     runs = len(grid.runs())
     rate = runs * a_samples / t_auth
     proj = runs * PAPER_STEPS * 64 / rate
-    best_label, best = max(((k[1], v) for k, v in rates.items() if k[0] == runs),
+    best_label, best = max(((k[2], v) for k, v in rates.items() if k[0] == runs and k[1] == 1),
                            key=lambda kv: kv[1])
     return [f"| {runs} | authors' style | – | {t_auth:.2f} | {rate:,.0f} | "
             f"{runs * -(-a_samples // 64) / t_auth:.1f} | – | {proj / 60:.1f} min "

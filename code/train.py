@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from al2.cli import baseline_seeds, int_list, noise_levels, shard_spec, str_list
-from al2.config import BASELINES, PRESETS, GridConfig
+from al2.config import BASELINES, PRESETS, REMEDIES, GridConfig
+from al2.remedies import DEFAULTS as REMEDY_DEFAULTS
 from al2.errors import UserError
 from al2.model import StackedLeNet
 from al2.outputs import NonFiniteLoss
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_grid_args(p.add_argument_group("grid"), d)
     add_optimisation_args(p.add_argument_group("optimisation (Sec. 4)"), d)
     add_schedule_args(p.add_argument_group("AL2 weight schedule, get_map_weights (Sec. 3)"), d)
+    add_study_args(p.add_argument_group(
+        "replicates and early stopping (beyond the paper: how sure a result is)"), d)
+    add_remedy_args(p.add_argument_group(
+        f"remedies (beyond the paper; --baselines {','.join(REMEDIES)}; al2/remedies.py)"), d)
     add_running_args(p.add_argument_group("running"), d)
     return p
 
@@ -46,7 +51,8 @@ def add_grid_args(g, d: GridConfig) -> None:
     g.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="paper: Table 1 and Fig. 1 as published; quick: CPU-sized (default: paper)")
     g.add_argument("--baselines", type=str_list, default=None,
-                   help=f"comma list from {','.join(BASELINES)} (default: all four, Table 1)")
+                   help=f"comma list from {','.join(BASELINES)} (Table 1's) and "
+                        f"{','.join(REMEDIES)} (remedies, below) (default: Table 1's four)")
     g.add_argument("--al2", choices=["off", "on", "both"], default=None,
                    help="train without AL2, with it, or both (default: both, Table 1)")
     g.add_argument("--seeds", type=int_list, default=None,
@@ -100,6 +106,35 @@ def add_schedule_args(s, d: GridConfig) -> None:
                    help=f"growth per epoch below the threshold (default: {d.map_fac1:g})")
     s.add_argument("--map-fac2", type=float, default=None,
                    help=f"growth per epoch above the threshold (default: {d.map_fac2:g})")
+
+
+def add_study_args(g, d: GridConfig) -> None:
+    g.add_argument("--replicates", type=int, default=None,
+                   help="independent repetitions of the whole grid, trained in one stack: each "
+                        "with its own initialisation, batch order and dropout masks, runs named "
+                        "..._r<k>; replicate 0 is the grid of one replicate "
+                        f"(default: {d.replicates})")
+    g.add_argument("--corruption-per-replicate", action="store_true", default=None,
+                   help="each replicate its own corrupted labels (default: the grid's labels "
+                        "for every replicate)")
+    g.add_argument("--validation", type=int, default=None, metavar="N",
+                   help="hold out N training images with their corrupted labels, never trained "
+                        "on, for early stopping (metrics.csv: val_acc, val_loss): the N images "
+                        "after --subset's; without --subset they come out of the 60,000, so "
+                        f"60,000 - N are trained on (default: {d.validation}, none)")
+
+
+def add_remedy_args(g, d: GridConfig) -> None:
+    flags = {"label_smoothing": "label smoothing epsilon (ls)",
+             "gce_q": "generalised cross-entropy exponent q (gce)",
+             "sce_alpha": "symmetric cross-entropy: weight of CE (sce)",
+             "sce_beta": "symmetric cross-entropy: weight of the reverse CE (sce)",
+             "sce_log_clip": "symmetric cross-entropy: log 0 := A in the reverse CE (sce)",
+             "mixup_alpha": "mixup: lam ~ Beta(alpha, alpha) (mixup)"}
+    for field, what in flags.items():
+        g.add_argument(f"--{field.replace('_', '-')}", type=float, default=None,
+                       metavar=field.split("_")[-1].upper(), help=f"{what}; {REMEDY_DEFAULTS[field][1]} "
+                            f"(default: {getattr(d, field):g})")
 
 
 def add_running_args(r, d: GridConfig) -> None:

@@ -1,6 +1,7 @@
 """A damaged input is never a traceback: every path a user gives and every file train.py and
 evaluate.py read back, missing, empty, truncated, of the wrong kind or from another grid, gets
 one line naming the file, exit 2, and the folder it came from is left unchanged."""
+import json
 import shutil
 
 import pytest
@@ -24,11 +25,16 @@ def snapshot(folder) -> dict:
     return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
 
 
+REPLICATED = ["--replicates", "2", "--corruption-per-replicate", "--validation", "32",
+              "--baselines", "bare,gce"]
+
+
 @pytest.fixture(scope="module")
 def grids(tmp_path_factory):
-    """Two tiny trained grids: 'g' (bare, bn) and 'other' (bare only), 1 epoch each."""
+    """Three tiny trained grids, 1 epoch each: 'g' (bare, bn), 'other' (bare only) and 'rep'
+    (bare and GCE x 2 replicates, each its own labels, a validation set)."""
     root = tmp_path_factory.mktemp("grids")
-    for name, extra in (("g", []), ("other", ["--baselines", "bare"])):
+    for name, extra in (("g", []), ("other", ["--baselines", "bare"]), ("rep", REPLICATED)):
         assert main("train", *TINY, *extra, "--out", str(root / name)).returncode == 0
     return root
 
@@ -104,7 +110,13 @@ EVALUATE_DAMAGE = {
                               "config.json is damaged"),
     "config.json of the wrong kind": (lambda g, o: (g / "bare_plain_s0" / "config.json")
                                       .write_text("{}"), "is not an AL2 run's config"),
+    "config.json with a replicate that is no number": (lambda g, o: edit_json(
+        g / "bare_plain_s0" / "config.json", replicate="one"), "is not an AL2 run's config"),
 }
+
+
+def edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
 @pytest.mark.parametrize("case", EVALUATE_DAMAGE)
@@ -138,6 +150,59 @@ PROBLEMS = {  # files whose damage leaves the rest evaluable: MISSING.md and exi
     "corruption.pt truncated": (lambda g, o: truncate(g / "corruption.pt"),
                                 "corruption.pt is damaged"),
 }
+
+
+REPLICATED_PROBLEMS = {  # the files a grid of replicates adds
+    "a replicate's corruption file truncated": (lambda g: truncate(g / "corruption-r1.pt"),
+                                                "corruption-r1.pt is damaged"),
+    "a replicate's corruption file of another replicate": (
+        lambda g: shutil.copy(g / "corruption-r0.pt", g / "corruption-r1.pt"),
+        "corruption-r1.pt holds other labels"),
+}
+
+
+@pytest.mark.parametrize("case", REPLICATED_PROBLEMS)
+def test_evaluate_names_a_damaged_replicate_file_and_writes_the_rest(grids, tmp_path, case):
+    grid = tmp_path / "rep"
+    shutil.copytree(grids / "rep", grid)
+    damage, message = REPLICATED_PROBLEMS[case]
+    damage(grid)
+    before = snapshot(grid)
+    code, err = run("evaluate", ["--runs", str(grid), "--out", str(tmp_path / "e"),
+                                  "--ablation-images", "50", "--ablation-draws", "1",
+                                  "--no-similarity"])
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert message in (tmp_path / "e" / "MISSING.md").read_text()
+    for name in ("table1.csv", "selection.csv", "paired.csv", "comparison.csv"):
+        assert (tmp_path / "e" / name).exists(), name
+    assert snapshot(grid) == before
+
+
+def test_a_folder_of_an_older_version_still_resumes_and_evaluates(grids, tmp_path):
+    """A grid written before the replicate and validation fields existed (grid.json and every
+    config.json without them) is that grid with their defaults: --resume and evaluate.py take
+    it; a resume asking for another number of replicates is refused in one line."""
+    grid = tmp_path / "g"
+    shutil.copytree(grids / "g", grid)
+    new = ("replicates", "corruption_per_replicate", "validation", "label_smoothing", "gce_q",
+           "sce_alpha", "sce_beta", "sce_log_clip", "mixup_alpha")
+    old = {k: v for k, v in json.loads((grid / "grid.json").read_text()).items()
+           if k not in new}
+    (grid / "grid.json").write_text(json.dumps(old))
+    for config in grid.glob("*/config.json"):
+        saved = json.loads(config.read_text())
+        for key in ("replicate", "init_seed", "corruption_seed", "fit", "validation_images"):
+            saved.pop(key)
+        config.write_text(json.dumps({**saved, "grid": old}))
+    code, err = run("train", [*TINY, "--out", str(grid), "--resume"])
+    assert code == 0, err
+    code, err = run("evaluate", ["--runs", str(grid), "--out", str(tmp_path / "e"),
+                                 "--ablation-images", "50", "--ablation-draws", "1"])
+    assert code == 0, err
+    before = snapshot(grid)
+    code, err = run("train", [*TINY, "--replicates", "2", "--out", str(grid), "--resume"])
+    assert code == 2 and "differs in replicates" in err and err.count("\n") == 1, err
+    assert snapshot(grid) == before
 
 
 @pytest.mark.parametrize("case", PROBLEMS)

@@ -135,11 +135,24 @@ def test_the_job_path_imports_everything_on_a_machine_without_the_repository_ins
                   if line.startswith("export PYTHONUNBUFFERED"))
     entry_points = ["code/train.py", "code/probe_step.py", "code/evaluate.py",
                     "code/speed_report.py", "scripts/gpu_job/carry.py"]
-    script = f'{export}\nfor e in {" ".join(entry_points)}; do "$PY" "$e" --help > /dev/null ' \
-             f'|| {{ echo "$e failed"; exit 1; }}; done'
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                          env=bare_env(PY=bare_python), cwd=REPO_ROOT, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    # each entry point as `python ENTRY --help` runs it (as __main__, its folder first on the
+    # path), in one interpreter so that torch is imported once
+    run_all = ("import runpy, sys\n"
+               f"for entry in {entry_points!r}:\n"
+               "    sys.argv = [entry, '--help']\n"
+               "    sys.path.insert(0, entry.rsplit('/', 1)[0])\n"
+               "    try:\n"
+               "        runpy.run_path(entry, run_name='__main__')\n"
+               "    except SystemExit as e:\n"
+               "        assert e.code in (0, None), (entry, e.code)\n"
+               "    sys.path.pop(0)\n"
+               "    print('answered:', entry)\n")
+    done = subprocess.run(["bash", "-c", f'{export}\n"$PY" -c "$RUN_ALL"'],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                          env=bare_env(PY=bare_python, RUN_ALL=run_all))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert [line for line in done.stdout.splitlines() if line.startswith("answered:")] == \
+        [f"answered: {e}" for e in entry_points]
 
 
 def choice(notes, probe_json=None) -> str:
@@ -203,8 +216,8 @@ def test_a_failed_capture_trains_eagerly_from_the_same_state(tmp_path, monkeypat
     assert env["cuda_graph"] is False and "not permitted" in env["cuda_graph_error"]
 
 
-PROBE = dict(trunks="grouped,streams", steps=2, warmup=1, check_steps=1, rtol=1e-9,
-             project_runs=24, budget_s=600.0)
+PROBE = dict(trunks="grouped,streams", steps=1, warmup=1, check_steps=1, rtol=1e-9,
+             project_runs=8, budget_s=600.0)
 
 
 @pytest.mark.parametrize("failing", ["reference", "check", "timing", "projection", "capture"])
@@ -224,7 +237,7 @@ def test_the_probe_survives_any_one_failing_measurement(monkeypatch, failing):
     elif failing in ("timing", "projection"):
         timing = probe_step.time_variant
         monkeypatch.setattr(probe_step, "time_variant", lambda v, runs, *a: boom() if (
-            v["trunk"] == "streams" if failing == "timing" else runs == 24) else
+            v["trunk"] == "streams" if failing == "timing" else runs == 8) else
             timing(v, runs, *a))
     else:  # the streams trainer fell back to the eager step: not that variant's speed
         class FellBack(probe_step.Trainer):
@@ -249,6 +262,15 @@ def test_the_probe_survives_any_one_failing_measurement(monkeypatch, failing):
         assert rows["grouped"]["passed"] and not rows["streams"]["passed"]
         assert result["choice"]["trunk"] == "grouped"
         assert result["projection"]["steps_per_s"] > 0
+
+
+def test_the_probe_keeps_its_time_budget():
+    """A probe whose budget is spent skips the variants left (named in its table) and chooses
+    the eager step; it never runs on past its budget into the job's training time."""
+    result = probe_step.probe(SimpleNamespace(**{**PROBE, "budget_s": 0.0}), torch.device("cpu"))
+    assert all(r["error"].startswith("skipped") for r in result["rows"])
+    assert result["choice"]["cuda_graph"] is False and not result["projection"]
+    assert "skipped: the probe's 0 s were spent" in probe_step.table(result)
 
 
 def job(out, minutes, tmp, python=sys.executable, **env):

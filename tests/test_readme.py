@@ -18,6 +18,18 @@ def test_the_snippet_runs_as_printed():
     assert not scope["model"].avgpool._forward_hooks           # the with block removed the hook
 
 
+def test_the_analysis_calls_run_as_printed():
+    """The README's analyses for a network of one's own (its second Python block): after a
+    plain `import al2`, al2.similarity, al2.ablation and al2.remedies are there and answer."""
+    section = README.split("## AL2 on your own network", 1)[1]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[1]
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert 0 < scope["similarity"]["pwcca_authors"] <= 1 + 1e-9
+    assert len(scope["curves"]["test"]) == 11 and scope["loss"].item() > 0
+    assert scope["features"].shape == (32, 256, 4, 4)
+
+
 def test_the_top_level_table1_is_the_one_the_readme_names():
     named = re.search(r"!\[[^]]*\]\(table1\.png\)\s*\n\s*\n\*[^*]*\*\s*\(`(results/[\w-]+/table1"
                       r"\.png)`, copied\)", README)

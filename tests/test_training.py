@@ -11,10 +11,12 @@ import torch.nn.functional as F
 
 import al2
 import al2.evaluation
+import al2.plan
 import al2.runs
 from al2.config import GridConfig
 from al2.data import load_grid_data
 from al2.model import LeNet, StackedLeNet, lenet_from_seed
+from al2.remedies import mixup_draws
 from al2.trainer import DROPOUT_STREAM, ORDER_STREAM, StaticStep, Trainer, epoch_generator
 from al2.paths import REPO_ROOT
 from conftest import main, script
@@ -75,36 +77,67 @@ def hand_weights(grid, epochs):
     return weights
 
 
+def reference_fit(run, grid, log_probs, y, mixed=None):
+    """The run's data term, per sample as each paper writes it, then the batch mean: cross-
+    entropy, label smoothing, GCE, SCE; mixup: (lam, labels of the images mixed in)."""
+    ce = -log_probs.gather(1, y[:, None]).squeeze(1)                        # (b,) -log p_y
+    p_y = torch.exp(-ce)
+    if run.baseline == "ls":   # (1 - eps) one-hot + eps / 10 as the target distribution
+        eps = grid.label_smoothing
+        per_sample = (1 - eps) * ce + eps * (-log_probs).sum(1) / 10
+    elif run.baseline == "gce":
+        per_sample = (1 - p_y ** grid.gce_q) / grid.gce_q
+    elif run.baseline == "sce":  # RCE = -sum_k p_k log q_k, log 1 = 0, log 0 = A
+        per_sample = grid.sce_alpha * ce + grid.sce_beta * (-grid.sce_log_clip) * (1 - p_y)
+    elif run.baseline == "mixup":
+        lam, y_b = mixed
+        per_sample = lam * ce + (1 - lam) * -log_probs.gather(1, y_b[:, None]).squeeze(1)
+    else:
+        per_sample = ce
+    return per_sample.mean()
+
+
 def plain_reference(run, grid, data, epochs):
-    """Run `run` alone: a plain LeNet, torch.optim.SGD, the same minibatches, Eq. 1 written
-    out here, and for DO the run's own mask stream (one (b, 800) uniform draw per step)."""
-    reg = REGULARISERS[run.baseline]
-    model = lenet_from_seed(run.seed, reg["batch_norm"], 0.0, grid.bn_init).train()
+    """Run `run` alone: a plain LeNet, torch.optim.SGD, its replicate's minibatches, Eq. 1 (with
+    its remedy's data term written out per sample) and for DO the run's own mask stream (one
+    (b, 800) uniform draw per step); for mixup the replicate's lam and permutation of each
+    step, the images mixed here."""
+    reg = REGULARISERS.get(run.baseline, REGULARISERS["bare"])
+    model = lenet_from_seed(run.init_seed, reg["batch_norm"], 0.0, grid.bn_init).train()
     opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
                           weight_decay=grid.weight_decay if reg["weight_decay"] else 0.0)
     weights = hand_weights(grid, epochs)
+    labels = data.train_noisy[data.label_seeds.index(run.corruption_seed)]   # (N,)
     cpu = torch.device("cpu")
     lc_means = []
     for i in range(epochs):
-        order = epoch_generator(grid.order_seed, i, ORDER_STREAM, cpu)
-        masks = epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, cpu, run.key)
+        order = epoch_generator(grid.order_seed, i, ORDER_STREAM, cpu,
+                                replicate_key=run.replicate_key)
+        masks = epoch_generator(grid.dropout_seed, i, DROPOUT_STREAM, cpu, run.key,
+                                run.replicate_key)
         perm = torch.randperm(len(data.train_x), generator=order)
+        mix = mixup_draws(grid.mixup_alpha, grid.order_seed, i, [run.replicate_key],
+                          len(data.train_x), grid.batch_size, dtype=data.train_x.dtype)
         lcs = []
-        for s in range(0, len(perm), grid.batch_size):
+        for step, s in enumerate(range(0, len(perm), grid.batch_size)):
             idx = perm[s:s + grid.batch_size]
-            features = model.trunk(data.train_x[idx]).flatten(1)           # (b, 800)
+            x, y, mixed = data.train_x[idx], labels[idx], None
+            if run.baseline == "mixup":
+                lam, pair = mix.lam[0, step], mix.perm[0, step, :len(idx)]
+                x, mixed = lam * x + (1 - lam) * x[pair], (lam, y[pair])
+            features = model.trunk(x).flatten(1)                              # (b, 800)
             if reg["dropout"]:  # inverted dropout, keep probability 1 - p
                 u = torch.rand((len(idx), 800), generator=masks)
                 keep = 1.0 - grid.dropout
                 features = features * (u < keep) / keep
             log_probs = model.head(features)
             w = weights[i] if run.use_al2 else 0.0
-            lc = F.nll_loss(log_probs, data.train_noisy[idx])
-            loss = lc + w * (features ** 2).mean()                         # Eq. 1
+            fit = reference_fit(run, grid, log_probs, y, mixed)
+            loss = fit + w * (features ** 2).mean()                           # Eq. 1
             opt.zero_grad()
             loss.backward()
             opt.step()
-            lcs.append(lc.item())
+            lcs.append(fit.item() if run.baseline == "mixup" else F.nll_loss(log_probs, y).item())
         lc_means.append(sum(lcs) / len(lcs))
     return model, lc_means
 
@@ -115,16 +148,11 @@ EQUIV_GRID = dict(baselines=["bare", "bn", "do", "wd"], al2="both", seeds=[0, 1]
                   **TINY)
 
 
-@pytest.mark.parametrize("trunk", StackedLeNet.TRUNKS)
-def test_stacked_engine_equals_runs_trained_alone_in_float64(float64, trunk):
-    """The stacked trainer (StackedLeNet + Eq. 1 summed over runs + the flat per-run SGD) is
-    the same computation as R plain LeNets with torch.optim.SGD on the same batches: all four
-    baselines (BN, DO with the same masks, WD), with and without AL2, two seeds; with each way
-    of computing the trunk. In float64 the two agree to rounding; in float32 a max-pool near-tie
-    can route a gradient differently (both are right), which the float32 test below tolerates."""
-    grid = GridConfig(**{**EQUIV_GRID, "subset": 128})  # float64 convolutions are slow
+def train_stacked_and_compare_in_float64(grid, trunk):
+    """Train `grid` stacked in float64 and every run alone (plain_reference): the same weights
+    to 1e-10 and the same per-epoch L_c."""
     runs, cpu = grid.runs(), torch.device("cpu")
-    data = load_grid_data(grid, cpu)
+    data = load_grid_data(grid, cpu, label_seeds=al2.plan.label_seeds(runs))
     data.train_x = data.train_x.double()
     trainer = Trainer(grid, runs, data, trunk=trunk)
     weights = hand_weights(grid, grid.epochs)
@@ -144,7 +172,32 @@ def test_stacked_engine_equals_runs_trained_alone_in_float64(float64, trunk):
             assert lc_means[i][r] == pytest.approx(ref_lc[i], rel=1e-10)
         # the weights moved: the comparison is not vacuous
         assert not torch.allclose(got["head.2.weight"],
-                                  lenet_from_seed(run.seed).state_dict()["head.2.weight"])
+                                  lenet_from_seed(run.init_seed).state_dict()["head.2.weight"])
+    return trainer
+
+
+@pytest.mark.parametrize("trunk", StackedLeNet.TRUNKS)
+def test_stacked_engine_equals_runs_trained_alone_in_float64(float64, trunk):
+    """The stacked trainer (StackedLeNet + Eq. 1 summed over runs + the flat per-run SGD) is
+    the same computation as R plain LeNets with torch.optim.SGD on the same batches: all four
+    baselines (BN, DO with the same masks, WD), with and without AL2, two seeds; with each way
+    of computing the trunk. In float64 the two agree to rounding; in float32 a max-pool near-tie
+    can route a gradient differently (both are right), which the float32 test below tolerates."""
+    train_stacked_and_compare_in_float64(GridConfig(**{**EQUIV_GRID, "subset": 128}), trunk)
+
+
+@pytest.mark.parametrize("trunk", ["grouped", "streams"])  # one conv1 per group; per run
+def test_replicates_and_remedies_stacked_equal_runs_trained_alone_in_float64(float64, trunk):
+    """Two replicates (each its own batch order, initialisation and masks; here also its own
+    corrupted labels), each with DO and every remedy (label smoothing, GCE, SCE, mixup with its
+    replicate's lam and permutation), without and with AL2, in one stack of 4 input groups:
+    every run ends where the same run trained alone with its loss written per sample ends."""
+    grid = GridConfig(**{**EQUIV_GRID, "subset": 128, "seeds": [0], "replicates": 2,
+                         "corruption_per_replicate": True,
+                         "baselines": ["mixup", "do", "ls", "gce", "sce"]})
+    trainer = train_stacked_and_compare_in_float64(grid, trunk)
+    assert len(trainer.plan.groups) == 4 and trainer.plan.mixup   # 2 replicates x (plain, mixup)
+    assert [r.baseline for r in grid.runs()][-2:] == ["mixup", "mixup"]
 
 
 @pytest.mark.parametrize("trunk", ["grouped", "streams"])  # the default; the plain kernels
@@ -217,7 +270,7 @@ def test_checkpoint_reproduces_metrics_and_activations(tmp_path):
             assert acts.shape == (8, 800) and acts.dtype == torch.float16
             assert torch.allclose(acts.float(), features[:8], atol=1e-2, rtol=1e-3)
     saved = torch.load(tmp_path / "corruption.pt")
-    assert torch.equal(saved["noisy_labels"][:256], data.train_noisy)
+    assert torch.equal(saved["noisy_labels"][:256], data.train_noisy[0])
 
 
 def assert_same_run(a, b, epochs: int) -> None:
@@ -417,13 +470,13 @@ def test_logged_metrics_equal_closed_forms(tmp_path, monkeypatch):
         row = rows[1]
         assert float(row["train_Lr"]) == pytest.approx(0.25, rel=1e-6)
         # 256 images in 4 full batches: the mean of batch means is the mean over all images
-        assert float(row["train_Lc"]) == pytest.approx(-log_p[data.train_noisy].mean().item(),
+        assert float(row["train_Lc"]) == pytest.approx(-log_p[data.train_noisy[0]].mean().item(),
                                                        rel=1e-6)
         assert float(row["train_acc_noisy"]) == pytest.approx(
-            100.0 * (data.train_noisy == 3).double().mean().item(), abs=1e-9)
+            100.0 * (data.train_noisy[0] == 3).double().mean().item(), abs=1e-9)
         assert float(row["train_acc_clean"]) == pytest.approx(
             100.0 * (data.train_clean == 3).double().mean().item(), abs=1e-9)
-        assert (data.train_noisy == 3).sum() != (data.train_clean == 3).sum()  # not vacuous
+        assert (data.train_noisy[0] == 3).sum() != (data.train_clean == 3).sum()  # not vacuous
 
 
 def final_weights(**changes):
@@ -482,13 +535,17 @@ def test_cli_defaults_are_the_papers_and_presets_yield_to_flags():
     assert grid("--baselines", "bn,wd").extra_seeds == {}
 
 
-def test_static_step_equals_the_eager_step():
+@pytest.mark.parametrize("grid_changes", [
+    {},                                                            # the paper's four baselines
+    {"baselines": ["bare", "do", "gce", "mixup"], "replicates": 2}])  # input groups, mixup
+def test_static_step_equals_the_eager_step(grid_changes):
     """The CUDA-graph path without the capture: full batches through StaticStep's fixed
-    buffers (batch indices, dropout uniforms, AL2 weight, metric sums), the last partial batch
-    eagerly on the same buffers, equals the plain epoch bit for bit (all four baselines,
-    dropout included, two epochs with different AL2 weights)."""
-    grid = GridConfig(baselines=["bare", "bn", "do", "wd"], al2="both", epochs=2, lr=0.05,
-                      **{**TINY, "subset": 200})                          # 3 full batches + 8
+    buffers (batch indices of every replicate, dropout uniforms, mixup's lam and permutation,
+    AL2 weight, metric sums), the last partial batch eagerly on the same buffers, equals the
+    plain epoch bit for bit (dropout included, two epochs with different AL2 weights)."""
+    grid = GridConfig(**{**dict(baselines=["bare", "bn", "do", "wd"], al2="both", epochs=2,
+                                lr=0.05, **{**TINY, "subset": 200}),        # 3 full batches + 8
+                         **grid_changes})
     data = load_grid_data(grid, torch.device("cpu"))
     results = []
     for use_step in (False, True):

@@ -15,11 +15,11 @@ import torch
 
 from . import plotting
 from .checkpoints import CheckpointError, load_checkpoint
-from .data import corrupt_labels, load_mnist, normalize
-from .files import FileError, read_torch, save_csv
+from .data import load_mnist, normalize
+from .files import save_csv
 from .inference import trunk_features
 from .model import CHANNELS, POSITIONS, StackedLeNet
-from .outputs import corruption_file
+from .outputs import label_groups, noisy_labels
 from .paths import shown
 from .runs import Run
 
@@ -106,27 +106,6 @@ def stacked_ablation(model: StackedLeNet, features: torch.Tensor, labels: dict, 
                                fractions, draws, seed, shared_dims=1)
 
 
-def noisy_labels(runs_dir: Path, grid, level: float, train_y, problems: list):
-    """The grid's corrupted training labels at `level` (corruption.pt, or corruption-n<level>.pt
-    in a noise sweep); recomputed from the corruption seed if the file is missing, damaged or
-    another grid's (a problem is recorded)."""
-    path = corruption_file(runs_dir, grid, level)
-    recomputed = corrupt_labels(train_y, level, grid.corruption_seed)[0]
-    fix = "its noisy labels were recomputed from the grid's corruption seed"
-    try:
-        saved = read_torch(path, "corruption file", fix)
-        labels = saved.get("noisy_labels") if isinstance(saved, dict) else None
-        if not isinstance(labels, torch.Tensor) or labels.shape != recomputed.shape:
-            raise FileError(f"corruption file {shown(path)} is not this grid's; {fix}")
-        if not torch.equal(labels, recomputed):
-            raise FileError(f"corruption file {shown(path)} holds other labels than the grid's "
-                            f"corruption seed gives (another grid's?); {fix}")
-        return labels
-    except FileError as e:
-        problems.append(str(e))
-        return recomputed
-
-
 def write_ablation(runs: list[Run], grid, out: Path, epochs: list[int] | None, images: int,
                    draws: int, seed: int, problems: list, runs_dir: Path,
                    device: torch.device) -> list[dict]:
@@ -138,16 +117,16 @@ def write_ablation(runs: list[Run], grid, out: Path, epochs: list[int] | None, i
     xs = {"train": normalize(train_x[:n_train]).to(device),
           "test": normalize(test_x[:n_test]).to(device)}
     rows = []
-    for level in sorted({r.level for r in runs}):  # each noise level has its own labels
-        noisy = noisy_labels(runs_dir, grid, level, train_y, problems)
+    # each noise level (and with labels per replicate, each replicate) has its own labels
+    for (level, _), group in label_groups(runs).items():
+        noisy = noisy_labels(runs_dir, grid, group[0], train_y, problems)
         labels = {"train": {"acc_train_noisy": noisy[:n_train].to(device),
                             "acc_train_clean": train_y[:n_train].to(device)},
                   "test": {"acc_test": test_y[:n_test].to(device)}}
-        rows += ablation_rows([r for r in runs if r.level == level], epochs, xs, labels,
-                              draws, seed, problems, device)
+        rows += ablation_rows(group, epochs, xs, labels, draws, seed, problems, device)
     if rows:
         save_csv(rows, out / "ablation.csv", ABLATION_COLUMNS)
-        plotting.ablation_png(rows, out / "ablation.png")
+        plotting.ablation_png(rows, out / "ablation.png", {r.name: r.base_name for r in runs})
     return rows
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from .config import full_grid
 from .errors import UserError
 from .files import FileError, read_torch
 from .model import LeNet, lenet_from_seed
@@ -31,7 +32,8 @@ def read_checkpoint(path, map_location="cpu", run: str | None = None,
     if not isinstance(config, dict) or not isinstance(ckpt.get("model"), dict) or \
             not {"batch_norm", "dropout", "run", "grid"} <= set(config):
         raise CheckpointError(f"checkpoint {shown(path)} is not an AL2 run checkpoint; {FIX}")
-    if (run is not None and config["run"] != run) or (grid is not None and config["grid"] != grid):
+    if (run is not None and config["run"] != run) or \
+            (grid is not None and full_grid(config["grid"]) != full_grid(grid)):
         raise CheckpointError(f"checkpoint {shown(path)} belongs to run {config['run']} of "
                               f"another grid than this folder's; {FIX}")
     return ckpt

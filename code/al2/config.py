@@ -1,9 +1,13 @@
 """A grid's settings (paper Sec. 4, Table 1, Fig. 1): GridConfig, its runs, and the presets.
 
-A grid is baselines x {without, with AL2} x seeds: Table 1 trains every baseline over the same
-`seeds`; Fig. 1 (Sec. 5.1) compares independently initialised instances, so a baseline may have
-`extra_seeds` (the paper preset: Bare x 4 instances). Every run sees the same corrupted labels
-and the same minibatches (a paired comparison); its seed sets its initialisation.
+A grid is replicates x baselines x {without, with AL2} x seeds: Table 1 trains every baseline
+over the same `seeds`; Fig. 1 (Sec. 5.1) compares independently initialised instances, so a
+baseline may have `extra_seeds` (the paper preset: Bare x 4 instances). Within a replicate every
+run sees the same corrupted labels and the same minibatches (a paired comparison); its seed sets
+its initialisation. Replicates are independent repetitions of the whole grid: replicate k's runs
+differ from replicate j's in initialisation, minibatch order and dropout masks (and, with
+`corruption_per_replicate`, in which labels are corrupted). Replicate 0 is the grid of one
+replicate: the same names, seeds and streams.
 """
 from __future__ import annotations
 
@@ -12,8 +16,14 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import UserError
 from .model import BN_INITS
+from .remedies import DEFAULTS as REMEDY_DEFAULTS
 
-BASELINES = ("bare", "bn", "do", "wd")
+BASELINES = ("bare", "bn", "do", "wd")          # Table 1's (paper Sec. 4)
+# Beyond the paper (remedies.py): label smoothing, generalised and symmetric cross-entropy,
+# mixup. Each a baseline of its own, trainable without and with AL2; not in Table 1.
+REMEDIES = ("ls", "gce", "sce", "mixup")
+GRID_BASELINES = BASELINES + REMEDIES
+MNIST_TRAIN = 60000
 
 
 @dataclass
@@ -47,12 +57,23 @@ class GridConfig:
     activation_images: int = 1000     # first N test images whose trunk outputs are saved
     bn_init: str = "uniform"          # BN gamma ~ U(0, 1) as in the authors' PyTorch 0.4/1.1
     tf32: bool = False                # CUDA: strict fp32 (the authors' 2019 GPUs had no TF32)
+    # Beyond the paper: how sure a result is, and what a user without clean labels can do.
+    replicates: int = 1               # independent repetitions of the whole grid (one: the paper)
+    corruption_per_replicate: bool = False  # each replicate its own corrupted labels
+    validation: int = 0               # held-out training images with their corrupted labels
+    # The remedies' parameters (remedies.DEFAULTS: their papers' values and sources).
+    label_smoothing: float = REMEDY_DEFAULTS["label_smoothing"][0]
+    gce_q: float = REMEDY_DEFAULTS["gce_q"][0]
+    sce_alpha: float = REMEDY_DEFAULTS["sce_alpha"][0]
+    sce_beta: float = REMEDY_DEFAULTS["sce_beta"][0]
+    sce_log_clip: float = REMEDY_DEFAULTS["sce_log_clip"][0]
+    mixup_alpha: float = REMEDY_DEFAULTS["mixup_alpha"][0]
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message for settings no run can use."""
-        unknown = [b for b in self.baselines if b not in BASELINES]
+        unknown = [b for b in self.baselines if b not in GRID_BASELINES]
         checks = [
-            (not unknown, f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}"),
+            (not unknown, f"unknown baseline(s) {unknown}; choose from {list(GRID_BASELINES)}"),
             (len(self.baselines) > 0, "no baselines given"),
             (len(set(self.baselines)) == len(self.baselines), "a baseline is repeated"),
             (self.al2 in ("off", "on", "both"), f"al2 must be off, on or both, not {self.al2!r}"),
@@ -78,6 +99,16 @@ class GridConfig:
              "test subset must lie in 1..10000"),
             (self.checkpoint_every >= 1, "checkpoint interval must be >= 1"),
             (0 <= self.activation_images <= 10000, "activation images must lie in 0..10000"),
+            (self.replicates >= 1, f"replicates must be >= 1, got {self.replicates}"),
+            (self.validation >= 0, f"validation images must be >= 0, got {self.validation}"),
+            (self.train_images() >= 1 and self.train_images() + self.validation <= MNIST_TRAIN,
+             f"{self.train_images()} training and {self.validation} validation images do not "
+             f"fit in MNIST's {MNIST_TRAIN}"),
+            (0 <= self.label_smoothing < 1, "label smoothing must lie in [0, 1)"),
+            (0 < self.gce_q <= 1, "the GCE exponent q must lie in (0, 1]"),
+            (self.sce_alpha >= 0 and self.sce_beta >= 0, "SCE's alpha and beta must be >= 0"),
+            (self.sce_log_clip < 0, "SCE's log clip A must be < 0"),
+            (self.mixup_alpha > 0, "mixup's alpha must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -92,16 +123,50 @@ class GridConfig:
         """Table 1's seeds, then the baseline's extra instances (Fig. 1)."""
         return self.seeds + [s for s in self.extra_seeds.get(baseline, []) if s not in self.seeds]
 
+    def train_images(self) -> int:
+        """Images trained on: the first `subset`, or all of MNIST's 60,000 but the validation
+        images (they follow the training images; validation_range)."""
+        return self.subset or MNIST_TRAIN - self.validation
+
+    def validation_range(self) -> range:
+        """Indices of the held-out images (their labels corrupted as the grid's): the
+        `validation` images right after the training images, never trained on."""
+        return range(self.train_images(), self.train_images() + self.validation)
+
     def runs(self) -> list["RunSpec"]:
+        """Level, then replicate, then baseline, AL2 off/on and seed: a replicate's runs are
+        contiguous (they read one batch order), its mixup runs last (they read it mixed)."""
         flags = {"off": [False], "on": [True], "both": [False, True]}[self.al2]
-        return [RunSpec(b, a, s, self, level) for level in self.levels()
-                for b in self.baselines for a in flags for s in self.seeds_of(b)]
+        baselines = sorted(self.baselines, key=lambda b: b == "mixup")
+        return [RunSpec(b, a, s, self, level, k) for level in self.levels()
+                for k in range(self.replicates) for b in baselines for a in flags
+                for s in self.seeds_of(b)]
+
+    def remedy_params(self) -> dict:
+        """The remedies' parameters (remedies.fit_loss reads them)."""
+        return {k: getattr(self, k) for k in REMEDY_DEFAULTS}
 
     def checkpoint_epochs(self) -> list[int]:
         """Epoch 0 (the initialisation), 1 (the authors' `epoch_0` file is saved after the first
         epoch), every `checkpoint_every` epochs, and the last."""
         every = set(range(0, self.epochs + 1, self.checkpoint_every))
         return sorted(every | {min(1, self.epochs), self.epochs})
+
+
+def replicate_seed(seed: int, replicate: int, what: str) -> int:
+    """The seed of `what` in a replicate: `seed` itself in replicate 0 (a grid of one replicate
+    is today's grid), a stable 32-bit number of (what, seed, replicate) in the others (CRC-32),
+    so that replicates share no initialisation, labels or stream."""
+    if replicate == 0:
+        return seed
+    return zlib.crc32(f"{what} seed {seed} replicate {replicate}".encode())
+
+
+def replicate_key(replicate: int) -> int:
+    """The key of a replicate's streams (trainer.epoch_generator: its batch order and its runs'
+    dropout masks): 0 for replicate 0, the grid's own streams; a stable 32-bit number for the
+    others."""
+    return 0 if replicate == 0 else zlib.crc32(f"streams of replicate {replicate}".encode())
 
 
 @dataclass
@@ -111,16 +176,51 @@ class RunSpec:
     seed: int
     grid: GridConfig
     level: float = 75.0               # label noise (%) this run trains on
+    replicate: int = 0                # which independent repetition of the grid
 
     @property
-    def name(self) -> str:
+    def base_name(self) -> str:
+        """The name without the replicate: what is the same run in every replicate."""
         name = f"{self.baseline}_{'al2' if self.use_al2 else 'plain'}_s{self.seed}"
         return name + (f"_n{self.level:g}" if len(self.grid.levels()) > 1 else "")
 
     @property
+    def name(self) -> str:
+        return self.base_name + (f"_r{self.replicate}" if self.grid.replicates > 1 else "")
+
+    @property
     def key(self) -> int:
-        """A stable 32-bit number for this run (its name's CRC-32): keys its dropout stream."""
-        return zlib.crc32(self.name.encode())
+        """A stable 32-bit number for this run (a CRC-32 of its name, without "_r0" in replicate
+        0, so that replicate 0 draws what a grid of one replicate draws): keys its dropout
+        stream."""
+        return zlib.crc32((self.base_name + (f"_r{self.replicate}" if self.replicate else ""))
+                          .encode())
+
+    @property
+    def init_seed(self) -> int:
+        """The seed of this run's initial weights (its seed in replicate 0)."""
+        return replicate_seed(self.seed, self.replicate, "init")
+
+    @property
+    def replicate_key(self) -> int:
+        return replicate_key(self.replicate)
+
+    @property
+    def corruption_seed(self) -> int:
+        """Which labels this run sees corrupted: the grid's, or its replicate's own."""
+        seed = self.grid.corruption_seed
+        return replicate_seed(seed, self.replicate, "corruption") \
+            if self.grid.corruption_per_replicate else seed
+
+    @property
+    def fit(self) -> str:
+        """The data term this run minimises (remedies.FITS): cross-entropy, Eq. 1's L_c, for
+        Table 1's baselines; the remedy's loss for the others."""
+        return "ce" if self.baseline in BASELINES else self.baseline
+
+    @property
+    def mixup(self) -> bool:
+        return self.baseline == "mixup"
 
     @property
     def batch_norm(self) -> bool:
@@ -140,16 +240,26 @@ class RunSpec:
 
     @property
     def in_table(self) -> bool:
-        """Whether Table 1 averages this run (its seed is one of the grid's `seeds`)."""
-        return self.seed in self.grid.seeds
+        """Whether Table 1 averages this run (a Table 1 baseline, its seed one of the grid's
+        `seeds`; every replicate)."""
+        return self.seed in self.grid.seeds and self.baseline in BASELINES
 
     def config(self) -> dict:
         """What rebuilds this run: its own settings plus the whole grid's."""
         return {"run": self.name, "baseline": self.baseline, "al2": self.use_al2,
-                "seed": self.seed, "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "seed": self.seed, "replicate": self.replicate, "init_seed": self.init_seed,
+                "corruption_seed": self.corruption_seed, "fit": self.fit,
+                "batch_norm": self.batch_norm, "dropout": self.dropout,
                 "bn_init": self.bn_init, "weight_decay": self.weight_decay,
                 "percent_corrupt": self.level,
                 "in_table": self.in_table, "grid": asdict(self.grid)}
+
+
+def full_grid(saved: dict) -> dict:
+    """A saved grid (grid.json, a run's config) with the fields it predates at their defaults:
+    a grid written before a field existed is the grid with that field's default, so that old run
+    folders still resume and evaluate."""
+    return {**asdict(GridConfig()), **saved}
 
 
 class GridError(UserError):
@@ -171,18 +281,30 @@ PRESETS = {
               "map_fac1": 1.86, "map_threshold": 50.0, "map_fac2": 1.068,
               "checkpoint_every": 5, "extra_seeds": {"bare": [1]}},
 }
+# The studies beyond the paper (results/<name>/README.md), at the quick scale; the same flags on
+# top of the paper preset give them at paper scale. Fig. 1's instances are the replicates' Bare
+# runs (no extra seeds), 1,000 held-out noisy images select the early-stopping epoch (images
+# 8,000..8,999: the quick training set is unchanged).
+PRESETS["replicates-quick"] = {**PRESETS["quick"], "extra_seeds": {}, "replicates": 5,
+                               "validation": 1000}
+# Remedies for label noise beside Bare, each without and with AL2. 2 replicates, not 5: what
+# fitted on 2 cores (results/remedies-quick/README.md); --replicates 5 for the full study.
+PRESETS["remedies-quick"] = {**PRESETS["replicates-quick"], "replicates": 2,
+                             "baselines": ["bare", "ls", "gce", "sce", "mixup"]}
 
 
-def grid_of_size(runs: int) -> GridConfig:
+def grid_of_size(runs: int, replicates: int = 1) -> GridConfig:
     """A grid of the paper's setting with `runs` runs, for the benchmarks and the GPU probe:
     1 (Bare without AL2), 14 (the default paper grid: Table 1 plus Fig. 1's Bare instances) or a
-    multiple of 8 (Table 1 x runs/8 seeds)."""
+    multiple of 8 (Table 1 x runs/8 seeds; with replicates, Table 1 x runs/8/replicates seeds x
+    replicates: the same number of runs, each replicate reading its own batch order)."""
     paper = GridConfig(**PRESETS["paper"])
-    if runs == 1:
+    if runs == 1 and replicates == 1:
         return GridConfig(baselines=["bare"], al2="off")
-    if runs == len(paper.runs()):
+    if runs == len(paper.runs()) and replicates == 1:
         return paper
-    if runs < 8 or runs % 8:
+    if runs < 8 or runs % (8 * replicates):
         raise ValueError(f"a benchmark grid has 1, {len(paper.runs())} (the default paper grid) "
-                         f"or a multiple of 8 runs (Table 1 x seeds), not {runs}")
-    return GridConfig(seeds=list(range(runs // 8)))
+                         f"or a multiple of 8 x replicates runs (Table 1 x seeds x replicates), "
+                         f"not {runs} with {replicates} replicate(s)")
+    return GridConfig(seeds=list(range(runs // 8 // replicates)), replicates=replicates)

@@ -192,25 +192,39 @@ def corrupt_labels(labels: torch.Tensor, percent: float, seed: int):
 
 @dataclass
 class GridData:
-    """Everything a grid trains and evaluates on, resident on the device."""
+    """Everything a grid trains and evaluates on, resident on the device. L label sets: the
+    grid's corrupted labels (L = 1), or one per replicate (config.corruption_per_replicate)."""
     train_x: torch.Tensor        # (N, 1, 28, 28) float32, normalised
-    train_noisy: torch.Tensor    # (N,) int64, the labels trained on
+    train_noisy: torch.Tensor    # (L, N) int64, the labels trained on
     train_clean: torch.Tensor    # (N,) int64
     test_x: torch.Tensor         # (M, 1, 28, 28)
     test_y: torch.Tensor         # (M,)
-    noisy_full: torch.Tensor     # (60000,) noisy labels of the whole training set (CPU)
-    mask_full: torch.Tensor      # (60000,) bool, which labels were corrupted (CPU)
+    noisy_full: torch.Tensor     # (L, 60000) noisy labels of the whole training set (CPU)
+    mask_full: torch.Tensor      # (L, 60000) bool, which labels were corrupted (CPU)
+    label_seeds: list            # (L,) the corruption seed of each label set
+    val_x: torch.Tensor | None = None      # (V, 1, 28, 28): held-out images, never trained on
+    val_noisy: torch.Tensor | None = None  # (L, V) their corrupted labels
+    val_clean: torch.Tensor | None = None  # (V,)
 
 
-def load_grid_data(grid, device: torch.device, root="data", level: float | None = None) -> GridData:
-    """The training subset with the grid's corrupted labels, and the test subset, on `device`.
-    All 60,000 labels are corrupted with the grid's seed before the subset is taken, so a
-    subset's labels are the same whatever its size. level: one of the grid's noise levels
-    (default: its first); every level draws from the same corruption seed."""
+def load_grid_data(grid, device: torch.device, root="data", level: float | None = None,
+                   label_seeds: list[int] | None = None) -> GridData:
+    """The training images with the grid's corrupted labels, the held-out validation images
+    with theirs (grid.validation_range), and the test subset, on `device`. All 60,000 labels are
+    corrupted before the subset is taken, so a subset's labels are the same whatever its size.
+    level: one of the grid's noise levels (default: its first); every level draws from the same
+    corruption seed. label_seeds: the corruption seeds of the label sets (default: the grid's)."""
     train_x, train_y, test_x, test_y = load_mnist(root)
     level = grid.levels()[0] if level is None else level   # label noise (%) of these runs
-    noisy, mask = corrupt_labels(train_y, level, grid.corruption_seed)
-    n, m = grid.subset or len(train_y), grid.test_subset or len(test_y)
-    return GridData(normalize(train_x[:n]).to(device), noisy[:n].to(device),
+    seeds = label_seeds or [grid.corruption_seed]
+    noisy, mask = zip(*(corrupt_labels(train_y, level, seed) for seed in seeds))
+    noisy, mask = torch.stack(noisy), torch.stack(mask)                       # (L, 60000)
+    n, m, val = grid.train_images(), grid.test_subset or len(test_y), grid.validation_range()
+    data = GridData(normalize(train_x[:n]).to(device), noisy[:, :n].to(device),
                     train_y[:n].to(device), normalize(test_x[:m]).to(device),
-                    test_y[:m].to(device), noisy, mask)
+                    test_y[:m].to(device), noisy, mask, list(seeds))
+    if len(val):
+        data.val_x = normalize(train_x[val.start:val.stop]).to(device)
+        data.val_noisy = noisy[:, val.start:val.stop].to(device)
+        data.val_clean = train_y[val.start:val.stop].to(device)
+    return data

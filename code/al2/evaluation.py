@@ -15,11 +15,13 @@ import torch
 
 from . import plotting
 from .ablation import write_ablation
-from .config import GridConfig
+from .comparison import write_comparison
+from .config import REMEDIES, GridConfig
 from .data import load_mnist, normalize
 from .files import save_csv, save_text
 from .paths import shown
-from .report import TABLE_COLUMNS, table1_markdown, table1_rows
+from .replicates import write_replicates
+from .report import TABLE_COLUMNS, table1_markdown, table1_rows, table_columns
 from .runs import Run
 from .shards import unfinished_shards
 from .similarity import write_similarity
@@ -109,15 +111,23 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
     out.mkdir(parents=True, exist_ok=True)
     problems, written = missing_parts(runs, runs_dir), []
     g = runs[0].grid
+    replicates = f" x {g['replicates']} replicates (mean ± sd)" if g["replicates"] > 1 else ""
     title = title or (f"Table 1 reproduced, {g['preset']} preset: {g['epochs']} epochs, "
-                      f"{g['subset'] or 60000} training images, {table_level(runs):g}% noise, "
-                      f"{len(g['seeds'])} seed(s)")
-    if table:
+                      f"{grid_config(g).train_images()} training images, "
+                      f"{table_level(runs):g}% noise, {len(g['seeds'])} seed(s){replicates}")
+    if table and table_runs(runs):
         write_table1(runs, out, title)
         written += ["table1.csv", "table1.md", "table1.png"]
     if curves:
-        plotting.curves_png(table_runs(runs), out / "curves.png")
+        plotting.curves_png(table_runs(runs) or runs, out / "curves.png")
         written.append("curves.png")
+    epochs = [e for e, _ in table_columns(runs)]
+    scale = f"{g['preset']} preset, {g['epochs']} epochs{replicates.replace(' (mean ± sd)', '')}"
+    written += write_replicates(runs, out, epochs, scale)
+    if any(r.baseline in REMEDIES for r in runs):
+        written += write_comparison(runs, grid_config(g), out, runs_dir, torch.device(device),
+                                    problems, f"Remedies at {table_level(runs):g}% label noise, "
+                                              f"{scale}")
     if similarity:
         test_x = None
         if similarity_images and similarity_images > min(
@@ -125,7 +135,8 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
             test_x = normalize(load_mnist()[2][:similarity_images]).to(device)
         if write_similarity(runs, out, similarity_images, similarity_epochs, problems, test_x,
                             seed, torch.device(device)):
-            written += ["similarity.csv", "similarity.png"]
+            written += ["similarity.csv", "similarity.png", "similarity_summary.csv",
+                        "similarity_summary.md"]
     if len({r.level for r in runs}) > 1:
         write_noise(runs, out)
         written += ["noise.csv", "noise.png"]

@@ -14,7 +14,8 @@ def eval_chunk(device: torch.device) -> int:
 
 @torch.no_grad()
 def evaluate_stacked(model: StackedLeNet, x, y, chunk: int | None = None):
-    """Test metrics of all runs: (accuracy % (R,), mean NLL (R,)), eval mode, no host sync."""
+    """Metrics of all runs on images x (M, 1, 28, 28) every run reads, against labels y (M,) or
+    (R, M) each run its own: (accuracy % (R,), mean NLL (R,)), eval mode, no host sync."""
     chunk = chunk or eval_chunk(x.device)
     was_training = model.training
     model.eval()
@@ -22,7 +23,7 @@ def evaluate_stacked(model: StackedLeNet, x, y, chunk: int | None = None):
     nll = torch.zeros(model.runs, device=x.device)
     for s in range(0, len(x), chunk):
         log_probs, _ = model(x[s:s + chunk])                           # (R, n, 10)
-        yb = y[s:s + chunk]
+        yb = y[..., s:s + chunk]                                         # (n,) or (R, n)
         correct += (log_probs.argmax(-1) == yb).sum(1)
         nll += -log_probs.gather(-1, yb.expand(model.runs, -1).unsqueeze(-1)).sum((1, 2))
     model.train(was_training)

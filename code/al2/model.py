@@ -69,8 +69,11 @@ def lenet_from_seed(seed: int, batch_norm: bool = False, dropout: float = 0.0,
 class StackedLeNet(nn.Module):
     """R LeNets computed together. Parameters carry a leading run dimension R.
 
-    All runs see the same input batch (a paired grid). BN parameters and statistics exist for the
-    runs with batch norm only (B of them, in run order); dropout[r] = 0 means no mask for run r.
+    Input: one batch (N, 1, 28, 28) that every run reads (a paired grid, and every test pass), or
+    a batch per input group (G, N, 1, 28, 28) when `groups` (the group of each run, runs in group
+    order) says which runs read which (plan.py: replicates with their own batch order, mixup).
+    BN parameters and statistics exist for the runs with batch norm only (B of them, in run
+    order); dropout[r] = 0 means no mask for run r.
 
     How the trunk is computed (the same function, different kernels; `trunk`):
       grouped       the first convolution of all runs is one wider convolution (they share the
@@ -86,12 +89,19 @@ class StackedLeNet(nn.Module):
 
     TRUNKS = ("grouped", "grouped-nchw", "streams")
 
-    def __init__(self, models: list[LeNet], trunk: str = "grouped"):
+    def __init__(self, models: list[LeNet], trunk: str = "grouped",
+                 groups: list[int] | None = None):
         super().__init__()
         if trunk not in self.TRUNKS:
             raise ValueError(f"trunk must be one of {', '.join(self.TRUNKS)}, got {trunk!r}")
         R = len(models)
         self.runs, self.trunk_kind = R, trunk
+        self.group_of_run = list(groups) if groups is not None else [0] * R
+        if len(self.group_of_run) != R or self.group_of_run != sorted(self.group_of_run):
+            raise ValueError("groups: one input group per run, runs in group order")
+        # the runs of each group, a slice of the stack: group g reads x[g]
+        self.group_slices = [slice(self.group_of_run.index(g), R - self.group_of_run[::-1].index(g))
+                             for g in dict.fromkeys(self.group_of_run)]
         self.batch_norm = [m.batch_norm for m in models]
         self.dropout = [m.dropout for m in models]
         sd = [m.state_dict() for m in models]
@@ -136,12 +146,15 @@ class StackedLeNet(nn.Module):
         return [r for r, bn in enumerate(self.batch_norm) if bn]
 
     def trunk(self, x, dropout_u=None):
-        """x (N, 1, 28, 28) -> features (N, R, 800), in each run's (C, H, W) order.
+        """x (N, 1, 28, 28), or (G, N, 1, 28, 28) a batch per input group -> features
+        (N, R, 800), in each run's (C, H, W) order.
         dropout_u (D, N, 800): uniforms in [0, 1) for the masks of the D runs with dropout, in
         training mode; drawn by the caller, one stream per run (trainer.draw_dropout), so that a
         run's masks do not depend on the other runs of its grid and a CUDA graph can read them
         from a buffer."""
-        N = x.shape[0]
+        N = x.shape[-4]
+        if x.dim() == 5 and x.shape[0] != len(self.group_slices):
+            raise ValueError(f"{x.shape[0]} input groups for a stack of {len(self.group_slices)}")
         if self.trunk_kind == "streams":
             features = self.trunk_streams(x).reshape(N, self.runs, FEATURES)
         else:
@@ -155,16 +168,27 @@ class StackedLeNet(nn.Module):
 
     def trunk_grouped(self, x):
         """Every run's trunk in one pass -> (N, R*50, 4, 4): the first convolution as one
-        1 -> R*20 convolution, the second as one grouped convolution (groups = R)."""
+        1 -> R*20 convolution (one per input group), the second as one grouped convolution
+        (groups = R)."""
         R = self.runs
-        h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())   # (N, R*20, 24, 24)
-        h = F.relu(F.max_pool2d(h, 2))                                       # (N, R*20, 12, 12)
+        h = F.relu(self.first_convolution(x))                                # (N, R*20, 12, 12)
         if self.trunk_kind == "grouped":
             h = h.contiguous(memory_format=torch.channels_last)
         h = F.conv2d(h, self.conv2_w.flatten(0, 1), self.conv2_b.flatten(), groups=R)
         if self.bn_runs:                                                     # (N, R*50, 8, 8)
             h = self.batch_norm_bn_runs(h)
         return F.relu(F.max_pool2d(h, 2))                                    # (N, R*50, 4, 4)
+
+    def first_convolution(self, x):
+        """The first convolution and max-pool of every run -> (N, R*20, 12, 12). A batch all runs
+        read (N, 1, 28, 28) is one 1 -> R*20 convolution; a batch per input group
+        (G, N, 1, 28, 28) one convolution per group, of its runs' filters."""
+        if x.dim() == 4:
+            h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())   # (N, R*20, 24, 24)
+            return F.max_pool2d(h, 2)
+        return torch.cat([F.max_pool2d(F.conv2d(x[g], self.conv1_w[s].flatten(0, 1),
+                                                self.conv1_b[s].flatten()), 2)
+                          for g, s in enumerate(self.group_slices)], 1)
 
     def batch_norm_bn_runs(self, h):
         """Batch norm on the BN runs' channels of h (N, R*50, 8, 8) alone; the rest untouched.
@@ -194,8 +218,9 @@ class StackedLeNet(nn.Module):
             if self.bn_runs else {}
         outs = []
         for r in range(self.runs):
+            xr = x if x.dim() == 4 else x[self.group_of_run[r]]              # (N, 1, 28, 28)
             with (torch.cuda.stream(streams[r]) if streams else contextlib.nullcontext()):
-                h = F.relu(F.max_pool2d(F.conv2d(x, w1[r], b1[r]), 2))        # (N, 20, 12, 12)
+                h = F.relu(F.max_pool2d(F.conv2d(xr, w1[r], b1[r]), 2))       # (N, 20, 12, 12)
                 h = F.conv2d(h, w2[r], b2[r])                                # (N, 50, 8, 8)
                 if r in bn:  # running statistics are views of the stacked buffers: in place
                     h = F.batch_norm(h, *bn[r], self.training, BN_MOMENTUM, BN_EPS)

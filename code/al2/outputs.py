@@ -2,8 +2,9 @@
 
 Per run in `<out>/<run name>/`: config.json, metrics.csv, checkpoints/epoch_<E>.pt and
 activations/epoch_<E>.pt. Per grid: grid.json, corruption.pt (corruption-n<level>.pt per
-level of a noise sweep), split.json, and resume.pt, the newest complete checkpoint of the
-stacked runs (resume-shard-K-of-N[-n<level>].pt per shard and level; shards.py). Every file is
+level of a noise sweep, corruption[-n<level>]-r<k>.pt per replicate when each replicate has its
+own labels), split.json, and resume.pt, the newest complete checkpoint of the stacked runs
+(resume-shard-K-of-N[-n<level>].pt per shard and level; shards.py). Every file is
 written atomically; every file read back is checked first (files.py), and a resume reads all it
 needs before it writes anything.
 """
@@ -16,15 +17,18 @@ from pathlib import Path
 
 import torch
 
-from .config import GridConfig, GridError, RunSpec
-from .data import GridData
-from .files import read_json, read_torch, save_csv, save_json, save_torch
+from .config import GridConfig, GridError, RunSpec, full_grid
+from .data import GridData, corrupt_labels
+from .files import FileError, read_json, read_torch, save_csv, save_json, save_torch
 from .inference import trunk_features
 from .paths import shown
 from .shards import FolderLock, check_split, resume_file
 
+# val_*: the held-out images against their corrupted labels (NaN without a validation set);
+# train_fit: the data term a run minimised (train_Lc for cross-entropy runs, a remedy's loss).
 METRIC_COLUMNS = ["epoch", "test_acc", "test_loss", "train_Lc", "train_Lr", "train_acc_noisy",
-                  "train_acc_clean", "al2_weight", "wall_time_s"]
+                  "train_acc_clean", "al2_weight", "wall_time_s", "val_acc", "val_loss",
+                  "train_fit"]
 AFRESH = "delete the folder to train afresh, or choose another --out"
 
 
@@ -45,7 +49,7 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool,
                 and not resume:
             raise GridError(f"{shown(out)} is not empty and holds no grid; choose another --out")
         return False
-    saved = read_json(grid_file, "grid file", AFRESH)
+    saved = full_grid(read_json(grid_file, "grid file", AFRESH))
     wanted = asdict(grid)
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
@@ -89,26 +93,63 @@ def read_run_configs(out: Path, runs: list[RunSpec]) -> dict:
     return configs
 
 
-def prepare_folder(out: Path, grid: GridConfig, shard, data: GridData, level: float) -> None:
+def prepare_folder(out: Path, grid: GridConfig, shard, data: GridData, level: float,
+                   runs: list[RunSpec]) -> None:
     """The grid's own files, written once by whichever process comes first (under a folder
     lock, so concurrent shards neither race nor rewrite each other's files)."""
     with FolderLock(out, "grid-files", wait=True):
         check_split(out, shard, write=True)
-        write_grid_files(out, grid, data, level)
+        write_grid_files(out, grid, data, level, runs)
 
 
-def corruption_file(out: Path, grid: GridConfig, level: float) -> Path:
-    """corruption.pt, or corruption-n<level>.pt for each level of a noise sweep."""
-    return out / ("corruption.pt" if len(grid.levels()) == 1 else f"corruption-n{level:g}.pt")
+def corruption_file(out: Path, grid: GridConfig, level: float, replicate: int = 0) -> Path:
+    """corruption.pt, or corruption-n<level>.pt for each level of a noise sweep; with labels per
+    replicate (corruption_per_replicate) one file per replicate, -r<k> added."""
+    name = "corruption" + ("" if len(grid.levels()) == 1 else f"-n{level:g}")
+    return out / (name + (f"-r{replicate}" if grid.corruption_per_replicate else "") + ".pt")
 
 
-def write_grid_files(out: Path, grid: GridConfig, data: GridData, level: float) -> None:
+def write_grid_files(out: Path, grid: GridConfig, data: GridData, level: float,
+                     runs: list[RunSpec]) -> None:
     if not (out / "grid.json").exists():
         save_json(asdict(grid), out / "grid.json")
-    path = corruption_file(out, grid, level)
-    if not path.exists():
-        save_torch({"noisy_labels": data.noisy_full, "corrupted": data.mask_full,
-                    "percent_corrupt": level, "seed": grid.corruption_seed}, path)
+    for replicate in dict.fromkeys(r.replicate for r in runs):
+        seed = next(r.corruption_seed for r in runs if r.replicate == replicate)
+        path = corruption_file(out, grid, level, replicate)
+        if not path.exists():
+            i = data.label_seeds.index(seed)
+            save_torch({"noisy_labels": data.noisy_full[i], "corrupted": data.mask_full[i],
+                        "percent_corrupt": level, "seed": seed}, path)
+
+
+def label_groups(runs) -> dict:
+    """(level, corruption seed) -> the runs (evaluate's runs.Run) that trained on those labels."""
+    groups = {}
+    for r in runs:
+        groups.setdefault((r.level, r.corruption_seed), []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def noisy_labels(runs_dir: Path, grid: GridConfig, run, train_y, problems: list) -> torch.Tensor:
+    """The corrupted training labels (60000,) that `run` (a runs.Run) trained on, from the
+    grid's corruption file of its level (and replicate, with labels per replicate); recomputed
+    from its corruption seed if the file is missing, damaged or another grid's (a problem is
+    recorded)."""
+    path = corruption_file(runs_dir, grid, run.level, run.replicate)
+    recomputed = corrupt_labels(train_y, run.level, run.corruption_seed)[0]
+    fix = "its noisy labels were recomputed from the grid's corruption seed"
+    try:
+        saved = read_torch(path, "corruption file", fix)
+        labels = saved.get("noisy_labels") if isinstance(saved, dict) else None
+        if not isinstance(labels, torch.Tensor) or labels.shape != recomputed.shape:
+            raise FileError(f"corruption file {shown(path)} is not this grid's; {fix}")
+        if not torch.equal(labels, recomputed):
+            raise FileError(f"corruption file {shown(path)} holds other labels than the grid's "
+                            f"corruption seed gives (another grid's?); {fix}")
+        return labels
+    except FileError as e:
+        problems.append(str(e))
+        return recomputed
 
 
 def write_run_configs(out: Path, runs: list[RunSpec], command: str, env: dict,
@@ -124,8 +165,10 @@ def write_run_configs(out: Path, runs: list[RunSpec], command: str, env: dict,
                                                      "started": started,
                                                      "after_epoch": after_epoch})
         else:
+            val = r.grid.validation_range()
             config = {**r.config(), "command": command, "environment": env, "started": started,
                       "train_images": len(data.train_x), "test_images": len(data.test_x),
+                      "validation_images": [val.start, val.stop] if len(val) else None,
                       "activation_images": min(r.grid.activation_images, len(data.test_x)),
                       "checkpoint_epochs": r.grid.checkpoint_epochs(),
                       "metrics_columns": METRIC_COLUMNS, "resumes": []}
@@ -133,20 +176,24 @@ def write_run_configs(out: Path, runs: list[RunSpec], command: str, env: dict,
 
 
 def metrics_rows(epoch: int, test_acc: list, test_loss: list, sums: dict | None,
-                 weights: list, wall: float) -> list[dict]:
+                 weights: list, wall: float, val: tuple | None = None) -> list[dict]:
     """Per-run metric dicts for one epoch from host copies of the on-device values: test
     accuracy and loss, AL2 weights (R each); sums: an epoch's Trainer.train_epoch result (sums
-    of L_c, L_r and correct predictions over its batches and samples), None before training."""
+    of L_c, L_r and correct predictions over its batches and samples), None before training;
+    val: (accuracy, loss) on the noisy validation set, None without one."""
     rows = []
     for r in range(len(test_acc)):
         row = {"epoch": epoch, "test_acc": test_acc[r], "test_loss": test_loss[r],
                "train_Lc": math.nan, "train_Lr": math.nan, "train_acc_noisy": math.nan,
-               "train_acc_clean": math.nan, "al2_weight": weights[r], "wall_time_s": wall}
+               "train_acc_clean": math.nan, "al2_weight": weights[r], "wall_time_s": wall,
+               "val_acc": val[0][r] if val else math.nan,
+               "val_loss": val[1][r] if val else math.nan, "train_fit": math.nan}
         if sums and sums["batches"]:
             b, n = sums["batches"], sums["samples"]
             row.update(train_Lc=sums["loss_c"][r] / b, train_Lr=sums["loss_r"][r] / b,
                        train_acc_noisy=100.0 * sums["correct_noisy"][r] / n,
-                       train_acc_clean=100.0 * sums["correct_clean"][r] / n)
+                       train_acc_clean=100.0 * sums["correct_clean"][r] / n,
+                       train_fit=sums["loss_fit"][r] / b)
         rows.append(row)
     return rows
 

@@ -19,7 +19,10 @@ from .files import atomic_write  # noqa: E402
 from .report import METRICS  # noqa: E402
 
 BASELINE_STYLE = {"bare": ("0.0", "o"), "bn": ("0.35", "s"), "do": ("0.55", "^"),
-                  "wd": ("0.75", "D")}
+                  "wd": ("0.75", "D"),
+                  # the remedies (beyond the paper)
+                  "ls": ("0.3", "v"), "gce": ("0.45", "P"), "sce": ("0.6", "X"),
+                  "mixup": ("0.7", "*")}
 AL2_STYLE = {False: "-", True: "--"}
 
 
@@ -170,25 +173,35 @@ def similarity_png(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def ablation_png(rows: list[dict], path: Path) -> None:
-    """Accuracy against the ablated fraction, per mode (rows) and evaluation set (columns)."""
+def ablation_png(rows: list[dict], path: Path, groups: dict | None = None) -> None:
+    """Accuracy against the ablated fraction, per mode (rows) and evaluation set (columns): a
+    line per run, or with replicates (groups: run -> its name without the replicate) the mean
+    over a run's replicates with their min-max shaded."""
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     sets = [("acc_train_noisy", "train, noisy labels"), ("acc_train_clean", "train, clean labels"),
             ("acc_test", "test")]
     fig, axes = plt.subplots(len(modes), 3, figsize=(12, 3.4 * len(modes)), squeeze=False)
     last = max(r["epoch"] for r in rows)
+    groups = groups or {}
     for i, mode in enumerate(modes):
         for j, (column, label) in enumerate(sets):
             ax = axes[i][j]
-            for run in dict.fromkeys(r["run"] for r in rows):
-                sel = [r for r in rows if r["run"] == run and r["mode"] == mode
-                       and r["epoch"] == last]
+            for name in dict.fromkeys(groups.get(r["run"], r["run"]) for r in rows):
+                sel = [r for r in rows if groups.get(r["run"], r["run"]) == name
+                       and r["mode"] == mode and r["epoch"] == last]
                 if not sel:
                     continue
+                fractions = sorted({r["fraction"] for r in sel})
+                values = np.array([[r[column] for r in sel if r["fraction"] == f]
+                                   for f in fractions])                  # (F, replicates)
                 gray, marker = BASELINE_STYLE.get(sel[0]["baseline"], ("0.0", "x"))
-                ax.plot([100 * r["fraction"] for r in sel], [r[column] for r in sel],
-                        AL2_STYLE[sel[0]["al2"]], color=gray, marker=marker, markersize=3,
-                        label=run)
+                x = [100 * f for f in fractions]
+                ax.plot(x, values.mean(1), AL2_STYLE[sel[0]["al2"]], color=gray, marker=marker,
+                        markersize=3, label=name if values.shape[1] == 1 else
+                        f"{name} ({values.shape[1]} replicates)")
+                if values.shape[1] > 1:
+                    ax.fill_between(x, values.min(1), values.max(1), color=gray, alpha=0.15,
+                                    lw=0)
             ax.set_title(f"{mode} ablation, {label} (epoch {last})", fontsize=9)
             ax.set_xlabel("activations zeroed (%)")
             ax.set_ylabel("accuracy (%)")
@@ -218,5 +231,42 @@ def noise_png(rows: list[dict], path: Path) -> None:
     ax.set_title("Label noise sweep: without AL2 solid, with AL2 dashed", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def comparison_png(rows: list[dict], points: dict, path: Path) -> None:
+    """Final and early-stopped test accuracy per remedy, without and with AL2: a bar per mean
+    (light: without AL2, dark: with; hatched: early-stopped), whiskers the 95% t-interval of the
+    mean, dots the runs."""
+    remedies = list(dict.fromkeys((r["level"], r["baseline"], r["remedy"]) for r in rows))
+    index = {(r["level"], r["baseline"], r["al2"]): r for r in rows}
+    bars = [("final", False, "0.8", ""), ("final", True, "0.35", ""),
+            ("early", False, "0.8", "//"), ("early", True, "0.35", "//")]
+    columns = {"final": "final_test_acc", "early": "early_stopped_test_acc"}
+    fig, ax = plt.subplots(figsize=(1.6 * len(remedies) + 2, 4.4))
+    width = 0.2
+    for j, (measure, al2, gray, hatch) in enumerate(bars):
+        for i, (level, baseline, _) in enumerate(remedies):
+            r = index.get((level, baseline, al2))
+            if r is None or math.isnan(r[f"{measure}_mean"]):
+                continue
+            x = i + (j - 1.5) * width
+            low, high = r[f"{measure}_low"], r[f"{measure}_high"]
+            err = None if math.isnan(low) else [[r[f"{measure}_mean"] - low],
+                                                [high - r[f"{measure}_mean"]]]
+            ax.bar(x, r[f"{measure}_mean"], width, color=gray, hatch=hatch, edgecolor="0.0",
+                   lw=0.6, yerr=err, capsize=3,
+                   label=f"{'early-stopped' if measure == 'early' else 'final'}, "
+                         f"{'with' if al2 else 'without'} AL2" if i == 0 else None)
+            values = [s[columns[measure]] for s in points[(level, baseline, al2)]]
+            ax.plot([x] * len(values), values, ".", color="0.0", markersize=3)
+    ax.set_xticks(range(len(remedies)))
+    ax.set_xticklabels([name for _, _, name in remedies], fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Remedies for label noise, without and with AL2: mean, 95% t-interval, runs",
+                 fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     save_figure(fig, path)

@@ -16,6 +16,7 @@ METRICS = {"TA": "test_acc", "Lc": "train_Lc", "Lr": "train_Lr"}
 LR_AL2_SCALE = 100.0
 # A cell "differs from the paper" when |ours - paper| exceeds this (README, "Tolerances").
 TOLERANCE = {"TA": 5.0, "Lc": 0.10, "Lr": 0.25}   # TA: points; Lc: absolute; Lr: relative
+# seeds: how many runs a cell averages (Table 1's seeds x replicates)
 TABLE_COLUMNS = ["baseline", "metric", "al2", "epoch", "paper_epoch", "ours", "ours_std",
                  "seeds", "paper", "diff", "scale", "outside_tolerance"]
 
@@ -44,17 +45,22 @@ def outside(metric: str, ours: float, paper: float) -> bool:
     return abs(ours - paper) > TOLERANCE[metric]
 
 
-def table1_rows(runs: list[Run]) -> list[dict]:
-    """One row per (baseline, metric, without/with AL2, epoch column): ours (mean and std over
-    seeds) beside the paper's value."""
-    paper = load_paper_table()
-    # columns from the grid's planned length, kept where every run got there (a grid stopped
-    # by --time-budget at epoch 450 shows 100..400 beside the paper's 100..400)
+def table_columns(runs: list[Run]) -> list[tuple[int, int | None]]:
+    """Table 1's columns as (our epoch, the paper's epoch or None): from the grid's planned
+    length, kept where every run got there (a grid stopped by --time-budget at epoch 450 shows
+    100..400 beside the paper's 100..400)."""
     planned = table_epochs(int(runs[0].grid["epochs"]))
     trained = min(r.epochs for r in runs)
     columns = [(e, PAPER_EPOCHS[k] if len(set(planned)) == 7 else None)
                for k, e in enumerate(planned) if e <= trained]
-    columns = list(dict.fromkeys(columns))
+    return list(dict.fromkeys(columns))
+
+
+def table1_rows(runs: list[Run]) -> list[dict]:
+    """One row per (baseline, metric, without/with AL2, epoch column): ours (mean and std over
+    seeds and replicates) beside the paper's value."""
+    paper = load_paper_table()
+    columns = table_columns(runs)
     rows = []
     for baseline in sorted({r.baseline for r in runs}, key=BASELINES.index):
         for metric, column in METRICS.items():
@@ -78,8 +84,8 @@ def table1_rows(runs: list[Run]) -> list[dict]:
 
 
 def fmt(value: float, std: float = 0.0, seeds: int = 1) -> str:
-    """'12.34', or '12.34 ± 0.56' over several seeds."""
-    return f"{value:.2f}" + (f" ± {std:.2f}" if seeds > 1 else "")
+    """'12.34', or '12.34 ± 0.56 (5)': mean ± sd (n) over several runs (seeds, replicates)."""
+    return f"{value:.2f}" + (f" ± {std:.2f} ({seeds})" if seeds > 1 else "")
 
 
 def table1_markdown(rows: list[dict], title: str) -> str:
@@ -89,9 +95,12 @@ def table1_markdown(rows: list[dict], title: str) -> str:
     paper_epochs = {r["epoch"]: r["paper_epoch"] for r in rows}
     head = [f"{e}" + (f" (paper {paper_epochs[e]})" if paper_epochs[e] not in (None, e) else "")
             for e in epochs]
+    several = " Ours over several runs: mean ± sd (n)." if any(r["seeds"] > 1 for r in rows) \
+        else ""
     lines = [f"### {title}", "",
              "Each cell: without AL2 / **with AL2**; ours, then the paper's in brackets. "
-             "With-AL2 L_r is ×100, as in the paper. † marks a cell outside the tolerance.", "",
+             "With-AL2 L_r is ×100, as in the paper. † marks a cell outside the tolerance." +
+             several, "",
              "| baseline | metric | " + " | ".join(head) + " |",
              "|---|---|" + "---|" * len(epochs)]
     index = {(r["baseline"], r["metric"], r["al2"], r["epoch"]): r for r in rows}

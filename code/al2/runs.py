@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import BASELINES, GRID_BASELINES, full_grid
 from .errors import UserError
 from .files import read_csv, read_json
 from .paths import shown
@@ -18,6 +19,7 @@ class RunsError(UserError):
 FIX = "retrain or resume that run, or move its folder out of the grid's"
 REQUIRED_COLUMNS = ["epoch", "test_acc", "train_Lc", "train_Lr"]
 CONFIG_KEYS = {"baseline": str, "al2": bool, "seed": int, "grid": dict}
+OPTIONAL_KEYS = {"replicate": int, "corruption_seed": int}   # absent in grids that predate them
 GRID_KEYS = ("epochs", "seeds", "preset", "subset", "test_subset", "percent_corrupt")
 
 
@@ -41,8 +43,24 @@ class Run:
         return self.config["seed"]
 
     @property
+    def replicate(self) -> int:
+        """Which independent repetition of the grid (0 in a grid of one replicate)."""
+        return int(self.config.get("replicate", 0))
+
+    @property
+    def corruption_seed(self) -> int:
+        return int(self.config.get("corruption_seed", self.grid["corruption_seed"]))
+
+    @property
     def grid(self) -> dict:
-        return self.config["grid"]
+        """The grid's settings, fields it predates at their defaults (config.full_grid)."""
+        return full_grid(self.config["grid"])
+
+    @property
+    def base_name(self) -> str:
+        """The name without the replicate: the same run in every replicate."""
+        suffix = f"_r{self.replicate}"
+        return self.name.removesuffix(suffix) if self.grid["replicates"] > 1 else self.name
 
     @property
     def level(self) -> float:
@@ -51,8 +69,9 @@ class Run:
 
     @property
     def in_table(self) -> bool:
-        """Table 1 averages the grid's `seeds`; extra instances (Fig. 1) are left out."""
-        return self.seed in self.grid["seeds"]
+        """Table 1 averages its baselines over the grid's `seeds`, every replicate; extra
+        instances (Fig. 1) and the remedies are left out."""
+        return self.seed in self.grid["seeds"] and self.baseline in BASELINES
 
     @property
     def epochs(self) -> int:
@@ -70,11 +89,19 @@ class Run:
 
 
 
+def grid_order(run: Run) -> tuple:
+    """A key that sorts runs as a grid lists them for a reader: noise level, baseline (Table 1's,
+    then the remedies), without before with AL2, replicate, seed."""
+    baseline = GRID_BASELINES.index(run.baseline) if run.baseline in GRID_BASELINES else 99
+    return run.level, baseline, run.use_al2, run.replicate, run.seed
+
+
 def read_run(folder: Path) -> Run | None:
     """One run folder's config.json and metrics.csv, checked; None for a run with no epoch yet.
     RunsError or FileError naming the file when either is damaged or not a run's."""
     config = read_json(folder / "config.json", "run config", FIX)
-    kinds_ok = all(isinstance(config.get(k), t) for k, t in CONFIG_KEYS.items())
+    kinds_ok = all(isinstance(config.get(k), t) for k, t in CONFIG_KEYS.items()) and \
+        all(isinstance(config[k], t) for k, t in OPTIONAL_KEYS.items() if k in config)
     if not kinds_ok or not all(k in config["grid"] for k in GRID_KEYS):
         raise RunsError(f"run config {shown(folder / 'config.json')} is not an AL2 run's config; "
                         f"{FIX}")
@@ -102,7 +129,7 @@ def discover_runs(folder) -> list[Run]:
     if not runs:
         raise RunsError(f"runs folder {shown(folder)} holds no trained runs (no */config.json "
                         f"with metrics.csv); train first (python code/train.py)")
-    grids = {json.dumps(r.grid, sort_keys=True) for r in runs}
+    grids = {json.dumps(r.grid, sort_keys=True) for r in runs}   # full_grid: old and new alike
     if len(grids) > 1:
         raise RunsError(f"runs folder {shown(folder)} mixes runs from different grids; evaluate "
                         f"one grid per folder")

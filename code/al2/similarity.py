@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ import svcca
 
 from . import plotting
 from .checkpoints import CheckpointError, load_trunk
-from .files import FileError, read_torch, save_csv
+from .files import FileError, read_torch, save_csv, save_text
 from .inference import trunk_features
 from .model import CHANNELS, FEATURES, StackedLeNet
 from .paths import shown
@@ -122,19 +123,23 @@ def similarity_rows(reps: dict, pairs: list[tuple], epoch: int, seed: int = 0) -
 
 
 def similarity_pairs(runs: list[Run]) -> list[tuple]:
-    """(kind, run_a, run_b): seed pairs within a (baseline, AL2) group, without vs with AL2 at
-    the same baseline and seed, and each run against random activations (the floor)."""
+    """(kind, run_a, run_b): every pair of independently initialised instances within a
+    (baseline, AL2) group (seeds and replicates: n(n-1)/2 pairs of n instances), without vs
+    with AL2 at the same baseline, seed and replicate, and each run against random activations
+    (the floor)."""
     pairs = []
     groups = {}
     for r in runs:  # a noise sweep compares runs of one level
         groups.setdefault((r.level, r.baseline, r.use_al2), []).append(r)
     for (_, _, use_al2), group in groups.items():
-        for a, b in itertools.combinations(sorted(group, key=lambda r: r.seed), 2):
+        ordered = sorted(group, key=lambda r: (r.replicate, r.seed))
+        for a, b in itertools.combinations(ordered, 2):
             pairs.append(("seeds_al2" if use_al2 else "seeds_plain", a.name, b.name))
-    by_key = {(r.level, r.baseline, r.seed, r.use_al2): r for r in runs}
-    for (level, baseline, seed, use_al2), r in sorted(by_key.items()):
-        if not use_al2 and (level, baseline, seed, True) in by_key:
-            pairs.append(("plain_vs_al2", r.name, by_key[(level, baseline, seed, True)].name))
+    by_key = {(r.level, r.baseline, r.seed, r.replicate, r.use_al2): r for r in runs}
+    for (level, baseline, seed, replicate, use_al2), r in sorted(by_key.items()):
+        twin = by_key.get((level, baseline, seed, replicate, True))
+        if not use_al2 and twin is not None:
+            pairs.append(("plain_vs_al2", r.name, twin.name))
     for r in runs:
         pairs.append(("random_al2" if r.use_al2 else "random_plain", r.name, f"random:{r.name}"))
     return pairs
@@ -207,5 +212,74 @@ def write_similarity(runs, out: Path, images: int | None, epochs: list[int] | No
             rows.append(row)
     if rows:
         save_csv(rows, out / "similarity.csv", SIMILARITY_COLUMNS)
-        plotting.similarity_png(rows, out / "similarity.png")
+        baseline_of = {r.name: r.baseline for r in runs}
+        plotting.similarity_png(figure_rows(rows, baseline_of), out / "similarity.png")
+        summary = similarity_summary(rows, baseline_of)
+        save_csv(summary, out / "similarity_summary.csv", SUMMARY_COLUMNS)
+        save_text(summary_markdown(summary), out / "similarity_summary.md")
     return rows
+
+
+FIG1_BASELINE = "bare"   # Fig. 1 compares Bare instances (Sec. 5.1)
+SUMMARY_COLUMNS = ["epoch", "baseline", "pair", "statistic", "pairs", "mean", "sd", "min", "max"]
+
+
+def figure_rows(rows: list[dict], baseline_of: dict) -> list[dict]:
+    """The rows similarity.png shows: all of them, or when several baselines have pairs of
+    instances (a grid of replicates) Fig. 1's, Bare's; similarity.csv keeps them all."""
+    with_instances = {baseline_of[r["run_a"]] for r in rows if r["pair"].startswith("seeds")}
+    if len(with_instances) > 1 and FIG1_BASELINE in with_instances:
+        return [r for r in rows if baseline_of[r["run_a"]] == FIG1_BASELINE]
+    return rows
+
+
+def similarity_summary(rows: list[dict], baseline_of: dict) -> list[dict]:
+    """Per epoch, baseline, pair kind and statistic: the number of pairs and the mean, sample
+    sd, min and max of their values (NaN values, a dead representation's, left out)."""
+    groups = {}
+    for r in rows:
+        key = (r["epoch"], baseline_of[r["run_a"]], r["pair"], r["statistic"])
+        groups.setdefault(key, []).append(r["value"])
+    out = []
+    for (epoch, baseline, pair, stat), values in groups.items():
+        v = [x for x in values if not math.isnan(x)]
+        out.append({"epoch": epoch, "baseline": baseline, "pair": pair, "statistic": stat,
+                    "pairs": len(v), "mean": statistics.fmean(v) if v else math.nan,
+                    "sd": statistics.stdev(v) if len(v) > 1 else math.nan,
+                    "min": min(v, default=math.nan), "max": max(v, default=math.nan)})
+    return out
+
+
+SUMMARY_KINDS = {"seeds_plain": "instances without AL2", "seeds_al2": "instances with AL2",
+                 "random_plain": "random floor"}
+
+
+def summary_markdown(summary: list[dict]) -> str:
+    """Fig. 1 as numbers: for the Bare baseline (or the first with instance pairs), each of the
+    authors' statistics per epoch over its pairs: mean ± sd (pairs) [min, max]."""
+    with_pairs = [r["baseline"] for r in summary if r["pair"] == "seeds_plain"]
+    if not with_pairs:
+        return "No baseline has two instances of one type: no pairs to summarise.\n"
+    baseline = FIG1_BASELINE if FIG1_BASELINE in with_pairs else with_pairs[0]
+    index = {(r["epoch"], r["pair"], r["statistic"]): r for r in summary
+             if r["baseline"] == baseline}
+    epochs = sorted({r["epoch"] for r in summary if r["baseline"] == baseline})
+    lines = [f"### Representation similarity of independently trained {baseline.upper()} "
+             f"networks (Sec. 5.1, Fig. 1)", "",
+             "Each cell: mean ± sd (number of pairs) [min, max] over every pair of instances of "
+             "a type; the floor is each run against uniform random activations of its shape.",
+             ""]
+    for stat in AUTHORS_STATISTICS:
+        lines += [f"**{stat}**", "", "| epoch | " + " | ".join(SUMMARY_KINDS.values()) + " |",
+                  "|---|" + "---|" * len(SUMMARY_KINDS)]
+        for e in epochs:
+            cells = []
+            for kind in SUMMARY_KINDS:
+                r = index.get((e, kind, stat))
+                cells.append("–" if r is None or not r["pairs"] else
+                             f"{r['mean']:.3f}" + (f" ± {r['sd']:.3f}" if r["pairs"] > 1 else "")
+                             + f" ({r['pairs']}) [{r['min']:.3f}, {r['max']:.3f}]")
+            lines.append(f"| {e} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+

@@ -1,42 +1,53 @@
 """The trainer of a grid's stacked runs: weights, momentum, the step (eager or a replayed CUDA
 graph), one epoch, the test pass.
 
-All runs live in one StackedLeNet (model.py); every run sees the same minibatch. The data set
-sits on the device, normalised once; a batch is an index slice of an on-device permutation; the
-metric sums stay on the device until the epoch ends (no host sync inside an epoch).
+All runs live in one StackedLeNet (model.py). In the paper's grid every run sees the same
+minibatch; replicates read their own batch order and mixup runs their replicate's batch mixed
+(plan.py: the input groups). The data set sits on the device, normalised once; a batch is an
+index slice of an on-device permutation; the metric sums stay on the device until the epoch
+ends (no host sync inside an epoch).
 
     code/train.py -> training.train_grid -> Trainer.train_epoch -> Trainer.step -> al2_loss (Eq. 1)
 """
 from __future__ import annotations
 
 import sys
+from typing import NamedTuple
 
 import torch
 
+from . import remedies
 from .config import GridConfig, RunSpec
 from .data import GridData
 from .inference import evaluate_stacked
-from .loss import al2_loss
+from .loss import activation_loss, al2_loss
 from .model import FEATURES, StackedLeNet, lenet_from_seed
+from .plan import StackPlan
 
 ORDER_STREAM, DROPOUT_STREAM = 0, 1
 
 
 def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device,
-                    key: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, epoch, stream, key): resuming at any epoch
-    reproduces the batch order and dropout masks of an uninterrupted run without saving RNG
-    states. key (< 2**32) tells runs apart (RunSpec.key); 0 for what the grid shares (the
-    batch order)."""
+                    key: int = 0, replicate_key: int = 0) -> torch.Generator:
+    """A generator that depends only on (seed, epoch, stream, key, replicate_key): resuming at
+    any epoch reproduces the batch order and dropout masks of an uninterrupted run without
+    saving RNG states. replicate_key (< 2**32, config.replicate_key) tells replicates apart in
+    the seed's low 32 bits; key (< 2**32, RunSpec.key) tells runs apart in its high 32 bits.
+    Both are 0 for replicate 0's batch order: the seeds of a grid of one replicate.
+
+    Devices read a seed differently: CUDA's generator takes all 64 bits, the CPU's Mersenne
+    Twister only the low 32. So on the CPU the dropout runs of one replicate share their masks
+    (a plain and an AL2 run: a paired comparison), on CUDA each run has its own; replicates
+    differ on both."""
     base = (seed * 1_000_003 + epoch) * 2 + stream   # key 0: the grid's streams
-    return torch.Generator(device=device).manual_seed(base ^ (key << 32))
+    return torch.Generator(device=device).manual_seed((base ^ replicate_key) ^ (key << 32))
 
 
 def dropout_generators(runs: list[RunSpec], seed: int, epoch: int,
                        device: torch.device) -> list[torch.Generator]:
-    """One mask stream per run with dropout, keyed by the run itself: its masks are the same
-    in any grid, shard or stacking order that contains it."""
-    return [epoch_generator(seed, epoch, DROPOUT_STREAM, device, r.key)
+    """One mask stream per run with dropout, keyed by the run itself and its replicate: its
+    masks are the same in any grid, shard or stacking order that contains it."""
+    return [epoch_generator(seed, epoch, DROPOUT_STREAM, device, r.key, r.replicate_key)
             for r in runs if r.dropout > 0]
 
 
@@ -56,17 +67,19 @@ def draw_dropout(model: StackedLeNet, batch: int, generators, out=None):
 
 class MetricSums:
     """Per-run sums over an epoch's batches, on the device: L_c and L_r (batch means, summed),
-    correct predictions against the noisy and the clean labels. One (4, R) buffer, so that a step
-    adds to all of them with one kernel and the epoch reads them back with one sync."""
+    correct predictions against the noisy and the clean labels, and the data term each run
+    minimised (L_c for cross-entropy runs, a remedy's loss otherwise). One (5, R) buffer, so
+    that a step adds to all of them with one kernel and the epoch reads them back with one
+    sync."""
 
-    NAMES = ("loss_c", "loss_r", "correct_noisy", "correct_clean")
+    NAMES = ("loss_c", "loss_r", "correct_noisy", "correct_clean", "loss_fit")
 
     def __init__(self, runs: int, device: torch.device):
-        self.buffer = torch.zeros(len(self.NAMES), runs, device=device)   # (4, R)
+        self.buffer = torch.zeros(len(self.NAMES), runs, device=device)   # (5, R)
 
-    def add(self, loss_c, loss_r, correct_noisy, correct_clean) -> None:
+    def add(self, loss_c, loss_r, correct_noisy, correct_clean, loss_fit) -> None:
         """Each argument (R,); in place."""
-        self.buffer += torch.stack([loss_c, loss_r, correct_noisy, correct_clean])
+        self.buffer += torch.stack([loss_c, loss_r, correct_noisy, correct_clean, loss_fit])
 
     def zero(self) -> None:
         self.buffer.zero_()
@@ -125,6 +138,17 @@ class FlatSGD:
         return out
 
 
+class Batch(NamedTuple):
+    """One step's inputs: images (b, 1, 28, 28) every run reads, or (G, b, 1, 28, 28) one batch
+    per input group; labels (b,) shared or (R, b) per run. Mixup runs also have the labels of the
+    images mixed in (R, b) and their weight lam (R,) (1 for the other runs)."""
+    x: torch.Tensor
+    y_noisy: torch.Tensor
+    y_clean: torch.Tensor
+    y_mixed: torch.Tensor | None = None
+    lam: torch.Tensor | None = None
+
+
 class Trainer:
     """The stacked runs of a grid and everything that trains them.
 
@@ -136,18 +160,32 @@ class Trainer:
     def __init__(self, grid: GridConfig, runs: list[RunSpec], data: GridData,
                  trunk: str = "grouped", cuda_graph: bool = False):
         self.grid, self.runs, self.data = grid, runs, data
-        self.device = data.train_x.device
-        self.model = StackedLeNet([lenet_from_seed(r.seed, r.batch_norm, r.dropout,
-                                                   r.grid.bn_init) for r in runs], trunk=trunk)
-        self.model = self.model.to(device=self.device, dtype=data.train_x.dtype).train()
-        wd = torch.tensor([r.weight_decay for r in runs], device=self.device)       # (R,)
+        self.plan = p = StackPlan(runs)
+        if data.label_seeds != p.label_seeds:
+            raise ValueError(f"the data holds the labels of corruption seeds {data.label_seeds}, "
+                             f"the runs need {p.label_seeds}")
+        self.device = dev = data.train_x.device
+        self.model = StackedLeNet([lenet_from_seed(r.init_seed, r.batch_norm, r.dropout,
+                                                   r.grid.bn_init) for r in runs], trunk=trunk,
+                                  groups=None if p.shared_input else p.group_of_run)
+        self.model = self.model.to(device=dev, dtype=data.train_x.dtype).train()
+        # the plan as index tensors: each group's batch order and label set, each run's group
+        self.group_order, self.group_labels, self.run_group = (
+            p.index(v, dev) for v in (p.order_of_group, p.labels_of_group, p.group_of_run))
+        self.mixup_groups = [(g, p.order_of_group[g]) for g, grp in enumerate(p.groups)
+                             if grp.mixup]
+        self.run_mixup = torch.tensor([r.mixup for r in runs], device=dev)             # (R,)
+        self.fit_rows = [(fit, p.index([r for r, f in enumerate(p.fits) if f == fit], dev))
+                         for fit in dict.fromkeys(p.fits)]
+        self.fit_inverse = torch.cat([rows for _, rows in self.fit_rows]).argsort()
+        wd = torch.tensor(p.weight_decay, device=dev)                                  # (R,)
         bn_wd = wd[self.model.bn_runs]          # the BN parameters' rows are the BN runs (B,)
         named = list(self.model.named_parameters())
-        self.sgd = FlatSGD([p for _, p in named], grid.lr, grid.momentum,
+        self.sgd = FlatSGD([param for _, param in named], grid.lr, grid.momentum,
                            [bn_wd if name.startswith("bn_") else wd for name, _ in named])
-        self.sums = MetricSums(len(runs), self.device)
+        self.sums = MetricSums(len(runs), dev)
         self.static, self.graph_error = None, None
-        if cuda_graph and graph_capture_possible(self.device):
+        if cuda_graph and graph_capture_possible(dev):
             self.static = self.captured_step()
 
     def captured_step(self) -> "StaticStep | None":
@@ -166,31 +204,93 @@ class Trainer:
     def uses_graph(self) -> bool:
         return self.static is not None
 
-    def step(self, x, y_noisy, y_clean, al2_weight, dropout_u=None) -> None:
-        """One minibatch for every run: Eq. 1, backward, SGD; adds the batch's per-run metrics
-        to self.sums. x (b, 1, 28, 28); y_noisy, y_clean (b,); al2_weight (R,) on the device;
-        dropout_u (D, b, 800) from draw_dropout."""
-        log_probs, features = self.model(x, dropout_u)                # (R, b, 10), (b, R, 800)
-        loss, loss_c, loss_r = al2_loss(log_probs, features, y_noisy, al2_weight)
+    def batch(self, idx: torch.Tensor, mix=None) -> Batch:
+        """The step's inputs from idx (K, b), the batch of each of the stack's K batch orders
+        (one per replicate), and mix (lam (K,), perm (K, b)) for mixup runs."""
+        d = self.data
+        if self.plan.shared_input:  # the paper's paired grid: one batch for every run
+            i = idx[0]
+            return Batch(d.train_x[i], d.train_noisy[0][i], d.train_clean[i])
+        rows = idx[self.group_order]                                          # (G, b)
+        x = d.train_x[rows]                                                   # (G, b, 1, 28, 28)
+        y = d.train_noisy[self.group_labels[:, None], rows]                   # (G, b)
+        y_mixed, lam = y, None
+        if mix is not None:
+            lam_k, perm_k = mix
+            y_mixed = y.clone()
+            for g, k in self.mixup_groups:  # one lam and permutation per replicate and step
+                x[g] = remedies.mix_inputs(x[g], lam_k[k], perm_k[k])
+                y_mixed[g] = y[g][perm_k[k]]
+            lam = torch.where(self.run_mixup, lam_k[self.group_order[self.run_group]], 1.0)
+        runs = self.run_group
+        return Batch(x, y[runs], d.train_clean[rows][runs], y_mixed[runs], lam)
+
+    def step(self, idx, al2_weight, dropout_u=None, mix=None) -> None:
+        """One minibatch for every run: Eq. 1 (or a remedy's data term + the same AL2 term),
+        backward, SGD; adds the batch's per-run metrics to self.sums. idx (K, b): the batch of
+        each batch order (Trainer.batch); al2_weight (R,) on the device; dropout_u (D, b, 800)
+        from draw_dropout; mix: mixup's (lam (K,), perm (K, b)) when the stack has mixup runs."""
+        batch = self.batch(idx, mix)
+        log_probs, features = self.model(batch.x, dropout_u)          # (R, b, 10), (b, R, 800)
+        if self.plan.faithful:
+            loss, loss_c, loss_r = al2_loss(log_probs, features, batch.y_noisy, al2_weight)
+            loss_fit = loss_c
+        else:
+            loss, loss_c, loss_r, loss_fit = self.remedy_loss(log_probs, features, batch,
+                                                              al2_weight)
         loss.backward()
         self.sgd.step()
         with torch.no_grad():
             pred = log_probs.argmax(-1)                                   # (R, b)
-            self.sums.add(loss_c, loss_r, (pred == y_noisy).sum(1), (pred == y_clean).sum(1))
+            self.sums.add(loss_c, loss_r, (pred == batch.y_noisy).sum(1),
+                          (pred == batch.y_clean).sum(1), loss_fit)
+
+    def remedy_loss(self, log_probs, features, batch: Batch, al2_weight):
+        """Beyond the paper: each run's own data term (remedies.fit_loss), plus the same AL2 term
+        w_e L_r -> (total, L_c (R,), L_r (R,), data term (R,)). L_c is measured (no gradient)
+        against the noisy labels; for mixup runs it is the mixed cross-entropy they minimise."""
+        def per_run(labels, rows):  # labels every run shares (b,) or each run's own (R, b)
+            return labels if labels is None or labels.dim() == 1 else labels[rows]
+        parts = [remedies.fit_loss(fit, log_probs[rows], per_run(batch.y_noisy, rows),
+                                   self.plan.remedy_params, per_run(batch.y_mixed, rows),
+                                   None if batch.lam is None else batch.lam[rows])
+                 for fit, rows in self.fit_rows]
+        loss_fit = torch.cat(parts)[self.fit_inverse]                        # (R,)
+        loss_r = activation_loss(features, dims=(0, 2))                      # (R,)
+        with torch.no_grad():
+            loss_c = torch.where(self.run_mixup, loss_fit,
+                                 remedies.cross_entropy_loss(log_probs, batch.y_noisy))
+        return (loss_fit + al2_weight * loss_r).sum(), loss_c, loss_r, loss_fit
+
+    def orders(self, epoch_index: int) -> torch.Tensor:
+        """The epoch's batch order of each of the stack's replicates (K, N), from its own
+        stream (replicate 0: the grid's order stream)."""
+        dev, n = self.device, len(self.data.train_x)
+        return torch.stack([torch.randperm(n, device=dev, generator=epoch_generator(
+            self.grid.order_seed, epoch_index, ORDER_STREAM, dev, replicate_key=key))
+            for key in self.plan.replicate_keys])
+
+    def mixup_draws(self, epoch_index: int) -> remedies.MixupDraws | None:
+        """The epoch's mixup draws, one lam and permutation per replicate and step."""
+        if not self.plan.mixup:
+            return None
+        return remedies.mixup_draws(self.grid.mixup_alpha, self.grid.order_seed, epoch_index,
+                                    self.plan.replicate_keys, len(self.data.train_x),
+                                    self.grid.batch_size, self.device, self.data.train_x.dtype)
 
     def train_epoch(self, epoch_index: int, al2_weight: torch.Tensor,
                     max_steps: int | None = None, perm: torch.Tensor | None = None) -> dict:
         """Training epoch `epoch_index` (zero-based, as get_map_weights counts) with the AL2
-        weight al2_weight (R,): shuffled by the grid's order stream (or in the order `perm`), the
-        last partial batch kept as a DataLoader would. Full batches go through the captured graph
-        when there is one, the last partial batch eagerly on the same buffers. Returns the sums
-        (MetricSums.read), "batches" and "samples"."""
-        g, d, dev = self.grid, self.data, self.device
-        n = len(d.train_x)
+        weight al2_weight (R,): shuffled by each replicate's order stream (or in the order `perm`
+        (N,), for every replicate), the last partial batch kept as a DataLoader would. Full
+        batches go through the captured graph when there is one, the last partial batch eagerly
+        on the same buffers. Returns the sums (MetricSums.read), "batches" and "samples"."""
+        g, dev = self.grid, self.device
         self.model.train()
-        if perm is None:
-            perm = torch.randperm(n, device=dev, generator=epoch_generator(
-                g.order_seed, epoch_index, ORDER_STREAM, dev))
+        perms = self.orders(epoch_index) if perm is None else \
+            perm.to(dev).view(1, -1).expand(len(self.plan.replicate_keys), -1)     # (K, N)
+        n = perms.shape[1]
+        mix = self.mixup_draws(epoch_index)
         dropout_gens = dropout_generators(self.runs, g.dropout_seed, epoch_index, dev)
         self.sums.zero()
         weight = al2_weight.to(dev)
@@ -201,13 +301,14 @@ class Trainer:
         for s in range(0, n, g.batch_size):
             if max_steps is not None and batches >= max_steps:
                 break
-            idx = perm[s:s + g.batch_size]
-            if self.static is not None and len(idx) == g.batch_size:
-                self.static(idx, dropout_gens)
+            idx = perms[:, s:s + g.batch_size]                                # (K, b)
+            step_mix = mix.step(batches, idx.shape[1]) if mix is not None else None
+            if self.static is not None and idx.shape[1] == g.batch_size:
+                self.static(idx, dropout_gens, step_mix)
             else:
-                self.step(d.train_x[idx], d.train_noisy[idx], d.train_clean[idx], weight,
-                          draw_dropout(self.model, len(idx), dropout_gens))
-            batches, samples = batches + 1, samples + len(idx)
+                self.step(idx, weight, draw_dropout(self.model, idx.shape[1], dropout_gens),
+                          step_mix)
+            batches, samples = batches + 1, samples + idx.shape[1]
         return {**self.sums.read(), "batches": batches, "samples": samples}
 
     def test(self, x=None, y=None):
@@ -215,6 +316,17 @@ class Trainer:
         the data's test set, or x, y)."""
         return evaluate_stacked(self.model, self.data.test_x if x is None else x,
                                 self.data.test_y if y is None else y)
+
+    def validate(self):
+        """Accuracy % (R,) and mean NLL (R,) of every run on the held-out images against their
+        corrupted labels (each run its label set's): what a user without clean labels sees.
+        None without a validation set."""
+        d = self.data
+        if d.val_x is None:
+            return None
+        labels = d.val_noisy[0] if len(d.label_seeds) == 1 else \
+            d.val_noisy[torch.tensor(self.plan.labels_of_run, device=self.device)]
+        return evaluate_stacked(self.model, d.val_x, labels)
 
     def state_dict(self) -> dict:
         """Weights and momentum: what a resume restores."""
@@ -250,25 +362,30 @@ class StaticStep:
     def __init__(self, trainer: Trainer, graph: bool):
         self.trainer = trainer
         model, dev, batch = trainer.model, trainer.device, trainer.grid.batch_size
-        self.idx = torch.zeros(batch, dtype=torch.long, device=dev)              # (B,)
+        orders = len(trainer.plan.replicate_keys)
+        self.idx = torch.zeros(orders, batch, dtype=torch.long, device=dev)      # (K, B)
         self.u = (torch.zeros(len(model.dropout_runs), batch, FEATURES, device=dev,
                               dtype=trainer.data.train_x.dtype)                  # (D, B, 800)
                   if model.uses_dropout else None)
+        self.mix = (torch.full((orders,), 0.5, device=dev, dtype=trainer.data.train_x.dtype),
+                    torch.arange(batch, device=dev).repeat(orders, 1)) \
+            if trainer.plan.mixup else None                                     # (K,), (K, B)
         self.al2_weight = torch.zeros(model.runs, device=dev)                    # (R,)
         self.graph = self.capture() if graph else None
 
     def eager(self) -> None:
         """The step itself, reading the static buffers."""
-        d = self.trainer.data
-        self.trainer.step(d.train_x[self.idx], d.train_noisy[self.idx], d.train_clean[self.idx],
-                          self.al2_weight, self.u)
+        self.trainer.step(self.idx, self.al2_weight, self.u, self.mix)
 
-    def __call__(self, idx: torch.Tensor, dropout_gens: list | None) -> None:
-        """One step on the batch `idx` (B,): copy it in, draw the dropout uniforms into their
-        buffer (the same draw as the eager path's), run or replay."""
+    def __call__(self, idx: torch.Tensor, dropout_gens: list | None, mix=None) -> None:
+        """One step on the batch `idx` (K, B): copy it in, draw the dropout uniforms into their
+        buffer (the same draw as the eager path's), copy mixup's draws in, run or replay."""
         self.idx.copy_(idx)
         if self.u is not None:
-            draw_dropout(self.trainer.model, len(idx), dropout_gens, out=self.u)
+            draw_dropout(self.trainer.model, idx.shape[1], dropout_gens, out=self.u)
+        if self.mix is not None:
+            self.mix[0].copy_(mix[0])
+            self.mix[1].copy_(mix[1])
         if self.graph is not None:
             self.graph.replay()
         else:

@@ -20,6 +20,7 @@ from .device import environment, select_device, set_cudnn_benchmark, set_tf32
 from .paths import shown
 from .outputs import (AFRESH, EpochRecorder, check_finite, check_out_dir, metrics_rows,
                       prepare_folder, read_resume, read_run_configs, write_run_configs)
+from .plan import label_seeds
 from .schedule import get_map_weights
 from .shards import lock_shard, mark_done, resume_file, shard_runs
 from .trainer import Trainer
@@ -94,7 +95,7 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
     from its resume file, then the grid's files and config.json. Everything a resume reads is
     read and checked before anything is written."""
     state_file = resume_file(out, shard, None if len(grid.levels()) == 1 else level)
-    data = load_grid_data(grid, dev, data_root, level)
+    data = load_grid_data(grid, dev, data_root, level, label_seeds(runs))
     trainer = Trainer(grid, runs, data, trunk=options["trunk"], cuda_graph=options["cuda_graph"])
     history, start_epoch, wall_before, configs = [[] for _ in runs], 0, 0.0, {}
     if resumed and state_file.exists():
@@ -106,7 +107,7 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
             raise GridError(f"resume file {shown(state_file)} does not fit this grid's runs; "
                             f"{AFRESH}") from None
         history, start_epoch, wall_before = state["history"], state["epoch"], state["wall_time_s"]
-    prepare_folder(out, grid, shard, data, level)
+    prepare_folder(out, grid, shard, data, level, runs)
     env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": options["trunk"],
            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
     if trainer.graph_error:  # asked for, failed, trained eagerly
@@ -158,11 +159,14 @@ def out_of_budget(budget_s: float | None, start: float, epochs_done: int) -> boo
 
 def epoch_rows(trainer: Trainer, epoch: int, sums: dict | None, al2_weight: torch.Tensor,
                t0: float) -> list[dict]:
-    """The epoch's metrics per run: test accuracy and loss of every run (one batched pass) and
-    the training sums (read back once per epoch by Trainer.train_epoch)."""
+    """The epoch's metrics per run: test accuracy and loss of every run (one batched pass), the
+    same on the noisy validation set if there is one, and the training sums (read back once per
+    epoch by Trainer.train_epoch)."""
     acc, loss = trainer.test()
+    val = trainer.validate()
+    val = None if val is None else (val[0].tolist(), val[1].tolist())
     return metrics_rows(epoch, acc.tolist(), loss.tolist(), sums, al2_weight.tolist(),
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, val)
 
 
 def progress_bar(epochs, start: int, total: int, runs: int, show: bool):
