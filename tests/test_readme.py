@@ -3,7 +3,7 @@ table1.png is the results table it says it is."""
 import re
 
 from al2.paths import REPO_ROOT
-from conftest import main
+from conftest import SCRIPTS, main, script
 
 README = (REPO_ROOT / "README.md").read_text()
 
@@ -38,7 +38,9 @@ def test_the_top_level_table1_is_the_one_the_readme_names():
 
 
 def test_every_flag_the_readme_names_exists():
+    bench = SCRIPTS.setdefault("bench_train", script("code/bench_train.py"))
     helps = main("train", "--help").stdout + main("evaluate", "--help").stdout + \
+        bench.build_parser().format_help() + \
         (REPO_ROOT / "scripts" / "gpu_job" / "run.sh").read_text()
     flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", README))
     assert flags and not {f for f in flags if f not in helps}
