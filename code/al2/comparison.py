@@ -24,7 +24,8 @@ from .files import save_csv, save_text
 from .inference import evaluate_stacked
 from .model import StackedLeNet
 from .outputs import label_groups, noisy_labels
-from .replicates import CONFIDENCE, fmt_mean_sd, mean_sd, selection, t_interval
+from .replicates import (CONFIDENCE, fmt_mean_sd, interval_text, mean_sd, selection,
+                         t_interval)
 from .runs import Run, grid_order
 
 NAMES = {"bare": "none (cross-entropy)", "bn": "batch norm", "do": "dropout",
@@ -109,12 +110,9 @@ def paired_difference(a: list[Run], b: list[Run], column: str) -> dict:
                             for x, y in matched(a, b)])
 
 
-def ci_text(d: dict) -> str:
-    """'+12.3 [8.1, 16.5], 5 of 5'."""
-    if not d["n"]:
-        return "–"
-    interval = f" [{d['low']:+.1f}, {d['high']:+.1f}]" if d["n"] > 1 else ""
-    return f"{d['mean']:+.1f}{interval}, {d['positive']} of {d['n']}"
+def gain(a: list[Run], b: list[Run], column: str) -> str:
+    """b - a on `column`, paired, as '+12.3 [+8.1, +16.5], 5 of 5'."""
+    return interval_text(paired_difference(a, b, column), digits=1)
 
 
 def comparison_markdown(rows: list[dict], runs: list[Run], title: str) -> str:
@@ -144,8 +142,8 @@ def comparison_markdown(rows: list[dict], runs: list[Run], title: str) -> str:
             continue
         with_al2 = configs[(level, baseline, True)]
         lines.append(f"| {NAMES.get(baseline, baseline)} | "
-                     f"{ci_text(paired_difference(group, with_al2, 'final_test_acc'))} | "
-                     f"{ci_text(paired_difference(group, with_al2, 'early_stopped_test_acc'))} |")
+                     f"{gain(group, with_al2, 'final_test_acc')} | "
+                     f"{gain(group, with_al2, 'early_stopped_test_acc')} |")
     for short, label in (("final", "final"), ("early", "early-stopped")):
         lines += ["", *ranking(rows, configs, short, label)]
     return "\n".join(lines) + "\n"
@@ -166,8 +164,8 @@ def ranking(rows: list[dict], configs: dict, short: str, label: str) -> list[str
         name = r["remedy"] + (" + AL2" if r["al2"] else "")
         interval = f" [{r[f'{short}_low']:.1f}, {r[f'{short}_high']:.1f}]" \
             if r["n"] > 1 else ""
-        versus = "" if i == 1 else "; vs the first: " + ci_text(paired_difference(
-            best, configs[(r["level"], r["baseline"], r["al2"])], column))
+        entry = configs[(r["level"], r["baseline"], r["al2"])]
+        versus = "" if i == 1 else "; vs the first: " + gain(best, entry, column)
         lines.append(f"{i}. {name}: {r[f'{short}_mean']:.1f}{interval}{versus}")
     return lines
 

@@ -77,13 +77,10 @@ def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict:
     many values are > 0: {"n", "mean", "sd", "low", "high", "positive"}; NaN values are left out,
     the interval is NaN for n < 2. Of paired differences (b - a per replicate) it is the paired
     t-interval of the mean difference."""
-    d = [x for x in values if not math.isnan(x)]
-    n = len(d)
-    mean = statistics.fmean(d) if d else math.nan
-    sd = statistics.stdev(d) if n > 1 else math.nan
+    mean, sd, n = mean_sd(values)
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
     return {"n": n, "mean": mean, "sd": sd, "low": mean - half, "high": mean + half,
-            "positive": sum(x > 0 for x in d)}
+            "positive": sum(x > 0 for x in values if not math.isnan(x))}
 
 
 def pairs(runs: list[Run]) -> dict:
@@ -117,12 +114,21 @@ def paired_rows(runs: list[Run], epochs: list[int], early: bool) -> list[dict]:
     return rows
 
 
-def interval_text(row: dict) -> str:
-    """'+34.2 [28.1, 40.3], 5 of 5' (or without the interval for n = 1)."""
-    text = f"{row['mean_diff']:+.2f}"
-    if row["n"] > 1:
-        text += f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
-    return text + f", {row['al2_ahead']} of {row['n']}"
+def interval_text(ci: dict, digits: int = 2) -> str:
+    """A t_interval as '+34.20 [+28.10, +40.30], 5 of 5' (without the interval for n = 1, '–'
+    for none)."""
+    if not ci["n"]:
+        return "–"
+    text = f"{ci['mean']:+.{digits}f}"
+    if ci["n"] > 1:
+        text += f" [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
+    return text + f", {ci['positive']} of {ci['n']}"
+
+
+def paired_ci(row: dict) -> dict:
+    """A paired_rows row's interval under t_interval's keys."""
+    return {"n": row["n"], "mean": row["mean_diff"], "low": row["ci_low"],
+            "high": row["ci_high"], "positive": row["al2_ahead"]}
 
 
 def paired_markdown(rows: list[dict], title: str) -> str:
@@ -140,7 +146,8 @@ def paired_markdown(rows: list[dict], title: str) -> str:
     index = {(r["level"], r["baseline"], r["measure"], r["epoch"]): r for r in rows}
     for level, baseline, measure in dict.fromkeys((r["level"], r["baseline"], r["measure"])
                                                   for r in rows):
-        cells = [interval_text(index[(level, baseline, measure, e)]) for e in epochs]
+        cells = [interval_text(paired_ci(index[(level, baseline, measure, e)]))
+                 for e in epochs]
         lines.append("| " + (f"{level:g}% | " if len(levels) > 1 else "") +
                      f"{baseline.upper()} | {measure.replace('_', '-')} | " + " | ".join(cells)
                      + " |")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from .inference import trunk_features
 from .model import CHANNELS, FEATURES, StackedLeNet
 from .paths import shown
 from .regularizer import trunk_outputs
+from .replicates import mean_sd
 from .runs import Run
 
 # Our column name -> svcca.pairwise's statistic. The first three are what the authors'
@@ -243,9 +243,9 @@ def similarity_summary(rows: list[dict], baseline_of: dict) -> list[dict]:
     out = []
     for (epoch, baseline, pair, stat), values in groups.items():
         v = [x for x in values if not math.isnan(x)]
+        mean, sd, n = mean_sd(v)
         out.append({"epoch": epoch, "baseline": baseline, "pair": pair, "statistic": stat,
-                    "pairs": len(v), "mean": statistics.fmean(v) if v else math.nan,
-                    "sd": statistics.stdev(v) if len(v) > 1 else math.nan,
+                    "pairs": n, "mean": mean, "sd": sd,
                     "min": min(v, default=math.nan), "max": max(v, default=math.nan)})
     return out
 
