@@ -6,23 +6,39 @@
 
 Every run writes <out>/<baseline>_<plain|al2>_s<seed>/: config.json, metrics.csv,
 checkpoints/epoch_<E>.pt, activations/epoch_<E>.pt. --resume continues an interrupted grid.
+
+Exit codes: 0 done (or stopped by --time-budget); 75 stopped by SIGTERM, SIGUSR1 or Ctrl-C
+after finishing the step under way, the exact state saved: the same command plus --resume
+continues bit for bit; 1 a run's loss became non-finite; 2 a bad setting, or a file that could
+not be read or written (the state before it is kept: --resume continues); 130 a second Ctrl-C.
 """
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__":
+    # A stop signal may come while torch loads (Slurm sends its time-limit warning up to a
+    # minute early): kept here, before the imports below, and honoured at the first step.
+    EARLY_SIGNALS: list[str] = []
+    for _name in ("SIGTERM", "SIGUSR1"):
+        signal.signal(getattr(signal, _name),
+                      lambda signum, frame: EARLY_SIGNALS.append(signal.Signals(signum).name))
+
 from al2.cli import baseline_seeds, int_list, noise_levels, shard_spec, str_list
 from al2.config import BASELINES, PRESETS, REMEDIES, GridConfig
 from al2.remedies import DEFAULTS as REMEDY_DEFAULTS
 from al2.errors import UserError
+from al2.files import WriteError
 from al2.model import StackedLeNet
 from al2.outputs import NonFiniteLoss
 from al2.paths import RESULTS_DIR, resolve, shown
+from al2.stopping import STOPPED_EXIT, StopOnSignal
 from al2.training import train_grid
 
 DEFAULTS = GridConfig()
@@ -210,13 +226,21 @@ def main(argv=None) -> int:
     command = " ".join(shlex.quote(a) for a in ["python", "code/train.py", *argv])
     tmp = tempfile.TemporaryDirectory(prefix="al2-dry-run-") if args.dry_run else None
     out = Path(tmp.name) if tmp else resolve(args.out or RESULTS_DIR / "runs" / grid.preset)
+    again = "the same command plus --resume continues from it"
     try:
-        summary = train_grid(grid, out, device=args.device, resume=args.resume, command=command,
-                             progress=not args.no_progress and not args.dry_run,
-                             cuda_graph=args.cuda_graph,
-                             time_budget_s=None if args.time_budget is None
-                             else 60 * args.time_budget, shard=args.shard,
-                             trunk=args.trunk, cudnn_benchmark=args.cudnn_benchmark)
+        with StopOnSignal() as stop:
+            stop.requested = (globals().get("EARLY_SIGNALS") or [None])[0]
+            summary = train_grid(grid, out, device=args.device, resume=args.resume,
+                                 command=command,
+                                 progress=not args.no_progress and not args.dry_run,
+                                 cuda_graph=args.cuda_graph,
+                                 time_budget_s=None if args.time_budget is None
+                                 else 60 * args.time_budget, shard=args.shard,
+                                 trunk=args.trunk, cudnn_benchmark=args.cudnn_benchmark,
+                                 stop=stop)
+    except WriteError as e:
+        parser.exit(2, f"train.py: error: {e}; the last complete state is kept: after freeing "
+                       f"the space (or fixing the cause) {again}\n")
     except UserError as e:
         parser.exit(2, f"train.py: error: {e}\n")
     except OSError as e:  # a path that cannot be written: a file where a folder should be, ...
@@ -224,11 +248,19 @@ def main(argv=None) -> int:
     except NonFiniteLoss as e:
         parser.exit(1, f"train.py: stopped: {e}\n")
     except KeyboardInterrupt:
-        parser.exit(130, f"\ntrain.py: interrupted; continue with the same command plus --resume "
-                         f"(from the newest checkpoint in {shown(out)})\n")
+        parser.exit(130, f"\ntrain.py: interrupted (a second Ctrl-C); the newest complete state "
+                         f"in {shown(out)} is kept: {again}\n")
     finally:
         if tmp:
             tmp.cleanup()
+    if summary["signal"] is not None:
+        at, epochs = summary["stopped_at"], summary["epochs"]
+        where = f"in epoch {at[0]} of {epochs} after its step {at[1]}" \
+            if isinstance(at, tuple) else f"after epoch {at} of {epochs}"
+        saved = "nothing kept (dry run)" if args.dry_run else \
+            f"the exact state is saved in {shown(out)}: {again}"
+        parser.exit(STOPPED_EXIT, f"train.py: stopped by {summary['signal']} {where}; {saved} "
+                                  f"(exit {STOPPED_EXIT})\n")
     finals = summary["final"]
     best = " ".join(f"{name} {row['test_acc']:.2f}%" for name, row in finals.items())
     where = "nothing kept (dry run)" if args.dry_run else shown(out)

@@ -44,7 +44,11 @@ def table_runs(runs: list[Run]) -> list[Run]:
 
 
 def write_table1(runs: list[Run], out: Path, title: str) -> list[dict]:
+    """Table 1's files; nothing written (and no rows returned) while no run has reached the
+    table's first epoch column (a grid stopped early)."""
     rows = table1_rows(table_runs(runs))
+    if not rows:
+        return rows
     save_csv(rows, out / "table1.csv", TABLE_COLUMNS)
     save_text(table1_markdown(rows, title), out / "table1.md")
     plotting.table1_png(rows, out / "table1.png", title)
@@ -116,8 +120,11 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
                       f"{grid_config(g).train_images()} training images, "
                       f"{table_level(runs):g}% noise, {len(g['seeds'])} seed(s){replicates}")
     if table and table_runs(runs):
-        write_table1(runs, out, title)
-        written += ["table1.csv", "table1.md", "table1.png"]
+        if write_table1(runs, out, title):
+            written += ["table1.csv", "table1.md", "table1.png"]
+        else:
+            problems.append("Table 1: no run has reached the table's first epoch column yet "
+                            "(train further, or --resume)")
     if curves:
         plotting.curves_png(table_runs(runs) or runs, out / "curves.png")
         written.append("curves.png")

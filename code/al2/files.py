@@ -20,19 +20,47 @@ class FileError(UserError):
     """A file that cannot be used; the message names it and what to do."""
 
 
+class WriteError(UserError):
+    """A file that could not be written (no space, quota, permission, an I/O error); the
+    message names it and the cause. The file as it was before is left unchanged."""
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path` (binary), then rename over `path`."""
+    """Call write(file) on an in-memory file, then put its bytes on disk under a temporary name
+    beside `path` and rename that over `path`: a reader sees the old file or the new one, never
+    a part. Serialising in memory first means a failing disk shows up here as an OSError with
+    its cause (torch's zip writer would report "unexpected pos"); it becomes a WriteError naming
+    the file, and the temporary file is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    buffer = io.BytesIO()
+    write(buffer)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            write_bytes(f, buffer.getbuffer())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as e:
+        remove_quietly(tmp)
+        raise WriteError(f"cannot write {shown(path)}: {e.strerror or e}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        remove_quietly(tmp)
         raise
+
+
+def write_bytes(f, data) -> None:
+    """The one place a file's bytes go to disk (tests make it fail as a full disk would)."""
+    f.write(data)
+
+
+def remove_quietly(tmp: str | None) -> None:
+    if tmp is not None:
+        try:
+            Path(tmp).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def save_torch(obj, path: Path) -> None:

@@ -70,7 +70,8 @@ def check_out_dir(out: Path, grid: GridConfig, resume: bool,
 
 def read_resume(state_file: Path, runs: list[RunSpec]) -> dict:
     """resume.pt, checked: {"epoch", "model", "momentum", "history" (one list per run),
-    "wall_time_s", "runs" (their names)}; a FileError or GridError naming the file when it is
+    "wall_time_s", "runs" (their names), "partial" (where a signal stopped inside the next
+    epoch, or None; absent in older files)}; a FileError or GridError naming the file when it is
     damaged or not these runs' state."""
     state = read_torch(state_file, "resume file", AFRESH)
     keys = {"epoch", "model", "momentum", "history", "wall_time_s", "runs"}
@@ -80,6 +81,12 @@ def read_resume(state_file: Path, runs: list[RunSpec]) -> dict:
     if state["runs"] != [r.name for r in runs] or len(state["history"]) != len(runs):
         raise GridError(f"resume file {shown(state_file)} holds other runs than this grid's "
                         f"(another grid's?); {AFRESH}")
+    partial = state.get("partial")
+    if partial is not None and not (isinstance(partial, dict) and
+                                    {"epoch_index", "steps", "sums", "dropout_rng"} <= set(partial)
+                                    and partial["epoch_index"] == state["epoch"]):
+        raise GridError(f"resume file {shown(state_file)} is damaged (its partial epoch does not "
+                        f"follow its epoch {state['epoch']}); {AFRESH}")
     return state
 
 
@@ -234,5 +241,12 @@ class EpochRecorder:
                         "epoch": epoch, "metrics": self.history[i][-1]},
                        run_dir / "checkpoints" / f"epoch_{epoch}.pt")
             save_torch(feats[i].clone(), run_dir / "activations" / f"epoch_{epoch}.pt")
+        self.save_state(epoch, trainer, wall)
+
+    def save_state(self, epoch: int, trainer, wall: float, partial: dict | None = None) -> None:
+        """resume.pt: weights, momentum and BN statistics, the history up to `epoch` (the last
+        complete one), and `partial`, the position inside epoch + 1 when a signal stopped it
+        there (Trainer.position; None at an epoch's end)."""
         save_torch({"epoch": epoch, **trainer.state_dict(), "history": self.history,
-                    "wall_time_s": wall, "runs": [r.name for r in self.runs]}, self.state_file)
+                    "wall_time_s": wall, "runs": [r.name for r in self.runs],
+                    "partial": partial}, self.state_file)

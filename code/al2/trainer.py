@@ -279,12 +279,17 @@ class Trainer:
                                     self.grid.batch_size, self.device, self.data.train_x.dtype)
 
     def train_epoch(self, epoch_index: int, al2_weight: torch.Tensor,
-                    max_steps: int | None = None, perm: torch.Tensor | None = None) -> dict:
+                    max_steps: int | None = None, perm: torch.Tensor | None = None,
+                    stop=None, position: dict | None = None) -> dict:
         """Training epoch `epoch_index` (zero-based, as get_map_weights counts) with the AL2
         weight al2_weight (R,): shuffled by each replicate's order stream (or in the order `perm`
         (N,), for every replicate), the last partial batch kept as a DataLoader would. Full
         batches go through the captured graph when there is one, the last partial batch eagerly
-        on the same buffers. Returns the sums (MetricSums.read), "batches" and "samples"."""
+        on the same buffers. Returns the sums (MetricSums.read), "batches" and "samples".
+
+        stop (stopping.StopOnSignal): checked before every step; once it asks, the epoch ends
+        there and the result is {"partial": self.position(...)}, where it stopped. position:
+        such a partial epoch of this epoch_index, continued from its next step."""
         g, dev = self.grid, self.device
         self.model.train()
         perms = self.orders(epoch_index) if perm is None else \
@@ -293,14 +298,17 @@ class Trainer:
         mix = self.mixup_draws(epoch_index)
         dropout_gens = dropout_generators(self.runs, g.dropout_seed, epoch_index, dev)
         self.sums.zero()
+        batches = self.continue_epoch(position, epoch_index, dropout_gens) if position else 0
+        samples = batches * g.batch_size        # only the epoch's last batch can be partial
         weight = al2_weight.to(dev)
         if self.static is not None:
             self.static.al2_weight.copy_(weight)
             weight = self.static.al2_weight
-        batches = samples = 0
-        for s in range(0, n, g.batch_size):
+        for s in range(samples, n, g.batch_size):
             if max_steps is not None and batches >= max_steps:
                 break
+            if stop is not None and stop.check():
+                return {"partial": self.position(epoch_index, batches, dropout_gens)}
             idx = perms[:, s:s + g.batch_size]                                # (K, b)
             step_mix = mix.step(batches, idx.shape[1]) if mix is not None else None
             if self.static is not None and idx.shape[1] == g.batch_size:
@@ -310,6 +318,26 @@ class Trainer:
                           step_mix)
             batches, samples = batches + 1, samples + idx.shape[1]
         return {**self.sums.read(), "batches": batches, "samples": samples}
+
+    def position(self, epoch_index: int, steps: int, dropout_gens: list) -> dict:
+        """Where an epoch stopped, to continue it exactly: steps done, the metric sums so far
+        (5, R) and each dropout stream's state (the batch order and mixup's draws are functions
+        of the epoch and the step)."""
+        return {"epoch_index": epoch_index, "steps": steps,
+                "sums": self.sums.buffer.detach().cpu().clone(),
+                "dropout_rng": [gen.get_state() for gen in dropout_gens]}
+
+    def continue_epoch(self, position: dict, epoch_index: int, dropout_gens: list) -> int:
+        """Restore a partial epoch (position: its sums and dropout streams) and return its steps
+        done. A position of another epoch or stack is a ValueError."""
+        if position["epoch_index"] != epoch_index or \
+                len(position["dropout_rng"]) != len(dropout_gens) or \
+                tuple(position["sums"].shape) != tuple(self.sums.buffer.shape):
+            raise ValueError("the partial epoch is not this stack's next epoch")
+        self.sums.buffer.copy_(position["sums"])
+        for gen, state in zip(dropout_gens, position["dropout_rng"]):
+            gen.set_state(state)
+        return position["steps"]
 
     def test(self, x=None, y=None):
         """Test accuracy % (R,) and mean NLL (R,) of every run (eval mode, one batched pass over

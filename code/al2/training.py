@@ -47,13 +47,14 @@ class Part:
     history: list
     start_epoch: int
     t0: float                         # the trainer's clock: perf_counter() - seconds so far
+    position: dict | None = None      # epoch start_epoch + 1 stopped part-way (a signal)
 
 
 def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool = False,
                command: str = "", progress: bool = True, data_root="data",
                on_epoch_end=None, cuda_graph: bool = True,
                time_budget_s: float | None = None, shard: tuple[int, int] | None = None,
-               trunk: str = "grouped", cudnn_benchmark: bool = False) -> dict:
+               trunk: str = "grouped", cudnn_benchmark: bool = False, stop=None) -> dict:
     """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
 
     cuda_graph: on CUDA, replay the training step as a captured graph (trainer.StaticStep);
@@ -63,7 +64,9 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     grid's folder. trunk: how the trunk is computed (StackedLeNet.TRUNKS, the same function);
     cudnn_benchmark: let cuDNN time its algorithms (device.set_cudnn_benchmark); both are
     recorded in config.json's environment. on_epoch_end(epoch, rows) is called after each
-    epoch's files are written (tests use it to interrupt a grid)."""
+    epoch's files are written (tests use it to interrupt a grid). stop (stopping.StopOnSignal):
+    once it asks, the step under way finishes, the exact state goes to the resume file and the
+    call returns with "signal" set (the signal's name) and "stopped_at" (epoch, step)."""
     grid.validate()
     out, dev = Path(out), select_device(device)
     set_tf32(grid.tf32)
@@ -71,6 +74,7 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     runs = grid.runs() if shard is None else shard_runs(grid.runs(), *shard)
     resumed = check_out_dir(out, grid, resume, shard)
     call_start, done, stopped_at, final = time.perf_counter(), 0, None, {}
+    signal = None
     options = {"cuda_graph": cuda_graph, "trunk": trunk}
     with lock_shard(out, shard):  # a second process on this part is refused
         for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
@@ -78,15 +82,16 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
             part = start_part(grid, out, dev, part_runs, shard, level, resumed, command,
                               data_root, options)
             stopped_at, done = train_epochs(part, progress, on_epoch_end, time_budget_s,
-                                            call_start, done)
+                                            call_start, done, stop)
             final.update({r.name: h[-1] for r, h in zip(part_runs, part.history)})
             if stopped_at is not None:
+                signal = stop.requested if stop is not None else None
                 break
         if stopped_at is None:
             mark_done(out, shard, runs, grid.epochs)
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
             "wall_time_s": time.perf_counter() - call_start, "stopped_at": stopped_at,
-            "final": final}
+            "signal": signal, "final": final}
 
 
 def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
@@ -97,7 +102,7 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
     state_file = resume_file(out, shard, None if len(grid.levels()) == 1 else level)
     data = load_grid_data(grid, dev, data_root, level, label_seeds(runs))
     trainer = Trainer(grid, runs, data, trunk=options["trunk"], cuda_graph=options["cuda_graph"])
-    history, start_epoch, wall_before, configs = [[] for _ in runs], 0, 0.0, {}
+    history, start_epoch, wall_before, configs, position = [[] for _ in runs], 0, 0.0, {}, None
     if resumed and state_file.exists():
         state = read_resume(state_file, runs)
         configs = read_run_configs(out, runs)
@@ -107,6 +112,7 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
             raise GridError(f"resume file {shown(state_file)} does not fit this grid's runs; "
                             f"{AFRESH}") from None
         history, start_epoch, wall_before = state["history"], state["epoch"], state["wall_time_s"]
+        position = state.get("partial")  # older resume files: always at an epoch's end
     prepare_folder(out, grid, shard, data, level, runs)
     env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": options["trunk"],
            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
@@ -116,13 +122,14 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
     recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)
     return Part(grid, out, runs, trainer, al2_weights(grid, runs, dev), recorder, history,
-                start_epoch, time.perf_counter() - wall_before)
+                start_epoch, time.perf_counter() - wall_before, position)
 
 
 def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_start: float,
-                 done: int) -> tuple[int | None, int]:
-    """Epochs start_epoch + 1 .. grid.epochs. Returns (the epoch a time budget stopped at or
-    None, epochs trained in this call so far, `done` of them before this part)."""
+                 done: int, stop=None) -> tuple[int | tuple | None, int]:
+    """Epochs start_epoch + 1 .. grid.epochs. Returns (where it stopped or None: the epoch a
+    time budget or a signal stopped after, or (epoch, step) for a signal inside an epoch;
+    epochs trained in this call so far, `done` of them before this part)."""
     g, p, t = part.grid, part, part.trainer
     if not p.history[0]:  # row 0: the initialisation, before any training
         rows = epoch_rows(t, 0, None, torch.full((len(p.runs),), math.nan), p.t0)
@@ -133,7 +140,11 @@ def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_s
                        len(p.runs), progress)
     for epoch in bar:
         i = epoch - 1  # zero-based index of the epoch being trained, as in get_map_weights
-        sums = t.train_epoch(i, p.weights[i])
+        sums = t.train_epoch(i, p.weights[i], stop=stop,
+                             position=p.position if epoch == p.start_epoch + 1 else None)
+        if "partial" in sums:  # a signal: the exact state, then stop
+            p.recorder.save_state(epoch - 1, t, time.perf_counter() - p.t0, sums["partial"])
+            return (epoch, sums["partial"]["steps"]), done
         rows = epoch_rows(t, epoch, sums, p.weights[i], p.t0)
         check_finite(rows, p.runs, epoch, p.out)
         p.recorder.record(epoch, rows, t, time.perf_counter() - p.t0)
@@ -142,6 +153,10 @@ def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_s
         if on_epoch_end:
             on_epoch_end(epoch, rows)
         done += 1
+        if epoch < g.epochs and stop is not None and stop.check():
+            if epoch not in p.recorder.checkpoint_epochs:  # else resume.pt is this epoch's
+                p.recorder.save_state(epoch, t, time.perf_counter() - p.t0)
+            return epoch, done
         if epoch < g.epochs and out_of_budget(time_budget_s, call_start, done):
             if epoch not in p.recorder.checkpoint_epochs:  # every run's state at the stop
                 p.recorder.save_checkpoints(epoch, t, time.perf_counter() - p.t0)
