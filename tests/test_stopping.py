@@ -126,13 +126,23 @@ def test_every_stop_point_of_an_epoch_continues_exactly(tmp_path):
     assert seen == {"1", "(2, 0)", "(2, 1)", "(2, 2)", "(2, 3)", "2"}
 
 
-def test_a_second_ctrl_c_interrupts_at_once():
-    with StopOnSignal() as stop:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.requested == "SIGINT"
-        with pytest.raises(KeyboardInterrupt):
+def test_a_second_ctrl_c_interrupts_at_once_and_handlers_come_back():
+    """The first Ctrl-C asks to stop, the second interrupts; on leaving, the handlers are those
+    before; a signal the process ignores (Ctrl-C in a background job, as CI runs) stays so."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with StopOnSignal() as stop:
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert stop.requested == "SIGINT"
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with StopOnSignal():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_train_py_stops_on_sigterm_with_its_exit_code_and_resumes(tmp_path):

@@ -34,7 +34,10 @@ class StopOnSignal:
         self.previous = {}
 
     def __enter__(self) -> "StopOnSignal":
-        self.previous = {s: signal.signal(s, self.handle) for s in self.signals}
+        # a signal the process was started to ignore (Ctrl-C in a background job, nohup)
+        # stays ignored, as Python itself leaves it
+        self.previous = {s: signal.signal(s, self.handle) for s in self.signals
+                         if signal.getsignal(s) is not signal.SIG_IGN}
         return self
 
     def __exit__(self, *exc) -> None:
