@@ -1,7 +1,7 @@
 """Train a grid of AL2 runs: baselines x {without, with AL2} x seeds (paper Table 1, Fig. 1).
 
     python code/train.py                    # the paper: Table 1 + Fig. 1, 14 runs x 700 epochs (GPU)
-    python code/train.py --preset quick     # a CPU-sized grid showing the same effect (~7 min)
+    python code/train.py --preset quick     # a CPU-sized grid showing the same effect (11-25 min)
     python code/train.py --dry-run          # a few steps, nothing written
 
 Every run writes <out>/<baseline>_<plain|al2>_s<seed>/: config.json, metrics.csv,
@@ -65,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_grid_args(g, d: GridConfig) -> None:
     g.add_argument("--preset", choices=sorted(PRESETS), default="paper",
-                   help="paper: Table 1 and Fig. 1 as published; quick: CPU-sized (default: paper)")
+                   help="paper: Table 1 and Fig. 1 as published; quick: CPU-sized, the same "
+                        "effect; replicates-quick: quick x 5 independent replicates and a "
+                        "1,000-image noisy validation set; remedies-quick: Bare, label smoothing, "
+                        "GCE, SCE and mixup, each without and with AL2, 2 replicates and the "
+                        "validation set (default: paper)")
     g.add_argument("--baselines", type=str_list, default=None,
                    help=f"comma list from {','.join(BASELINES)} (Table 1's) and "
                         f"{','.join(REMEDIES)} (remedies, below) (default: Table 1's four)")

@@ -35,6 +35,11 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
     for name in ("table1.csv", "table1.md", "table1.png", "curves.png", "similarity.csv",
                  "similarity.png", "ablation.csv", "ablation.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+    # seeds 0 and 1 share batch order and labels: no replicates, so no replicate statistics
+    assert not {p.name for p in tmp_path.iterdir()} & {
+        "paired.csv", "paired.md", "selection.csv", "selection.md", "similarity_summary.csv",
+        "similarity_summary.md"}
+    assert "paired" not in done.stdout and "selection" not in done.stdout
     table = read(tmp_path / "table1.csv")
     assert list(table[0]) == al2.report.TABLE_COLUMNS
     # 2 baselines x 3 metrics x without/with x 3 epoch columns (1, 2, 3 for a 3-epoch run)

@@ -130,7 +130,8 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         written.append("curves.png")
     epochs = [e for e, _ in table_columns(runs)]
     scale = f"{g['preset']} preset, {g['epochs']} epochs{replicates.replace(' (mean ± sd)', '')}"
-    written += write_replicates(runs, out, epochs, scale)
+    if g["replicates"] > 1 or g.get("validation"):  # seeds are not replicates: none for them
+        written += write_replicates(runs, out, epochs, scale, paired=g["replicates"] > 1)
     if any(r.baseline in REMEDIES for r in runs):
         written += write_comparison(runs, grid_config(g), out, runs_dir, torch.device(device),
                                     problems, f"Remedies at {table_level(runs):g}% label noise, "
@@ -140,10 +141,11 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         if similarity_images and similarity_images > min(
                 r.config.get("activation_images", 0) for r in runs):
             test_x = normalize(load_mnist()[2][:similarity_images]).to(device)
+        summary = g["replicates"] > 1
         if write_similarity(runs, out, similarity_images, similarity_epochs, problems, test_x,
-                            seed, torch.device(device)):
-            written += ["similarity.csv", "similarity.png", "similarity_summary.csv",
-                        "similarity_summary.md"]
+                            seed, torch.device(device), summary):
+            written += ["similarity.csv", "similarity.png"] + \
+                ["similarity_summary.csv", "similarity_summary.md"] * summary
     if len({r.level for r in runs}) > 1:
         write_noise(runs, out)
         written += ["noise.csv", "noise.png"]

@@ -84,9 +84,11 @@ def t_interval(values: list[float], confidence: float = CONFIDENCE) -> dict:
 
 
 def pairs(runs: list[Run]) -> dict:
-    """(level, baseline) -> [(plain run, AL2 run)], matched by seed and replicate: a paired
-    comparison (everything the same but AL2)."""
-    by_key = {(r.level, r.baseline, r.seed, r.replicate, r.use_al2): r for r in runs}
+    """(level, baseline) -> [(plain run, AL2 run)], one pair per replicate, matched by
+    replicate: a paired comparison (everything the same but AL2). Only the grid's first seed:
+    other seeds of a replicate share its batch order and labels, so they are not replicates."""
+    by_key = {(r.level, r.baseline, r.seed, r.replicate, r.use_al2): r for r in runs
+              if r.seed == r.grid["seeds"][0]}
     out = {}
     for (level, baseline, seed, replicate, use_al2), plain in sorted(by_key.items()):
         al2 = by_key.get((level, baseline, seed, replicate, True))
@@ -173,18 +175,19 @@ def selection_markdown(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_replicates(runs: list[Run], out: Path, epochs: list[int], title: str) -> list[str]:
-    """selection.csv/.md and paired.csv/.md (paired only where AL2 and plain runs are paired).
-    Returns the names written."""
+def write_replicates(runs: list[Run], out: Path, epochs: list[int], title: str,
+                     paired: bool = True) -> list[str]:
+    """selection.csv/.md and, with `paired` (a grid of replicates), paired.csv/.md where AL2
+    and plain runs are paired. Returns the names written."""
     runs = sorted(runs, key=grid_order)
     rows = [selection(r) for r in runs]
     save_csv(rows, out / "selection.csv", SELECTION_COLUMNS)
     save_text(selection_markdown(rows, title), out / "selection.md")
     written = ["selection.csv", "selection.md"]
     early = any(not math.isnan(r["val_epoch"]) for r in rows)
-    paired = paired_rows(runs, epochs, early)
-    if paired:
-        save_csv(paired, out / "paired.csv", PAIRED_COLUMNS)
-        save_text(paired_markdown(paired, title), out / "paired.md")
+    rows = paired_rows(runs, epochs, early) if paired else []
+    if rows:
+        save_csv(rows, out / "paired.csv", PAIRED_COLUMNS)
+        save_text(paired_markdown(rows, title), out / "paired.md")
         written += ["paired.csv", "paired.md"]
     return written

@@ -190,9 +190,12 @@ def recomputed_representations(runs: list[Run], epoch: int, test_x: torch.Tensor
 
 
 def write_similarity(runs, out: Path, images: int | None, epochs: list[int] | None,
-                     problems: list, test_x, seed: int, device: torch.device) -> list[dict]:
-    """similarity.csv/.png (Sec. 5.1). test_x: the normalised test images on `device` when the
-    representations are recomputed from checkpoints (more images than were saved), else None."""
+                     problems: list, test_x, seed: int, device: torch.device,
+                     summary: bool = True) -> list[dict]:
+    """similarity.csv/.png (Sec. 5.1), and with `summary` similarity_summary.csv/.md (over the
+    instance pairs of a grid of replicates). test_x: the normalised test images on `device`
+    when the representations are recomputed from checkpoints (more images than were saved),
+    else None."""
     pairs = similarity_pairs(runs)
     rows = []
     for epoch in epochs or similarity_epochs(runs):
@@ -214,9 +217,10 @@ def write_similarity(runs, out: Path, images: int | None, epochs: list[int] | No
         save_csv(rows, out / "similarity.csv", SIMILARITY_COLUMNS)
         baseline_of = {r.name: r.baseline for r in runs}
         plotting.similarity_png(figure_rows(rows, baseline_of), out / "similarity.png")
-        summary = similarity_summary(rows, baseline_of)
-        save_csv(summary, out / "similarity_summary.csv", SUMMARY_COLUMNS)
-        save_text(summary_markdown(summary), out / "similarity_summary.md")
+        if summary:
+            table = similarity_summary(rows, baseline_of)
+            save_csv(table, out / "similarity_summary.csv", SUMMARY_COLUMNS)
+            save_text(summary_markdown(table), out / "similarity_summary.md")
     return rows
 
 
