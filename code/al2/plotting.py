@@ -270,3 +270,30 @@ def comparison_png(rows: list[dict], points: dict, path: Path) -> None:
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+FIT_BASELINE = {"ce": "bare", "gce": "gce", "mixup": "mixup", "ls": "ls", "sce": "sce"}
+
+
+def collapse_png(rows: list[dict], path: Path) -> None:
+    """code/diagnose_collapse.py: per AL2 run, the gradient norms reaching the trunk's output
+    from the fit loss (solid) and the AL2 term (dashed), and the fraction of live outputs."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    for fit in dict.fromkeys(r["fit"] for r in rows):
+        mine = [r for r in rows if r["fit"] == fit and r["al2"]]
+        gray, marker = BASELINE_STYLE[FIT_BASELINE[fit]]
+        epochs = [r["epoch"] for r in mine]
+        for key, style in (("grad_fit", "-"), ("grad_al2", "--")):
+            top.semilogy(epochs, [max(r[key], 1e-12) for r in mine], style, color=gray,
+                         marker=marker, markersize=3,
+                         label=f"{fit} + AL2: {'fit loss' if key == 'grad_fit' else 'AL2 term'}")
+        bottom.plot(epochs, [100 * r["active"] for r in mine], "-", color=gray, marker=marker,
+                    markersize=3, label=f"{fit} + AL2")
+    top.set_ylabel("gradient norm at the trunk output")
+    top.legend(fontsize=7, ncol=2)
+    bottom.set_ylabel("trunk outputs > 0 (%)")
+    bottom.set_xlabel("epoch")
+    bottom.legend(fontsize=8)
+    top.set_title("Gradients reaching the trunk, and the trunk's live outputs (probe: 1,000 "
+                  "training images)", fontsize=9)
+    save_figure(fig, path)

@@ -1,0 +1,75 @@
+"""The studies' own measurements (code/diagnose_collapse.py, code/study_ramps.py) against
+independent computations: the AL2 term's gradient at the trunk output in closed form, the probe
+changing no weight, and the ramp study's choice and intervals recomputed from its run folders."""
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+import al2.plan
+from al2.config import PRESETS, GridConfig
+from al2.data import load_grid_data
+from al2.runs import discover_runs
+from al2.trainer import Trainer
+from conftest import read, script
+
+
+def test_the_probe_gives_the_closed_form_al2_gradient_and_changes_no_weight():
+    """d(w mean(a^2))/da = 2 w a / (n * 800): its norm is 2 w ||a|| / (n * 800) per run; the
+    fit loss's gradient is the autograd of that loss alone; the weights and their gradients
+    are untouched."""
+    diagnose = script("code/diagnose_collapse.py")
+    grid = GridConfig(**{**PRESETS["remedies-quick"], "baselines": ["bare", "gce", "mixup"],
+                         "replicates": 1, "subset": 128, "validation": 0})
+    runs = grid.runs()
+    trainer = Trainer(grid, runs, load_grid_data(grid, torch.device("cpu"),
+                                                 label_seeds=al2.plan.label_seeds(runs)))
+    trainer.train_epoch(0, torch.full((len(runs),), 0.5))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    w = torch.tensor([0.0, 2.0] * 3)
+    p = diagnose.probe(trainer, w, 64)
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(q.grad is None for q in trainer.model.parameters())
+    trainer.model.eval()
+    with torch.no_grad():
+        _, features = trainer.model(trainer.batch(torch.arange(64)[None]).x)   # (64, R, 800)
+    expected = 2 * w * features.pow(2).sum((0, 2)).sqrt() / (64 * 800)
+    assert torch.allclose(p["grad_al2"], expected, rtol=1e-5)
+    assert torch.allclose(p["mean_sq"], features.pow(2).mean((0, 2)), rtol=1e-6)
+    assert torch.allclose(p["active"], (features > 0).float().mean((0, 2)))
+    # the fit gradient of the first run (cross-entropy): autograd of its loss alone
+    f = features[:, 0].clone().requires_grad_(True)
+    labels = trainer.data.train_noisy[0][:64]
+    loss = torch.nn.functional.nll_loss(trainer.model.head(
+        torch.stack([f] + [features[:, r] for r in range(1, len(runs))], 1))[0], labels)
+    g, = torch.autograd.grad(loss, f)
+    assert p["grad_fit"][0].item() == pytest.approx(g.norm().item(), rel=1e-5)
+
+
+def test_the_ramp_study_chooses_on_validation_and_states_paired_intervals(tmp_path):
+    """Three tiny ramp grids: ramps.csv's choice is the ramp with the best mean last-epoch
+    noisy-validation accuracy (recomputed from the run folders), and the chosen-minus-preset
+    difference in ramps.md is scipy's paired t-interval."""
+    study = script("code/study_ramps.py")
+    assert study.main(["--epochs", "1", "--subset", "128", "--replicates", "2",
+                       "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    rows = read(tmp_path / "out" / "ramps.csv")
+    grids = {t: discover_runs(tmp_path / "runs" / f"threshold-{t:g}") for t in study.THRESHOLDS}
+    for baseline, loss in study.FITS.items():
+        def last(t, column, use_al2=True):
+            runs = sorted((r for r in grids[t] if r.baseline == baseline and
+                           r.use_al2 == use_al2), key=lambda r: r.replicate)
+            return [r.metric(column, r.epochs) for r in runs]
+        val = {t: sum(last(t, "val_acc")) / 2 for t in grids}
+        chosen = max(val, key=val.get)
+        assert [float(r["threshold"]) for r in rows if r["loss"] == loss and
+                r["chosen"] == "True"] == [chosen]
+        d = [b - a for a, b in zip(last(50.0, "test_acc"), last(chosen, "test_acc"))]
+        mean = sum(d) / 2
+        if len(set(d)) > 1:
+            low, high = stats.t.interval(0.95, 1, loc=mean, scale=stats.sem(d))
+            line = next(x for x in (tmp_path / "out" / "ramps.md").read_text().splitlines()
+                        if x.startswith(f"| {loss} |"))
+            assert f"[{low:+.2f}, {high:+.2f}]" in line
+        assert math.isfinite(mean)
