@@ -81,7 +81,7 @@ def summarise(grids: dict) -> tuple[list[dict], str]:
                      f"{interval_text(t_interval([b - a for a, b in zip(alone, best)]))} |")
     ramps = " | ".join(f"with AL2, T = {t:g}" + (" (preset)" if t == default else "")
                        for t in sorted(grids, reverse=True))
-    head = [f"# AL2's ramp and the loss beside it (remedies-quick setting, last epoch)", "",
+    head = ["# AL2's ramp and the loss beside it (remedies-quick setting, last epoch)", "",
             "Test accuracy (%) at the last epoch, mean ± sd (replicates). T: the ramp's "
             "threshold (--map-threshold). Chosen: the ramp with the best mean noisy-validation "
             "accuracy at the last epoch (what a user without clean labels can do). Differences "
