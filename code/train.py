@@ -68,7 +68,7 @@ def add_grid_args(g, d: GridConfig) -> None:
                    help="paper: Table 1 and Fig. 1 as published; quick: CPU-sized, the same "
                         "effect; replicates-quick: quick x 5 independent replicates and a "
                         "1,000-image noisy validation set; remedies-quick: Bare, label smoothing, "
-                        "GCE, SCE and mixup, each without and with AL2, 2 replicates and the "
+                        "GCE, SCE and mixup, each without and with AL2, 5 replicates and the "
                         "validation set (default: paper)")
     g.add_argument("--baselines", type=str_list, default=None,
                    help=f"comma list from {','.join(BASELINES)} (Table 1's) and "

@@ -287,9 +287,9 @@ PRESETS = {
 # 8,000..8,999: the quick training set is unchanged).
 PRESETS["replicates-quick"] = {**PRESETS["quick"], "extra_seeds": {}, "replicates": 5,
                                "validation": 1000}
-# Remedies for label noise beside Bare, each without and with AL2. 2 replicates, not 5: what
-# fitted on 2 cores (results/remedies-quick/README.md); --replicates 5 for the full study.
-PRESETS["remedies-quick"] = {**PRESETS["replicates-quick"], "replicates": 2,
+# Remedies for label noise beside Bare, each without and with AL2, 5 replicates like
+# replicates-quick (results/remedies-quick/README.md).
+PRESETS["remedies-quick"] = {**PRESETS["replicates-quick"],
                              "baselines": ["bare", "ls", "gce", "sce", "mixup"]}
 
 
