@@ -126,35 +126,62 @@ class CCAResult:
     y_idxs: torch.Tensor
 
 
-def cca_from_moments(m: Moments, epsilon: float = 0.0, numpy_svd: bool = False) -> CCAResult:
-    """The reference's CCA (google/svcca's cca_core, as Raghu et al. 2017 and Morcos et al.
-    2018 describe it): covariances rescaled by their largest entries, neurons
-    with (rescaled) variance below epsilon dropped (exactly constant ones too), epsilon added to
-    the diagonals, then the SVD of Sxx^-1/2 Sxy Syy^-1/2. numpy_svd computes that SVD with
-    LAPACK via numpy, so that singular-vector signs match the public code (the reference PWCCA
-    depends on them)."""
-    denom = m.n - 1
-    sxx, sxy, syy = m.gxx / denom, m.gxy / denom, m.gyy / denom
-    xmax, ymax = sxx.abs().max(), syy.abs().max()
-    if xmax == 0 or ymax == 0:
+@dataclass
+class Side:
+    """What one representation brings to the CCA of every pair it is in: its covariance's
+    largest absolute entry (`scale`, the reference rescales by it), the neurons kept (`keep`)
+    and the pseudo-inverse square root of their rescaled covariance (`inv_sqrt`). Computed once
+    per representation, it serves all of its pairs (svcca.pairwise)."""
+    scale: torch.Tensor
+    keep: torch.Tensor
+    inv_sqrt: torch.Tensor
+
+
+def cca_side(g: torch.Tensor, n: int, epsilon: float = 0.0) -> Side:
+    """One side of the reference's CCA from its centred Gram block g (p, p) over n datapoints:
+    the covariance rescaled by its largest entry, neurons with (rescaled) variance below
+    epsilon dropped (exactly constant ones too), epsilon added to the diagonal."""
+    cov = g / (n - 1)
+    scale = cov.abs().max()
+    if scale == 0:
         raise ValueError("every neuron of one side is constant: no correlation is defined")
-    sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / torch.sqrt(xmax * ymax)
+    cov = cov / scale
     # The reference keeps diag >= epsilon; a constant neuron (variance exactly 0) is dropped
     # here even at epsilon 0, which equals removing it (the reference would keep it and pinv
     # would give it a zero coefficient).
-    xi = (sxx.diagonal() > 0) & (sxx.diagonal() >= epsilon)
-    yi = (syy.diagonal() > 0) & (syy.diagonal() >= epsilon)
-    sxx = sxx[xi][:, xi] + epsilon * torch.eye(int(xi.sum()), dtype=sxx.dtype, device=sxx.device)
-    syy = syy[yi][:, yi] + epsilon * torch.eye(int(yi.sum()), dtype=syy.dtype, device=syy.device)
-    sxy = sxy[xi][:, yi]
-    ix, iy = inv_sqrt_psd(sxx), inv_sqrt_psd(syy)
-    arr = ix @ sxy @ iy
+    keep = (cov.diagonal() > 0) & (cov.diagonal() >= epsilon)
+    cov = cov[keep][:, keep] + epsilon * torch.eye(int(keep.sum()), dtype=cov.dtype,
+                                                   device=cov.device)
+    return Side(scale, keep, inv_sqrt_psd(cov))
+
+
+def cca_matrix(gxy: torch.Tensor, n: int, x: Side, y: Side) -> torch.Tensor:
+    """Sxx^-1/2 Sxy Syy^-1/2 of the kept neurons, Sxy the cross-covariance rescaled by
+    sqrt(scale_x scale_y): its singular values are the canonical correlations."""
+    sxy = gxy / (n - 1) / torch.sqrt(x.scale * y.scale)
+    return x.inv_sqrt @ sxy[x.keep][:, y.keep] @ y.inv_sqrt
+
+
+def cca_from_sides(arr: torch.Tensor, x: Side, y: Side, numpy_svd: bool = False) -> CCAResult:
+    """The CCA result from cca_matrix's `arr`. numpy_svd computes the SVD with LAPACK via numpy,
+    so that singular-vector signs match the public code (the reference PWCCA depends on
+    them)."""
     if numpy_svd:
         u, s, vh = (torch.as_tensor(a, device=arr.device)
                     for a in np.linalg.svd(arr.cpu().numpy()))
     else:
         u, s, vh = torch.linalg.svd(arr)
-    return CCAResult(u, s.abs().clamp_max(1.0), vh, ix, iy, xi, yi)
+    return CCAResult(u, s.abs().clamp_max(1.0), vh, x.inv_sqrt, y.inv_sqrt, x.keep, y.keep)
+
+
+def cca_from_moments(m: Moments, epsilon: float = 0.0, numpy_svd: bool = False) -> CCAResult:
+    """The reference's CCA (google/svcca's cca_core, as Raghu et al. 2017 and Morcos et al.
+    2018 describe it): covariances rescaled by their largest entries, neurons
+    with (rescaled) variance below epsilon dropped (exactly constant ones too), epsilon added to
+    the diagonals, then the SVD of Sxx^-1/2 Sxy Syy^-1/2 (cca_side, cca_matrix,
+    cca_from_sides)."""
+    x, y = cca_side(m.gxx, m.n, epsilon), cca_side(m.gyy, m.n, epsilon)
+    return cca_from_sides(cca_matrix(m.gxy, m.n, x, y), x, y, numpy_svd)
 
 
 def truncated_mean_index(coefs: torch.Tensor, threshold: float) -> int:

@@ -43,21 +43,26 @@ def get_cca_similarity(acts1, acts2, epsilon: float = 0.0, threshold: float = 0.
     return _summary(cca_from_moments(m, epsilon), threshold, (m.mean_x, m.mean_y))
 
 
+def svd_top(g: torch.Tensor, keep_dims, variance) -> tuple[torch.Tensor, int]:
+    """The top singular directions of one centred side from its Gram block g = Xc Xc^T:
+    (U_k (p, k), k), keep_dims of them or the fewest explaining `variance` of the squared
+    singular values (inclusive)."""
+    w, u = torch.linalg.eigh(g)                         # ascending; w = squared singular values
+    w, u = w.flip(0).clamp_min(0), u.flip(1)
+    if keep_dims is not None:
+        k = min(int(keep_dims), len(w))
+    else:
+        frac = w.cumsum(0) / w.sum()
+        k = int(torch.nonzero(frac >= variance - 1e-12).flatten()[0]) + 1
+    return u[:, :k], k
+
+
 def _svd_reduce(m: Moments, keep_dims, variance):
     """Top singular directions of each centred side, from the Gram blocks: for Xc = U S V^T the
     reduced activations U_k^T Xc have covariance diag(S_k^2) and cross-covariance
     U_k^T Gxy W_k. Returns the reduced Moments and the kept dimensions (kx, ky)."""
-    def top(g):
-        w, u = torch.linalg.eigh(g)                     # ascending; w = squared singular values
-        w, u = w.flip(0).clamp_min(0), u.flip(1)
-        if keep_dims is not None:
-            k = min(int(keep_dims), len(w))
-        else:  # smallest k explaining `variance` of the squared singular values (inclusive)
-            frac = w.cumsum(0) / w.sum()
-            k = int(torch.nonzero(frac >= variance - 1e-12).flatten()[0]) + 1
-        return u[:, :k], k
-    ux, kx = top(m.gxx)
-    uy, ky = top(m.gyy)
+    ux, kx = svd_top(m.gxx, keep_dims, variance)
+    uy, ky = svd_top(m.gyy, keep_dims, variance)
     reduced = Moments(m.mean_x.new_zeros(kx), m.mean_y.new_zeros(ky), ux.T @ m.gxx @ ux,
                       ux.T @ m.gxy @ uy, uy.T @ m.gyy @ uy, m.n)
     return reduced, (kx, ky)
@@ -111,7 +116,13 @@ def compute_pwcca(acts1, acts2, epsilon: float = 0.0, variant: str = "morcos"):
 
 
 def _pwcca_from_moments(m: Moments, epsilon: float, variant: str):
-    res = cca_from_moments(m, epsilon, numpy_svd=(variant == "reference"))
+    return pwcca_from_cca(cca_from_moments(m, epsilon, numpy_svd=(variant == "reference")), m,
+                          variant)
+
+
+def pwcca_from_cca(res: CCAResult, m: Moments, variant: str):
+    """PWCCA from a pair's CCA result (computed with numpy_svd for the reference variant) and
+    its moments -> (pwcca, weights, coefs)."""
     if int(res.x_idxs.sum()) <= int(res.y_idxs.sum()):
         idx, g, mean, dirs, invsqrt = res.x_idxs, m.gxx, m.mean_x, res.u.T, res.invsqrt_xx
     else:  # the other side, with its own activations and means

@@ -1,4 +1,6 @@
 """svcca: invariances, an independent QR computation, the numpy reference, edge cases."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -185,6 +187,28 @@ def test_batched_equals_looped():
             svcca.compute_pwcca(a, b, variant="reference")[0])
         assert got["cka"][k] == pytest.approx(svcca.linear_cka(a, b))
         assert got["cka_debiased"][k] == pytest.approx(svcca.linear_cka(a, b, debiased=True))
+
+
+def test_only_linked_representations_share_a_gram_product():
+    """Pairs that link some representations: one Gram product per linked group (representation
+    5 is in none); each pair's statistics equal those of the same pair among all pairs, and
+    torch's thread count is restored."""
+    from svcca.batched import linked_groups
+    assert linked_groups(6, [(0, 2), (2, 4), (1, 3)]) == [[0, 2, 4], [1, 3]]
+    assert linked_groups(3, []) == []
+    reps = [related(seed=s)[k] for s in range(3) for k in range(2)]
+    everything = svcca.pairwise(reps, statistics=svcca.STATISTICS)
+    order = list(itertools.combinations(range(6), 2))
+    pairs = [(0, 2), (2, 4), (1, 3), (4, 0)]
+    threads = torch.get_num_threads()
+    some = svcca.pairwise(reps, statistics=svcca.STATISTICS, pairs=pairs)
+    assert torch.get_num_threads() == threads
+    for k, (i, j) in enumerate(pairs):
+        k_all = order.index((min(i, j), max(i, j)))
+        for name in svcca.STATISTICS:
+            if (i, j) == (4, 0) and name.startswith("pwcca"):
+                continue  # PWCCA is not symmetric
+            assert some[name][k] == pytest.approx(everything[name][k_all], abs=1e-12), name
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
