@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import plotting
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import stack_checkpoints
 from .data import load_mnist, normalize
 from .files import save_csv
 from .inference import trunk_features
@@ -136,18 +136,11 @@ def ablation_rows(runs, epochs, xs, labels, draws, seed, problems, device) -> li
     fractions = ablation_fractions()
     rows = []
     for epoch in (epochs or sorted({r.epochs for r in runs})):
-        group, models = [], []
-        for r in runs:
-            if epochs is None and r.epochs != epoch:
-                continue  # by default each run is ablated at its own last epoch
-            try:
-                models.append(load_checkpoint(r.checkpoint(epoch), run=r.name, grid=r.grid)[0])
-                group.append(r)
-            except CheckpointError as e:
-                problems.append(str(e))
-        if not group:
+        due = [r for r in runs if epochs is not None or r.epochs == epoch]
+        # by default each run is ablated at its own last epoch
+        model, group = stack_checkpoints(due, epoch, problems, device)
+        if model is None:
             continue
-        model = StackedLeNet(models).to(device).eval()        # every run's head at once
         feats = {k: trunk_features(model, x) for k, x in xs.items()}      # (R, n, 800)
         for mode in MODES:
             acc = {}

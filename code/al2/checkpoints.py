@@ -9,7 +9,7 @@ import torch
 from .config import full_grid
 from .errors import UserError
 from .files import FileError, read_torch
-from .model import LeNet, lenet_from_seed
+from .model import LeNet, StackedLeNet, lenet_from_seed
 from .paths import shown
 
 FIX = "retrain or resume that run"
@@ -78,3 +78,25 @@ def model_for(config: dict) -> LeNet:
         return lenet_from_seed(0, bool(config["batch_norm"]), float(config["dropout"]))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"a checkpoint's config is not a run's ({e})") from None
+
+
+def stack_checkpoints(runs: list, epoch, problems: list, device="cpu",
+                      trunk_only: bool = False):
+    """Every run's checkpoint stacked into one StackedLeNet in eval mode on `device`, for the
+    analyses (comparison, similarity, ablation): `epoch` an int, or a function of the run (e.g.
+    its own last epoch). A checkpoint that cannot be used is recorded in `problems` (naming the
+    file) and its run left out. trunk_only: load_trunk (the head filled with NaN) for analyses
+    that read trunk outputs alone. Returns (the stack, the runs it holds), (None, []) when no
+    checkpoint could be used."""
+    load = load_trunk if trunk_only else load_checkpoint
+    models, kept = [], []
+    for r in runs:
+        try:
+            e = epoch(r) if callable(epoch) else epoch
+            models.append(load(r.checkpoint(e), run=r.name, grid=r.grid)[0])
+            kept.append(r)
+        except CheckpointError as e:
+            problems.append(str(e))
+    if not models:
+        return None, []
+    return StackedLeNet(models).to(device).eval(), kept

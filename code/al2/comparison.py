@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 
 from . import plotting
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import stack_checkpoints
 from .data import load_mnist, normalize
 from .files import save_csv, save_text
 from .inference import evaluate_stacked
-from .model import StackedLeNet
 from .outputs import label_groups, noisy_labels
 from .replicates import (CONFIDENCE, fmt_mean_sd, interval_text, mean_sd, selection,
                          t_interval)
@@ -51,17 +50,9 @@ def training_fit(runs: list[Run], grid, runs_dir: Path, device: torch.device,
     for _, group in label_groups(runs).items():
         noisy = noisy_labels(runs_dir, grid, group[0], train_y, problems)[:n].to(device)
         corrupted = noisy != train_y[:n].to(device)
-        models, kept = [], []
-        for r in group:
-            try:
-                models.append(load_checkpoint(r.checkpoint(r.epochs), run=r.name,
-                                              grid=r.grid)[0])
-                kept.append(r)
-            except CheckpointError as e:
-                problems.append(str(e))
-        if not models:
+        model, kept = stack_checkpoints(group, lambda r: r.epochs, problems, device)
+        if model is None:
             continue
-        model = StackedLeNet(models).to(device).eval()
         _, loss_c = evaluate_stacked(model, x, noisy)
         fitted, _ = evaluate_stacked(model, x[corrupted], noisy[corrupted])
         for i, r in enumerate(kept):

@@ -18,10 +18,10 @@ import torch
 import svcca
 
 from . import plotting
-from .checkpoints import CheckpointError, load_trunk
+from .checkpoints import CheckpointError, stack_checkpoints
 from .files import FileError, read_torch, save_csv, save_text
 from .inference import trunk_features
-from .model import CHANNELS, FEATURES, StackedLeNet
+from .model import CHANNELS, FEATURES
 from .paths import shown
 from .regularizer import trunk_outputs
 from .replicates import mean_sd
@@ -176,17 +176,11 @@ def recomputed_representations(runs: list[Run], epoch: int, test_x: torch.Tensor
                                problems: list) -> dict:
     """name -> (50, 16 n) representations of every run at `epoch` on the images `test_x`,
     recomputed from the checkpoints' trunks: all runs in one StackedLeNet on test_x's device."""
-    models, names = [], []
-    for r in runs:
-        try:
-            models.append(load_trunk(r.checkpoint(epoch), run=r.name, grid=r.grid)[0])
-            names.append(r.name)
-        except CheckpointError as e:
-            problems.append(str(e))
-    if not models:
+    model, kept = stack_checkpoints(runs, epoch, problems, test_x.device, trunk_only=True)
+    if model is None:
         return {}
-    feats = trunk_features(StackedLeNet(models).to(test_x.device), test_x)    # (R, n, 800)
-    return {name: spatial_points(f) for name, f in zip(names, feats)}
+    feats = trunk_features(model, test_x)                                   # (R, n, 800)
+    return {r.name: spatial_points(f) for r, f in zip(kept, feats)}
 
 
 def write_similarity(runs, out: Path, images: int | None, epochs: list[int] | None,
