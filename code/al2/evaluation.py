@@ -108,12 +108,20 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
                   similarity_images: int | None = None, similarity_epochs: list | None = None,
                   ablation_epochs=None, ablation_images: int = 1000, ablation_draws: int = 3,
                   seed: int = 0, device: str = "cpu", title: str = "") -> dict:
-    """Run the chosen analyses; returns {"written": [...], "problems": [...], "seconds": ...}.
+    """Run the chosen analyses; returns {"written": [...], "problems": [...], "seconds": ...,
+    "timings": {analysis: seconds}}.
     similarity_images: test images per representation (None: those saved at each checkpoint;
     more are recomputed from the checkpoints); seed: the random floor and ablation draws."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    problems, written = missing_parts(runs, runs_dir), []
+    problems, written, timings = missing_parts(runs, runs_dir), [], {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str):  # the seconds since the previous lap, under `name`
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
     g = runs[0].grid
     replicates = f" x {g['replicates']} replicates (mean ± sd)" if g["replicates"] > 1 else ""
     title = title or (f"Table 1 reproduced, {g['preset']} preset: {g['epochs']} epochs, "
@@ -128,14 +136,17 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
     if curves:
         plotting.curves_png(table_runs(runs) or runs, out / "curves.png")
         written.append("curves.png")
+    lap("table and curves")
     epochs = [e for e, _ in table_columns(runs)]
     scale = f"{g['preset']} preset, {g['epochs']} epochs{replicates.replace(' (mean ± sd)', '')}"
     if g["replicates"] > 1 or g.get("validation"):  # seeds are not replicates: none for them
         written += write_replicates(runs, out, epochs, scale, paired=g["replicates"] > 1)
+        lap("replicates")
     if any(r.baseline in REMEDIES for r in runs):
         written += write_comparison(runs, grid_config(g), out, runs_dir, torch.device(device),
                                     problems, f"Remedies at {table_level(runs):g}% label noise, "
                                               f"{scale}")
+        lap("remedies")
     if similarity:
         test_x = None
         if similarity_images and similarity_images > min(
@@ -146,16 +157,20 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
                             seed, torch.device(device), summary):
             written += ["similarity.csv", "similarity.png"] + \
                 ["similarity_summary.csv", "similarity_summary.md"] * summary
+        lap("similarity")
     if len({r.level for r in runs}) > 1:
         write_noise(runs, out)
         written += ["noise.csv", "noise.png"]
+        lap("noise")
     if ablation:
         if write_ablation(runs, grid_config(g), out, ablation_epochs, ablation_images,
                           ablation_draws, seed, problems, runs_dir, torch.device(device)):
             written += ["ablation.csv", "ablation.png"]
+        lap("ablation")
     if problems:
         save_text("Missing from this evaluation:\n" + "".join(f"- {p}\n" for p in problems),
                   out / "MISSING.md")
     elif (out / "MISSING.md").exists():
         (out / "MISSING.md").unlink()
-    return {"written": written, "problems": problems, "seconds": time.perf_counter() - start}
+    return {"written": written, "problems": problems, "seconds": time.perf_counter() - start,
+            "timings": timings}
