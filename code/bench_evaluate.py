@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from al2.evaluation import evaluate_runs
+from al2.analyses.evaluation import evaluate_runs
 from al2.paths import resolve, shown
-from al2.runs import discover_runs
+from al2.analyses.runs import discover_runs
 
 
 def main(argv=None) -> int:

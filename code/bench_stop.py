@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from al2.config import PRESETS, GridConfig
-from al2.stopping import STOPPED_EXIT
+from al2.training.config import PRESETS, GridConfig
+from al2.training.folder import GridFolder
+from al2.training.stopping import STOPPED_EXIT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,7 +35,7 @@ def one_stop(preset: str, subset: int, seed: int, folder: Path) -> dict:
                "--epochs", "2", "--subset", str(subset), "--test-subset", "1000",
                "--no-progress", "--device", "cpu", "--out", str(out)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = out / "bare_plain_s0" / "metrics.csv"
+    metrics = GridFolder(out).metrics_file("bare_plain_s0")
     while proc.poll() is None and (not metrics.exists() or
                                    len(metrics.read_text().splitlines()) < 3):
         time.sleep(0.01)
@@ -47,7 +48,7 @@ def one_stop(preset: str, subset: int, seed: int, folder: Path) -> dict:
     if proc.returncode != STOPPED_EXIT:
         raise SystemExit(f"bench_stop.py: train.py ended with {proc.returncode}, not "
                          f"{STOPPED_EXIT}: {err.strip()[-300:]}")
-    state = out / "resume.pt"
+    state = GridFolder(out).resume_file(None)
     return {"exit_s": exit_s, "state_mb": state.stat().st_size / 2 ** 20,
             "line": err.strip().splitlines()[-1]}
 

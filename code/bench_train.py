@@ -25,13 +25,13 @@ from datetime import date
 import torch
 
 import al2
-from al2.config import GridConfig, grid_of_size
-from al2.data import MNIST_MEAN, MNIST_STD, load_grid_data
+from al2.training.config import GridConfig, grid_of_size
+from al2.training.data import MNIST_MEAN, MNIST_STD, load_grid_data
 from al2.device import select_device, set_cudnn_benchmark, set_tf32, synchronize
 from al2.errors import UserError
-from al2.model import StackedLeNet, lenet_from_seed
+from al2.training.model import StackedLeNet, lenet_from_seed
 from al2.paths import DATA_DIR
-from al2.trainer import Trainer
+from al2.training.stack import Trainer
 
 PAPER_STEPS = 700 * 938  # Table 1: 700 epochs of ceil(60000 / 64) steps
 

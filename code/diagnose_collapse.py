@@ -27,13 +27,13 @@ from pathlib import Path
 import torch
 
 from al2 import plotting
-from al2.config import PRESETS, GridConfig
-from al2.data import load_grid_data
+from al2.training.config import PRESETS, GridConfig
+from al2.training.data import load_grid_data
 from al2.files import save_csv, save_text
 from al2.paths import RESULTS_DIR, resolve, shown
-from al2.plan import label_seeds
-from al2.trainer import Trainer
-from al2.training import al2_weights
+from al2.training.plan import label_seeds
+from al2.training.stack import Trainer
+from al2.training.grid import al2_weights
 
 COLUMNS = ["epoch", "run", "fit", "al2", "al2_weight", "grad_fit", "grad_al2", "ratio", "active",
            "mean_sq", "probe_fit", "test_acc"]

@@ -16,10 +16,10 @@ from pathlib import Path
 from al2.cli import int_list
 from al2.device import select_device
 from al2.errors import UserError
-from al2.evaluation import evaluate_runs
+from al2.analyses.evaluation import evaluate_runs
 from al2.paths import RESULTS_DIR, resolve, shown
-from al2.runs import discover_runs
-from al2.similarity import AUTHORS_STATISTICS
+from al2.analyses.runs import discover_runs
+from al2.analyses.similarity import AUTHORS_STATISTICS
 
 
 AUTHORS_SIMILARITY_IMAGES = 10000  # their evaluate.py: the whole test set, 160,000 datapoints

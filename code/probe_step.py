@@ -29,12 +29,13 @@ from dataclasses import asdict
 
 import torch
 
-from al2.config import GridConfig, grid_of_size
-from al2.data import load_grid_data
+from al2.training.config import GridConfig, grid_of_size
+from al2.training.data import load_grid_data
 from al2.device import select_device, set_cudnn_benchmark, set_tf32, synchronize
 from al2.errors import UserError
-from al2.model import StackedLeNet
-from al2.trainer import StaticStep, Trainer
+from al2.training.model import StackedLeNet
+from al2.speed.graph import StaticStep
+from al2.training.stack import Trainer
 
 PAPER_STEPS = 700 * 938   # Table 1: 700 epochs of ceil(60000 / 64) steps
 

@@ -15,12 +15,12 @@ from dataclasses import asdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from al2.config import GridConfig, grid_of_size
-from al2.data import load_grid_data
+from al2.training.config import GridConfig, grid_of_size
+from al2.training.data import load_grid_data
 from al2.device import select_device, set_cudnn_benchmark, set_tf32, synchronize
 from al2.errors import UserError
-from al2.model import StackedLeNet
-from al2.trainer import Trainer
+from al2.training.model import StackedLeNet
+from al2.training.stack import Trainer
 
 
 def main() -> int:

@@ -24,12 +24,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import al2
-from al2.ablation import ablation_fractions, cumulative_ablation
+from al2.analyses.ablation import ablation_fractions, cumulative_ablation
 from al2.device import select_device
 from al2.errors import UserError
 from al2.files import save_text
 from al2.paths import RESULTS_DIR, resolve, shown
-from al2.similarity import AUTHORS_STATISTICS, compare_models
+from al2.analyses.similarity import AUTHORS_STATISTICS, compare_models
 
 
 def resnet18_mnist(seed: int) -> nn.Module:
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    # the AL2 schedule compressed for a few epochs: the quick preset's (al2.config.PRESETS)
+    # the AL2 schedule compressed for a few epochs: the quick preset's (al2.training.config.PRESETS)
     p.add_argument("--map-start", type=float, default=0.01, help="AL2 weight at epoch 0")
     p.add_argument("--map-threshold", type=float, default=50.0)
     p.add_argument("--map-fac1", type=float, default=1.86, help="growth below the threshold")

@@ -14,7 +14,7 @@ from pathlib import Path
 from al2.errors import UserError
 from al2.files import FileError, read_json, save_text
 from al2.paths import resolve
-from al2.runs import discover_runs
+from al2.analyses.runs import discover_runs
 
 
 def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None,

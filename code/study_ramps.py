@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from al2.config import PRESETS, GridConfig
+from al2.training.config import PRESETS, GridConfig
 from al2.files import save_csv, save_text
 from al2.paths import RESULTS_DIR, resolve, shown
-from al2.replicates import fmt_mean_sd, interval_text, mean_sd, t_interval
-from al2.runs import discover_runs
-from al2.stopping import STOPPED_EXIT, StopOnSignal
-from al2.training import train_grid
+from al2.analyses.replicates import fmt_mean_sd, interval_text, mean_sd, t_interval
+from al2.analyses.runs import discover_runs
+from al2.training.stopping import STOPPED_EXIT, StopOnSignal
+from al2.training.grid import train_grid
 
 THRESHOLDS = (50.0, 15.0, 5.0)      # the quick preset's slow phase starts at 50
 FITS = {"bare": "cross-entropy", "gce": "GCE", "mixup": "mixup"}

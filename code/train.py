@@ -31,15 +31,15 @@ if __name__ == "__main__":
                       lambda signum, frame: EARLY_SIGNALS.append(signal.Signals(signum).name))
 
 from al2.cli import baseline_seeds, int_list, noise_levels, shard_spec, str_list
-from al2.config import BASELINES, PRESETS, REMEDIES, GridConfig
-from al2.remedies import DEFAULTS as REMEDY_DEFAULTS
+from al2.training.config import BASELINES, PRESETS, REMEDIES, GridConfig
+from al2.method.remedies import DEFAULTS as REMEDY_DEFAULTS
 from al2.errors import UserError
 from al2.files import WriteError
-from al2.model import StackedLeNet
-from al2.outputs import NonFiniteLoss
+from al2.training.model import StackedLeNet
+from al2.training.records import NonFiniteLoss
 from al2.paths import RESULTS_DIR, resolve, shown
-from al2.stopping import STOPPED_EXIT, StopOnSignal
-from al2.training import train_grid
+from al2.training.stopping import STOPPED_EXIT, StopOnSignal
+from al2.training.grid import train_grid
 
 DEFAULTS = GridConfig()
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Defaults are the paper's setting (Sec. 4, Table 1, Fig. 1); --preset quick "
-               "replaces some of them (al2.config.PRESETS, README.md); an explicit flag beats "
+               "replaces some of them (al2.training.config.PRESETS, README.md); an explicit flag beats "
                "the preset.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_grid_args(p.add_argument_group("grid"), d)
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_args(p.add_argument_group(
         "replicates and early stopping (beyond the paper: how sure a result is)"), d)
     add_remedy_args(p.add_argument_group(
-        f"remedies (beyond the paper; --baselines {','.join(REMEDIES)}; al2/remedies.py)"), d)
+        f"remedies (beyond the paper; --baselines {','.join(REMEDIES)}; al2/method/remedies.py)"), d)
     add_running_args(p.add_argument_group("running"), d)
     return p
 

@@ -230,9 +230,9 @@ def test_evaluate_paths_that_are_files(grid, tmp_path):
 def test_missing_md_names_paths_relative_to_the_repository(tmp_path):
     """Committed outputs name no machine's folders: a grid inside the repository is named from
     its root in MISSING.md."""
-    from al2.evaluation import missing_parts
+    from al2.analyses.evaluation import missing_parts
     from al2.paths import shown
-    from al2.runs import discover_runs
+    from al2.analyses.runs import discover_runs
     inside = REPO_ROOT / "results" / "runs" / f"test-{tmp_path.name}"
     try:
         assert main("train", *TINY, "--epochs", "2", "--time-budget", "0.00001",

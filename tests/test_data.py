@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 import al2
-from al2.data import MNIST_FILES, raw_dir
+from al2.training.data import MNIST_FILES, raw_dir
 
 
 def test_provision_from_scratch_is_byte_exact(tmp_path):

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 import al2
-import al2.ablation
-import al2.evaluation
-import al2.inference
-import al2.similarity
-import al2.report
-import al2.runs
-from al2.ablation import ablation_fractions, stacked_ablation
-from al2.data import normalize
-from al2.model import StackedLeNet
+import al2.analyses.ablation
+import al2.analyses.evaluation
+import al2.training.inference
+import al2.analyses.similarity
+import al2.analyses.report
+import al2.analyses.runs
+from al2.analyses.ablation import ablation_fractions, stacked_ablation
+from al2.training.data import normalize
+from al2.training.model import StackedLeNet
 from conftest import evaluate, evaluate_subprocess, read
 
 GRID = dict(baselines=["bare", "wd"], al2="both", seeds=[0, 1], epochs=3, lr=0.05,
@@ -41,21 +41,21 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
         "similarity_summary.md"}
     assert "paired" not in done.stdout and "selection" not in done.stdout
     table = read(tmp_path / "table1.csv")
-    assert list(table[0]) == al2.report.TABLE_COLUMNS
+    assert list(table[0]) == al2.analyses.report.TABLE_COLUMNS
     # 2 baselines x 3 metrics x without/with x 3 epoch columns (1, 2, 3 for a 3-epoch run)
     assert len(table) == 2 * 3 * 2 * 3
     assert {r["seeds"] for r in table} == {"2"}
     ta = [r for r in table if r["baseline"] == "bare" and r["metric"] == "TA" and
           r["al2"] == "without" and r["epoch"] == "3"][0]
-    runs = {r.name: r for r in al2.runs.discover_runs(grid_dir)}
+    runs = {r.name: r for r in al2.analyses.runs.discover_runs(grid_dir)}
     mean = (runs["bare_plain_s0"].metric("test_acc", 3) + runs["bare_plain_s1"].metric("test_acc", 3)) / 2
     assert float(ta["ours"]) == pytest.approx(mean)
     assert "**" in (tmp_path / "table1.md").read_text()
     sim = read(tmp_path / "similarity.csv")
-    assert list(sim[0]) == al2.similarity.SIMILARITY_COLUMNS
+    assert list(sim[0]) == al2.analyses.similarity.SIMILARITY_COLUMNS
     kinds = {r["pair"] for r in sim}
     assert kinds == {"seeds_plain", "seeds_al2", "plain_vs_al2", "random_plain", "random_al2"}
-    assert {r["statistic"] for r in sim} == set(al2.similarity.SIMILARITY_STATISTICS)
+    assert {r["statistic"] for r in sim} == set(al2.analyses.similarity.SIMILARITY_STATISTICS)
     assert {int(r["epoch"]) for r in sim} == {0, 1, 2, 3}
     assert {r["datapoints"] for r in sim} == {str(40 * 16)}
     # same initialisation at epoch 0: plain and AL2 runs of one seed are identical
@@ -68,7 +68,7 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
     assert seeds == {("seeds_plain", f"{b}_plain_s0", f"{b}_plain_s1") for b in ("bare", "wd")} | \
         {("seeds_al2", f"{b}_al2_s0", f"{b}_al2_s1") for b in ("bare", "wd")}
     abl = read(tmp_path / "ablation.csv")
-    assert list(abl[0]) == al2.ablation.ABLATION_COLUMNS
+    assert list(abl[0]) == al2.analyses.ablation.ABLATION_COLUMNS
     assert {r["mode"] for r in abl} == {"element", "unit"}
     assert len(abl) == 8 * 2 * 11
 
@@ -80,7 +80,7 @@ def test_ablation_checks_fraction_0_and_100(grid_dir):
     _, _, test_x, test_y = al2.load_mnist()
     x, y = normalize(test_x[:300]), test_y[:300]
     stacked = StackedLeNet([model]).eval()
-    feats = al2.inference.trunk_features(stacked, x)[0]
+    feats = al2.training.inference.trunk_features(stacked, x)[0]
     with torch.no_grad():
         plain = 100.0 * (model(x)[0].argmax(1) == y).double().mean().item()
         zero_class = model.head(torch.zeros(1, 800)).argmax(1).item()
@@ -144,7 +144,7 @@ def test_extra_instances_feed_similarity_not_table1(tmp_path):
     assert done.returncode == 0, done.stderr
     table = read(tmp_path / "o" / "table1.csv")
     assert {r["seeds"] for r in table} == {"1"}
-    runs = {r.name: r for r in al2.runs.discover_runs(runs_dir)}
+    runs = {r.name: r for r in al2.analyses.runs.discover_runs(runs_dir)}
     cell = [r for r in table if r["baseline"] == "bare" and r["metric"] == "TA"
             and r["al2"] == "without" and r["epoch"] == "2"][0]
     assert float(cell["ours"]) == pytest.approx(runs["bare_plain_s0"].metric("test_acc", 2))
@@ -159,13 +159,13 @@ def test_recomputed_representations_equal_the_saved_ones(grid_dir):
     """The authors' 160,000-point path recomputes trunk outputs from checkpoints, all runs
     stacked; on the images that were saved it gives the saved (float16) activations, in the
     authors' layout: (N, 50, 4, 4) -> (N, 4, 4, 50) -> (16 N, 50), transposed."""
-    runs = al2.runs.discover_runs(grid_dir)
+    runs = al2.analyses.runs.discover_runs(grid_dir)
     x = normalize(al2.load_mnist()[2][:40])
     problems = []
-    recomputed = al2.similarity.recomputed_representations(runs, 2, x, problems)
+    recomputed = al2.analyses.similarity.recomputed_representations(runs, 2, x, problems)
     assert not problems and set(recomputed) == {r.name for r in runs}
     for r in runs:
-        saved = al2.similarity.saved_representation(r, 2, None)
+        saved = al2.analyses.similarity.saved_representation(r, 2, None)
         assert saved.shape == recomputed[r.name].shape == (50, 40 * 16)
         assert torch.allclose(saved, recomputed[r.name], atol=1e-2, rtol=1e-2)
         feats = torch.load(r.activations(2)).float()
@@ -227,7 +227,7 @@ def test_spatial_points_use_the_authors_layout():
     i, c, h, w = torch.meshgrid(torch.arange(n), torch.arange(50), torch.arange(4),
                                 torch.arange(4), indexing="ij")
     features = (i * 1000 + c * 10 + h * 4 + w).float().reshape(n, 800)   # (C, H, W) order
-    points = al2.similarity.spatial_points(features)
+    points = al2.analyses.similarity.spatial_points(features)
     assert points.shape == (50, 16 * n)
     for image, channel, row, col in [(0, 0, 0, 0), (2, 49, 3, 3), (1, 7, 2, 1), (2, 13, 0, 3)]:
         assert points[channel, 16 * image + 4 * row + col] == image * 1000 + channel * 10 + \
@@ -242,7 +242,7 @@ def test_stacked_ablation_equals_each_run_alone(grid_dir):
     _, _, test_x, test_y = al2.load_mnist()
     x, y = normalize(test_x[:50]), test_y[:50]
     stacked = StackedLeNet(models).eval()
-    feats = al2.inference.trunk_features(stacked, x)                       # (3, 50, 800)
+    feats = al2.training.inference.trunk_features(stacked, x)                       # (3, 50, 800)
     for mode in ("element", "unit"):
         together = stacked_ablation(stacked, feats, {"t": y}, mode, ablation_fractions(), 2,
                                     seed=3)["t"]
@@ -263,7 +263,7 @@ def test_noise_sweep_levels_names_labels_and_noise_csv(tmp_path):
                    progress=False)
     al2.train_grid(al2.GridConfig(**base, percent_corrupt=25.0), single, device="cpu",
                    progress=False)
-    runs = {r.name: r for r in al2.runs.discover_runs(sweep)}
+    runs = {r.name: r for r in al2.analyses.runs.discover_runs(sweep)}
     assert sorted(runs) == sorted(f"bare_{a}_s{s}_n{n}" for a in ("plain", "al2") for s in (0, 1)
                                   for n in (25, 75))
     assert {r.level for r in runs.values()} == {25.0, 75.0}

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 import al2
-from al2.checkpoints import CheckpointError, load_checkpoint, load_trunk
-from al2.config import GridConfig
+from al2.analyses.checkpoints import CheckpointError, load_checkpoint, load_trunk
+from al2.training.config import GridConfig
 from al2.files import save_torch
-from al2.inference import trunk_features
-from al2.model import StackedLeNet
+from al2.training.inference import trunk_features
+from al2.training.model import StackedLeNet
 from al2.paths import REPO_ROOT
 from conftest import script
 from test_training import TINY, assert_same_run
@@ -41,7 +41,7 @@ def test_a_grid_carried_between_jobs_ends_as_one_uninterrupted(tmp_path, monkeyp
                       checkpoint_every=1, **TINY)
     al2.train_grid(grid, tmp_path / "whole", device="cpu", progress=False)
     with monkeypatch.context() as m:
-        m.setattr(al2.training, "out_of_budget", lambda budget, start, done: done == 1)
+        m.setattr(al2.training.grid, "out_of_budget", lambda budget, start, done: done == 1)
         al2.train_grid(grid, tmp_path / "lease1", device="cpu", progress=False,
                        time_budget_s=60.0)
     info = carry.export(tmp_path / "lease1", tmp_path / "out1", part_mib=0.5)
@@ -190,7 +190,7 @@ def cpu_stands_in_for_cuda(monkeypatch, capture_error: str):
 
     def refuse(*args, **kwargs):
         raise RuntimeError(capture_error)
-    monkeypatch.setattr(al2.trainer, "graph_capture_possible", lambda device: True)
+    monkeypatch.setattr(al2.training.stack, "graph_capture_possible", lambda device: True)
     monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: Stream())
     monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: Stream())
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
@@ -335,7 +335,7 @@ def test_the_probe_fails_a_variant_that_computes_another_function(monkeypatch):
     hands the runs' features to the head in the wrong order is refused, the correct one passes
     (CPU: the variants' static-buffer path)."""
     from dataclasses import asdict
-    grid = GridConfig(**{**asdict(al2.config.grid_of_size(14)), "subset": 64, "test_subset": 64})
+    grid = GridConfig(**{**asdict(al2.training.config.grid_of_size(14)), "subset": 64, "test_subset": 64})
     cpu = torch.device("cpu")
     reference = probe_step.run_check(probe_step.float64_trainer(grid, cpu, "grouped", False), 1)
     variant = {"trunk": "streams", "cudnn_benchmark": False}

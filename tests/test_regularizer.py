@@ -6,9 +6,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import al2
-from al2.ablation import ablation_fractions, cumulative_ablation, stacked_ablation
-from al2.model import StackedLeNet, lenet_from_seed
-from al2.similarity import compare, compare_models, datapoints, spatial_points
+from al2.analyses.ablation import ablation_fractions, cumulative_ablation, stacked_ablation
+from al2.training.model import StackedLeNet, lenet_from_seed
+from al2.analyses.similarity import compare, compare_models, datapoints, spatial_points
 
 
 def test_penalty_and_gradients_equal_the_stacked_eq1_on_a_lenet(float64):

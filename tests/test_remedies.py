@@ -1,4 +1,4 @@
-"""The remedies' losses (al2.remedies) against per-sample formulas written out here, in float64,
+"""The remedies' losses (al2.method.remedies) against per-sample formulas written out here, in float64,
 for one model and for stacked runs; mixup's draws; and a training loop of one's own using them
 beside al2.AL2."""
 import math
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import al2
 from al2 import remedies
-from al2.config import GridConfig
+from al2.training.config import GridConfig
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_a_remedy_in_a_loop_of_ones_own_beside_al2(float64):
     with al2.AL2(model, trunk="trunk", schedule=al2.AL2Schedule(start=0.5)) as reg:
         for _ in range(5):
             log_probs, features = model(x)
-            loss = al2.remedies.gce_loss(log_probs, y) + reg.penalty()
+            loss = al2.method.remedies.gce_loss(log_probs, y) + reg.penalty()
             expected = ((1 - log_probs.exp().gather(1, y[:, None]) ** 0.7) / 0.7).mean() + \
                 0.5 * features.pow(2).mean()
             assert loss.item() == pytest.approx(expected.item(), rel=1e-12)

@@ -9,12 +9,13 @@ import torch
 from scipy import stats
 
 import al2
-import al2.plan
-from al2.config import GridConfig
-from al2.data import load_grid_data, normalize
-from al2.replicates import paired_rows, selection, t_interval
-from al2.runs import discover_runs
-from al2.trainer import ORDER_STREAM, Trainer, epoch_generator
+import al2.training.plan
+from al2.training.config import GridConfig
+from al2.training.data import load_grid_data, normalize
+from al2.analyses.replicates import paired_rows, selection, t_interval
+from al2.analyses.runs import discover_runs
+from al2.training.rng import ORDER_STREAM, epoch_generator
+from al2.training.stack import Trainer
 from conftest import evaluate, read
 from test_training import TINY
 
@@ -24,7 +25,7 @@ REPLICATED = dict(baselines=["bare", "do"], al2="both", epochs=1, lr=0.05, map_s
 
 def trained(grid, runs, epochs=1):
     """The runs trained together in float64 for `epochs`: {name: state dict}, and the sums."""
-    data = load_grid_data(grid, torch.device("cpu"), label_seeds=al2.plan.label_seeds(runs))
+    data = load_grid_data(grid, torch.device("cpu"), label_seeds=al2.training.plan.label_seeds(runs))
     data.train_x = data.train_x.double()
     trainer = Trainer(grid, runs, data)
     for i in range(epochs):
@@ -61,11 +62,11 @@ def test_replicates_differ_in_initialisation_order_masks_and_optionally_labels()
             for r in (r0, r1)]
         assert not torch.equal(*orders)
         masks = [torch.rand(64, generator=gen, device=dev) for gen in
-                 al2.trainer.dropout_generators([r0, r1], 0, 0, torch.device(dev))]
+                 al2.training.rng.dropout_generators([r0, r1], 0, 0, torch.device(dev))]
         assert not torch.equal(*masks)
     # the seeds the CPU reads (their low 32 bits) never repeat: 700 epochs x 10 replicates x
     # the order and the dropout stream (config.replicate_key, trainer.epoch_generator)
-    low = {((e * 2 + stream) ^ al2.config.replicate_key(k)) & 0xFFFFFFFF
+    low = {((e * 2 + stream) ^ al2.training.config.replicate_key(k)) & 0xFFFFFFFF
            for e in range(700) for k in range(10) for stream in (0, 1)}
     assert len(low) == 700 * 10 * 2
     # within a replicate the pair shares everything but AL2
@@ -75,7 +76,7 @@ def test_replicates_differ_in_initialisation_order_masks_and_optionally_labels()
     assert r0.corruption_seed == r1.corruption_seed == grid.corruption_seed
     own = GridConfig(**{**REPLICATED, "corruption_per_replicate": True}).runs()
     assert len({r.corruption_seed for r in own}) == 3
-    data = load_grid_data(grid, cpu, label_seeds=al2.plan.label_seeds(own))
+    data = load_grid_data(grid, cpu, label_seeds=al2.training.plan.label_seeds(own))
     assert data.train_noisy.shape == (3, 128) and not torch.equal(data.noisy_full[0],
                                                                    data.noisy_full[1])
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import al2
-import al2.runs
-from al2.config import PRESETS, GridConfig, GridError
+import al2.analyses.runs
+from al2.training.config import PRESETS, GridConfig, GridError
 from al2.paths import REPO_ROOT
-from al2.shards import shard_runs
+from al2.training.shards import shard_runs
 from conftest import evaluate, main, read
 
 TINY = ["--baselines", "bare,do,wd", "--extra-seeds", "bare=1", "--epochs", "2",
@@ -87,7 +87,7 @@ def test_missing_shard_second_process_and_bad_input(tmp_path):
     done = evaluate("--runs", str(out), "--out", str(tmp_path / "e"), "--no-ablation")
     assert done.returncode == 2
     missing = (tmp_path / "e" / "MISSING.md").read_text()
-    part = [r.name for r in shard_runs(al2.GridConfig(**al2.runs.discover_runs(out)[0].grid)
+    part = [r.name for r in shard_runs(al2.GridConfig(**al2.analyses.runs.discover_runs(out)[0].grid)
                                        .runs(), 1, 2)]
     assert part and all(name in missing for name in part)
     assert (tmp_path / "e" / "table1.csv").exists()

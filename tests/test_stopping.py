@@ -15,10 +15,10 @@ import torch
 
 import al2
 import al2.files
-import al2.runs
-from al2.config import GridConfig
+import al2.analyses.runs
+from al2.training.config import GridConfig
 from al2.paths import REPO_ROOT
-from al2.stopping import STOPPED_EXIT, StopOnSignal
+from al2.training.stopping import STOPPED_EXIT, StopOnSignal
 from conftest import evaluate, main, read
 from test_training import TINY
 
@@ -105,7 +105,7 @@ def test_a_signal_at_a_random_step_then_resume_equals_the_uninterrupted_grid(tmp
         assert state["epoch"] == summary["stopped_at"] and state["partial"] is None, k
     summary = al2.train_grid(grid, tmp_path / "b", resume=True, **train)
     assert summary["stopped_at"] is None and summary["signal"] is None
-    runs = grid.runs() if shard is None else al2.shards.shard_runs(grid.runs(), *shard)
+    runs = grid.runs() if shard is None else al2.training.shards.shard_runs(grid.runs(), *shard)
     assert_same_folder(tmp_path / "a", tmp_path / "b", runs)
 
 
@@ -223,7 +223,7 @@ def test_a_failed_write_ends_in_one_line_keeps_the_state_and_resume_continues(
         done.stderr
     assert snapshot(tmp_path / "b") == left                  # evaluate.py changed nothing
     assert main("train", *args, "--out", str(tmp_path / "b"), "--resume").returncode == 0
-    assert_same_folder(tmp_path / "a", tmp_path / "b", al2.runs.discover_runs(tmp_path / "a"))
+    assert_same_folder(tmp_path / "a", tmp_path / "b", al2.analyses.runs.discover_runs(tmp_path / "a"))
 
 
 def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):

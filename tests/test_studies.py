@@ -7,11 +7,11 @@ import pytest
 import torch
 from scipy import stats
 
-import al2.plan
-from al2.config import PRESETS, GridConfig
-from al2.data import load_grid_data
-from al2.runs import discover_runs
-from al2.trainer import Trainer
+import al2.training.plan
+from al2.training.config import PRESETS, GridConfig
+from al2.training.data import load_grid_data
+from al2.analyses.runs import discover_runs
+from al2.training.stack import Trainer
 from conftest import read, script
 
 
@@ -24,7 +24,7 @@ def test_the_probe_gives_the_closed_form_al2_gradient_and_changes_no_weight():
                          "replicates": 1, "subset": 128, "validation": 0})
     runs = grid.runs()
     trainer = Trainer(grid, runs, load_grid_data(grid, torch.device("cpu"),
-                                                 label_seeds=al2.plan.label_seeds(runs)))
+                                                 label_seeds=al2.training.plan.label_seeds(runs)))
     trainer.train_epoch(0, torch.full((len(runs),), 0.5))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     w = torch.tensor([0.0, 2.0] * 3)

@@ -257,7 +257,7 @@ GOOGLE_SVCCA_NUMBERS = {
 @pytest.mark.parametrize("shape", sorted(GOOGLE_SVCCA_NUMBERS))
 def test_authors_statistics_equal_google_svcca_as_the_authors_call_it(shape):
     """The three 'as published' columns of similarity.csv reproduce google/svcca's numbers."""
-    from al2.similarity import AUTHORS_STATISTICS, similarity_rows
+    from al2.analyses.similarity import AUTHORS_STATISTICS, similarity_rows
     a, b = authors_inputs(*shape)
     rows = similarity_rows({"a": torch.as_tensor(a), "b": torch.as_tensor(b)},
                            [("pair", "a", "b")], epoch=0)

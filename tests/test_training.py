@@ -10,14 +10,16 @@ import torch
 import torch.nn.functional as F
 
 import al2
-import al2.evaluation
-import al2.plan
-import al2.runs
-from al2.config import GridConfig
-from al2.data import load_grid_data
-from al2.model import LeNet, StackedLeNet, lenet_from_seed
-from al2.remedies import mixup_draws
-from al2.trainer import DROPOUT_STREAM, ORDER_STREAM, StaticStep, Trainer, epoch_generator
+import al2.analyses.evaluation
+import al2.training.plan
+import al2.analyses.runs
+from al2.training.config import GridConfig
+from al2.training.data import load_grid_data
+from al2.training.model import LeNet, StackedLeNet, lenet_from_seed
+from al2.method.remedies import mixup_draws
+from al2.speed.graph import StaticStep
+from al2.training.rng import DROPOUT_STREAM, ORDER_STREAM, epoch_generator
+from al2.training.stack import Trainer
 from al2.paths import REPO_ROOT
 from conftest import main, script
 
@@ -152,7 +154,7 @@ def train_stacked_and_compare_in_float64(grid, trunk):
     """Train `grid` stacked in float64 and every run alone (plain_reference): the same weights
     to 1e-10 and the same per-epoch L_c."""
     runs, cpu = grid.runs(), torch.device("cpu")
-    data = load_grid_data(grid, cpu, label_seeds=al2.plan.label_seeds(runs))
+    data = load_grid_data(grid, cpu, label_seeds=al2.training.plan.label_seeds(runs))
     data.train_x = data.train_x.double()
     trainer = Trainer(grid, runs, data, trunk=trunk)
     weights = hand_weights(grid, grid.epochs)
@@ -256,7 +258,7 @@ def test_checkpoint_reproduces_metrics_and_activations(tmp_path):
     for run in grid.runs():
         rows = read_metrics(tmp_path / run.name / "metrics.csv")
         assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-        assert list(rows[0]) == al2.outputs.METRIC_COLUMNS
+        assert list(rows[0]) == al2.training.records.METRIC_COLUMNS
         config = json.loads((tmp_path / run.name / "config.json").read_text())
         assert config["activation_images"] == 8 and config["grid"]["epochs"] == 2
         assert "torch" in config["environment"]
@@ -455,7 +457,7 @@ def test_logged_metrics_equal_closed_forms(tmp_path, monkeypatch):
     assert al2.activation_loss(features).item() == 0.25
     assert torch.equal(al2.activation_loss(features[:, None].expand(5, 3, 800), dims=(0, 2)),
                        torch.full((3,), 0.25))
-    monkeypatch.setattr(al2.trainer, "lenet_from_seed", constant_lenet)
+    monkeypatch.setattr(al2.training.stack, "lenet_from_seed", constant_lenet)
     grid = GridConfig(baselines=["bare"], al2="both", epochs=1, lr=1e-9, **TINY)
     al2.train_grid(grid, tmp_path, device="cpu", progress=False)
     data = load_grid_data(grid, torch.device("cpu"))
@@ -573,14 +575,14 @@ def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkey
                       checkpoint_every=10, **TINY)
     al2.train_grid(grid, tmp_path / "a", device="cpu", progress=False)
     with monkeypatch.context() as m:
-        m.setattr(al2.training, "out_of_budget", lambda budget, start, done: done == 2)
+        m.setattr(al2.training.grid, "out_of_budget", lambda budget, start, done: done == 2)
         summary = al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False,
                                  time_budget_s=60.0)
     assert summary["stopped_at"] == 2
-    runs = al2.runs.discover_runs(tmp_path / "b")
+    runs = al2.analyses.runs.discover_runs(tmp_path / "b")
     assert {r.epochs for r in runs} == {2}
     assert all(r.checkpoint(2).exists() for r in runs)
-    result = al2.evaluation.evaluate_runs(runs, tmp_path / "b", tmp_path / "eval",
+    result = al2.analyses.evaluation.evaluate_runs(runs, tmp_path / "b", tmp_path / "eval",
                                           ablation_images=50, ablation_draws=1)
     assert len(result["problems"]) == 1 and "has not finished" in result["problems"][0]
     assert {int(r["epoch"]) for r in read_metrics(tmp_path / "eval" / "similarity.csv")} == \

@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-from .config import GridError
+from .training.config import GridError
 
 
 def select_device(device: str) -> torch.device:

@@ -22,6 +22,10 @@ code/evaluate.py runs where `receive` assembled the run folder.
     python scripts/gpu_job/carry.py export --runs RUNS --out JOB_OUTPUT          # in the job
     python scripts/gpu_job/carry.py import --carry CARRY --runs RUNS              # in the job
     python scripts/gpu_job/carry.py receive JOB_OUTPUT --carry CARRY --runs RUNS  # at home
+
+run.sh also asks it what a run folder holds (`state`: none, unfinished or finished) and copies
+its records (`records`: every run's metrics.csv and config.json) into the results it packs, so
+that no script but the library spells a file of a grid folder (al2.training.folder.GridFolder).
 """
 from __future__ import annotations
 
@@ -37,12 +41,11 @@ import torch
 
 from al2.errors import UserError
 from al2.files import save_json
-from al2.runs import discover_runs
-from al2.shards import unfinished_shards
-from al2.similarity import similarity_epochs
+from al2.training.folder import GridFolder
+from al2.analyses.runs import discover_runs
+from al2.analyses.similarity import similarity_epochs
 
 MIB = 1 << 20
-CARRY_FILE = "carry.json"     # in the run folder: the last epoch whose checkpoints were exported
 
 
 class CarryError(UserError):
@@ -55,26 +58,33 @@ def slim_checkpoint(ckpt: dict) -> dict:
     return {**ckpt, "model": {k: v for k, v in ckpt["model"].items() if k.startswith("trunk.")}}
 
 
-def small_files(runs: Path) -> list[Path]:
-    """Everything of the run folder but checkpoints, activations, resume files and locks."""
-    keep = []
-    for p in sorted(runs.rglob("*")):
-        rel = p.relative_to(runs)
-        if p.is_dir() or p.name.startswith(".lock-") or p.suffix == ".tmp" \
-                or (len(rel.parts) == 1 and p.name.startswith("resume")) \
-                or (len(rel.parts) > 1 and rel.parts[1] in ("checkpoints", "activations")):
-            continue
-        keep.append(p)
-    return keep
-
-
 def trained_epoch(runs: Path) -> int:
     """The last epoch every run of the folder has trained (0 before training)."""
     return min(r.epochs for r in discover_runs(runs))
 
 
 def finished(runs: Path) -> bool:
-    return (runs / "split.json").exists() and not unfinished_shards(runs)
+    return GridFolder(runs).finished()
+
+
+def folder_state(runs: Path) -> str:
+    """none (no grid there), unfinished or finished."""
+    folder = GridFolder(runs)
+    return "none" if not folder.grid_file.exists() else \
+        "finished" if folder.finished() else "unfinished"
+
+
+def copy_records(runs: Path, out: Path) -> int:
+    """Every run's config.json and metrics.csv into out/<run>/; returns the number of runs."""
+    folder, copied = GridFolder(runs), 0
+    for name in folder.run_names():
+        if not folder.metrics_file(name).exists():
+            continue
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for path in (folder.metrics_file(name), folder.config_file(name)):
+            shutil.copyfile(path, out / name / path.name)
+        copied += 1
+    return copied
 
 
 def split_write(data: bytes, out: Path, name: str, part_mib: float) -> list[Path]:
@@ -116,19 +126,19 @@ def untar(data: bytes, dest: Path) -> list[str]:
 
 def export(runs: Path, out: Path, part_mib: float) -> dict:
     """Write the state parts (unfinished grid) and the checkpoint parts into `out`."""
-    if not (runs / "grid.json").exists():
+    folder = GridFolder(runs)
+    if not folder.grid_file.exists():
         raise CarryError(f"{runs} holds no grid")
     out.mkdir(parents=True, exist_ok=True)
-    total = json.loads((runs / "grid.json").read_text())["epochs"]
+    total = json.loads(folder.grid_file.read_text())["epochs"]
     epoch = trained_epoch(runs)
     compared = set(similarity_epochs(discover_runs(runs)))  # evaluate.py's default epochs
-    carry = runs / CARRY_FILE
+    carry = folder.carry_file
     since = json.loads(carry.read_text())["exported_through"] if carry.exists() else -1
     save_json({"exported_through": epoch, "previous": since}, carry)
-    small = [(str(p.relative_to(runs)), p) for p in small_files(runs)]
+    small = [(str(p.relative_to(runs)), p) for p in folder.small_files()]
     ckpts = []
-    for path in sorted(runs.glob("*/checkpoints/epoch_*.pt")):
-        e = int(path.stem.split("_")[1])
+    for _, e, path in folder.checkpoints():
         if e <= since or (e not in compared and e != total):
             continue
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -140,7 +150,7 @@ def export(runs: Path, out: Path, part_mib: float) -> dict:
     written = split_write(tar_bytes(small + ckpts), out, "checkpoints.tar.gz", part_mib)
     done = finished(runs)
     if not done:
-        resume = [(p.name, p) for p in sorted(runs.glob("resume*.pt"))]
+        resume = [(p.name, p) for p in folder.resume_files(every=True)]
         written += split_write(tar_bytes(small + resume), out, "state.tar.gz", part_mib)
     return {"epoch": epoch, "since": since, "checkpoints": len(ckpts), "finished": done,
             "files": [(p.name, p.stat().st_size) for p in written]}
@@ -151,7 +161,7 @@ def import_state(carry: Path, runs: Path) -> int:
     parts = sorted(carry.glob("state.tar.gz.*"))
     if not parts:
         raise CarryError(f"{carry} holds no state.tar.gz.* parts")
-    if (runs / "grid.json").exists():
+    if GridFolder(runs).grid_file.exists():
         raise CarryError(f"{runs} already holds a grid; not overwritten")
     untar(joined(parts), runs)
     return trained_epoch(runs)
@@ -159,7 +169,7 @@ def import_state(carry: Path, runs: Path) -> int:
 
 def exported_through(runs: Path) -> int:
     """The epoch through which the local run folder holds a job's export (-1: none)."""
-    path = runs / CARRY_FILE
+    path = GridFolder(runs).carry_file
     return json.loads(path.read_text())["exported_through"] if path.exists() else -1
 
 
@@ -173,7 +183,7 @@ def receive(files: Path, carry: Path, runs: Path) -> dict:
                          f"export reached?)")
     data = joined(ckpt_parts)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        incoming = json.load(tar.extractfile(CARRY_FILE))
+        incoming = json.load(tar.extractfile(GridFolder(runs).carry_file.name))
     here = exported_through(runs)
     if incoming["previous"] != here:
         raise CarryError(f"{files} continues a grid from epoch {incoming['previous']}, but "
@@ -205,6 +215,11 @@ def main(argv=None) -> int:
     r.add_argument("files", type=Path, help="the folder the job's output came back to")
     r.add_argument("--carry", type=Path, required=True)
     r.add_argument("--runs", type=Path, required=True)
+    st = sub.add_parser("state", help="what --runs holds: none, unfinished or finished")
+    st.add_argument("--runs", type=Path, required=True)
+    rec = sub.add_parser("records", help="every run's metrics.csv and config.json into --out")
+    rec.add_argument("--runs", type=Path, required=True)
+    rec.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
@@ -212,6 +227,11 @@ def main(argv=None) -> int:
             print(f"carry: exported epoch {info['epoch']} ({info['checkpoints']} checkpoints "
                   f"after epoch {info['since']}; {'finished' if info['finished'] else 'state'}"
                   f"): " + ", ".join(f"{n} {s / MIB:.1f} MiB" for n, s in info["files"]))
+        elif args.command == "state":
+            print(folder_state(args.runs))
+        elif args.command == "records":
+            print(f"carry: the records of {copy_records(args.runs, args.out)} runs into "
+                  f"{args.out}")
         elif args.command == "import":
             print(f"carry: {args.runs} rebuilt at epoch {import_state(args.carry, args.runs)}")
         else:

@@ -108,17 +108,17 @@ evaluate() {  # whatever is trained: a grid short of its end gets MISSING.md bes
         || say "speed_report.py failed"
 }
 
+grid_state() {  # none, unfinished or finished: what $RUNS holds
+    "$PY" scripts/gpu_job/carry.py state --runs "$RUNS" 2>/dev/null || echo none
+}
+
 pack() {  # results only: tables, figures, metrics.csv and config.json of every run, speed.md
     local run
     mkdir -p "$OUTPUT" "$RESULTS/runs"
-    for run in "$RUNS"/*/metrics.csv; do
-        [ -f "$run" ] || continue
-        run=$(dirname "$run")
-        mkdir -p "$RESULTS/runs/$(basename "$run")"
-        cp "$run/metrics.csv" "$run/config.json" "$RESULTS/runs/$(basename "$run")/"
-    done
+    "$PY" scripts/gpu_job/carry.py records --runs "$RUNS" --out "$RESULTS/runs" \
+        >> "$NOTES/job.log" 2>&1 || say "carry.py records failed"
     tar -C "$RESULTS" -czf "$OUTPUT/paper-results.tar.gz" .
-    if [ -f "$RUNS/grid.json" ] && [ ! -f "$RUNS/shards/whole.json" ]; then
+    if [ "$(grid_state)" = unfinished ]; then
         say "the grid is not finished: its state goes with the results (README.md, 'If the grid does not finish')"
         "$PY" scripts/gpu_job/carry.py export --runs "$RUNS" --out "$OUTPUT" 2>&1 \
             | tee -a "$NOTES/job.log" || say "carry.py export failed"
@@ -135,11 +135,11 @@ OUTPUT=$1
 BUDGET_S=$("$PY" -c "print(int(60 * float('${2:-9.5}')))")
 mkdir -p "$NOTES" "$OUTPUT"
 unpack_data
-if [ -n "${CARRY_IN:-}" ] && [ ! -f "$RUNS/grid.json" ]; then
+if [ -n "${CARRY_IN:-}" ] && [ "$(grid_state)" = none ]; then
     "$PY" scripts/gpu_job/carry.py import --carry "$CARRY_IN" --runs "$RUNS" 2>&1 \
         | tee -a "$NOTES/job.log" || say "carry.py import failed: training resumes from what $RUNS holds, if anything"
 fi
 probe
-[ -f "$RUNS/shards/whole.json" ] || train
+[ "$(grid_state)" = finished ] || train
 evaluate
 pack

@@ -14,9 +14,9 @@ from __future__ import annotations
 import zlib
 from dataclasses import asdict, dataclass, field
 
-from .errors import UserError
+from ..errors import UserError
+from ..method.remedies import DEFAULTS as REMEDY_DEFAULTS
 from .model import BN_INITS
-from .remedies import DEFAULTS as REMEDY_DEFAULTS
 
 BASELINES = ("bare", "bn", "do", "wd")          # Table 1's (paper Sec. 4)
 # Beyond the paper (remedies.py): label smoothing, generalised and symmetric cross-entropy,
@@ -163,7 +163,7 @@ def replicate_seed(seed: int, replicate: int, what: str) -> int:
 
 
 def replicate_key(replicate: int) -> int:
-    """The key of a replicate's streams (trainer.epoch_generator: its batch order and its runs'
+    """The key of a replicate's streams (rng.epoch_generator: its batch order and its runs'
     dropout masks): 0 for replicate 0, the grid's own streams; a stable 32-bit number for the
     others."""
     return 0 if replicate == 0 else zlib.crc32(f"streams of replicate {replicate}".encode())

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .files import atomic_write  # noqa: E402
+from ..files import atomic_write  # noqa: E402
 from .report import METRICS  # noqa: E402
 
 BASELINE_STYLE = {"bare": ("0.0", "o"), "bn": ("0.35", "s"), "do": ("0.55", "^"),

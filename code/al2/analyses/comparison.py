@@ -19,10 +19,11 @@ import torch
 
 from . import plotting
 from .checkpoints import stack_checkpoints
-from .data import load_mnist, normalize
-from .files import save_csv, save_text
-from .inference import evaluate_stacked
-from .outputs import label_groups, noisy_labels
+from ..training.data import load_mnist, normalize
+from ..files import save_csv, save_text
+from ..training.inference import evaluate_stacked
+from ..training.folder import GridFolder
+from ..training.records import label_groups
 from .replicates import (CONFIDENCE, fmt_mean_sd, interval_text, mean_sd, selection,
                          t_interval)
 from .runs import Run, grid_order
@@ -48,7 +49,7 @@ def training_fit(runs: list[Run], grid, runs_dir: Path, device: torch.device,
     x = normalize(train_x[:n]).to(device)
     out = {}
     for _, group in label_groups(runs).items():
-        noisy = noisy_labels(runs_dir, grid, group[0], train_y, problems)[:n].to(device)
+        noisy = GridFolder(runs_dir).noisy_labels(grid, group[0], train_y, problems)[:n].to(device)
         corrupted = noisy != train_y[:n].to(device)
         model, kept = stack_checkpoints(group, lambda r: r.epochs, problems, device)
         if model is None:

@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import save_csv
+from ..paths import shown
+from ..training.data import load_mnist, normalize
+from ..training.folder import GridFolder
+from ..training.inference import trunk_features
+from ..training.model import CHANNELS, POSITIONS, StackedLeNet
+from ..training.records import label_groups
 from . import plotting
 from .checkpoints import stack_checkpoints
-from .data import load_mnist, normalize
-from .files import save_csv
-from .inference import trunk_features
-from .model import CHANNELS, POSITIONS, StackedLeNet
-from .outputs import label_groups, noisy_labels
-from .paths import shown
 from .runs import Run
 
 MODES = ("element", "unit")
@@ -119,7 +120,7 @@ def write_ablation(runs: list[Run], grid, out: Path, epochs: list[int] | None, i
     rows = []
     # each noise level (and with labels per replicate, each replicate) has its own labels
     for (level, _), group in label_groups(runs).items():
-        noisy = noisy_labels(runs_dir, grid, group[0], train_y, problems)
+        noisy = GridFolder(runs_dir).noisy_labels(grid, group[0], train_y, problems)
         labels = {"train": {"acc_train_noisy": noisy[:n_train].to(device),
                             "acc_train_clean": train_y[:n_train].to(device)},
                   "test": {"acc_test": test_y[:n_test].to(device)}}

@@ -6,10 +6,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import BASELINES, GRID_BASELINES, full_grid
-from .errors import UserError
-from .files import read_csv, read_json
-from .paths import shown
+from ..errors import UserError
+from ..files import read_csv, read_json
+from ..paths import shown
+from ..training.config import BASELINES, GRID_BASELINES, full_grid
+from ..training.folder import GridFolder
 
 
 class RunsError(UserError):
@@ -81,11 +82,16 @@ class Run:
         row = self.metrics[epoch] if epoch < len(self.metrics) else None
         return row[column] if row and int(row["epoch"]) == epoch else math.nan
 
+    @property
+    def folder(self) -> GridFolder:
+        """The grid folder the run is in."""
+        return GridFolder(self.path.parent)
+
     def checkpoint(self, epoch: int) -> Path:
-        return self.path / "checkpoints" / f"epoch_{epoch}.pt"
+        return self.folder.checkpoint(self.name, epoch)
 
     def activations(self, epoch: int) -> Path:
-        return self.path / "activations" / f"epoch_{epoch}.pt"
+        return self.folder.activations(self.name, epoch)
 
 
 
@@ -99,20 +105,22 @@ def grid_order(run: Run) -> tuple:
 def read_run(folder: Path) -> Run | None:
     """One run folder's config.json and metrics.csv, checked; None for a run with no epoch yet.
     RunsError or FileError naming the file when either is damaged or not a run's."""
-    config = read_json(folder / "config.json", "run config", FIX)
+    grid_folder = GridFolder(folder.parent)
+    config_file, metrics_file = (grid_folder.config_file(folder.name),
+                                 grid_folder.metrics_file(folder.name))
+    config = read_json(config_file, "run config", FIX)
     kinds_ok = all(isinstance(config.get(k), t) for k, t in CONFIG_KEYS.items()) and \
         all(isinstance(config[k], t) for k, t in OPTIONAL_KEYS.items() if k in config)
     if not kinds_ok or not all(k in config["grid"] for k in GRID_KEYS):
-        raise RunsError(f"run config {shown(folder / 'config.json')} is not an AL2 run's config; "
-                        f"{FIX}")
-    rows = read_csv(folder / "metrics.csv", "metrics file", FIX, REQUIRED_COLUMNS)
+        raise RunsError(f"run config {shown(config_file)} is not an AL2 run's config; {FIX}")
+    rows = read_csv(metrics_file, "metrics file", FIX, REQUIRED_COLUMNS)
     try:
         metrics = [{k: float(v) for k, v in row.items()} for row in rows]
     except ValueError as e:
-        raise RunsError(f"metrics file {shown(folder / 'metrics.csv')} holds a value that is not "
+        raise RunsError(f"metrics file {shown(metrics_file)} holds a value that is not "
                         f"a number ({str(e).split(': ', 1)[-1][:40]}); {FIX}") from None
     if [int(m["epoch"]) for m in metrics] != list(range(len(metrics))):
-        raise RunsError(f"metrics file {shown(folder / 'metrics.csv')} does not hold epochs 0, 1, "
+        raise RunsError(f"metrics file {shown(metrics_file)} does not hold epochs 0, 1, "
                         f"2, ... in order; {FIX}")
     return Run(folder.name, folder, config, metrics) if metrics else None
 
@@ -125,7 +133,7 @@ def discover_runs(folder) -> list[Run]:
         what = "is not a folder" if folder.exists() else "does not exist"
         raise RunsError(f"runs folder {shown(folder)} {what}; train first (python code/train.py) "
                         f"or pass --runs")
-    runs = [run for cfg in sorted(folder.glob("*/config.json")) if (run := read_run(cfg.parent))]
+    runs = [run for name in GridFolder(folder).run_names() if (run := read_run(folder / name))]
     if not runs:
         raise RunsError(f"runs folder {shown(folder)} holds no trained runs (no */config.json "
                         f"with metrics.csv); train first (python code/train.py)")

@@ -7,7 +7,9 @@ minibatch; replicates read their own batch order and mixup runs their replicate'
 index slice of an on-device permutation; the metric sums stay on the device until the epoch
 ends (no host sync inside an epoch).
 
-    code/train.py -> training.train_grid -> Trainer.train_epoch -> Trainer.step -> al2_loss (Eq. 1)
+    code/train.py -> training.grid.train_grid -> Trainer.train_epoch -> Trainer.step -> al2_loss
+    (Eq. 1); the speed variants (al2.speed) wrap the step: the optimiser on one flat buffer,
+    the step replayed as a CUDA graph.
 """
 from __future__ import annotations
 
@@ -16,54 +18,16 @@ from typing import NamedTuple
 
 import torch
 
-from . import remedies
+from ..method import remedies
+from ..method.loss import activation_loss, al2_loss
+from ..speed.flat_sgd import FlatSGD
+from ..speed.graph import StaticStep, graph_capture_possible
 from .config import GridConfig, RunSpec
 from .data import GridData
 from .inference import evaluate_stacked
-from .loss import activation_loss, al2_loss
-from .model import FEATURES, StackedLeNet, lenet_from_seed
+from .model import StackedLeNet, lenet_from_seed
 from .plan import StackPlan
-
-ORDER_STREAM, DROPOUT_STREAM = 0, 1
-
-
-def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device,
-                    key: int = 0, replicate_key: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, epoch, stream, key, replicate_key): resuming at
-    any epoch reproduces the batch order and dropout masks of an uninterrupted run without
-    saving RNG states. replicate_key (< 2**32, config.replicate_key) tells replicates apart in
-    the seed's low 32 bits; key (< 2**32, RunSpec.key) tells runs apart in its high 32 bits.
-    Both are 0 for replicate 0's batch order: the seeds of a grid of one replicate.
-
-    Devices read a seed differently: CUDA's generator takes all 64 bits, the CPU's Mersenne
-    Twister only the low 32. So on the CPU the dropout runs of one replicate share their masks
-    (a plain and an AL2 run: a paired comparison), on CUDA each run has its own; replicates
-    differ on both."""
-    base = (seed * 1_000_003 + epoch) * 2 + stream   # key 0: the grid's streams
-    return torch.Generator(device=device).manual_seed((base ^ replicate_key) ^ (key << 32))
-
-
-def dropout_generators(runs: list[RunSpec], seed: int, epoch: int,
-                       device: torch.device) -> list[torch.Generator]:
-    """One mask stream per run with dropout, keyed by the run itself and its replicate: its
-    masks are the same in any grid, shard or stacking order that contains it."""
-    return [epoch_generator(seed, epoch, DROPOUT_STREAM, device, r.key, r.replicate_key)
-            for r in runs if r.dropout > 0]
-
-
-def draw_dropout(model: StackedLeNet, batch: int, generators, out=None):
-    """Uniforms (D, batch, 800) for the masks of the D dropout runs of one step, one draw from
-    each run's own generator (dropout_generators); None without dropout. out: (D, B, 800)."""
-    if not model.uses_dropout:
-        return None
-    dev, dtype = model.conv1_w.device, model.conv1_w.dtype  # the same draw as into `out`
-    if out is None:
-        return torch.stack([torch.rand((batch, FEATURES), generator=g, device=dev, dtype=dtype)
-                            for g in generators])
-    for d, g in enumerate(generators):
-        torch.rand((batch, FEATURES), generator=g, device=dev, out=out[d])
-    return out
-
+from .rng import ORDER_STREAM, dropout_generators, draw_dropout, epoch_generator
 
 class MetricSums:
     """Per-run sums over an epoch's batches, on the device: L_c and L_r (batch means, summed),
@@ -87,55 +51,6 @@ class MetricSums:
     def read(self) -> dict[str, list[float]]:
         """name -> per-run sums, copied to the host (the epoch's one sync)."""
         return dict(zip(self.NAMES, self.buffer.tolist()))
-
-
-class FlatSGD:
-    """torch.optim.SGD's rule (dampening 0, no Nesterov) with a per-run weight decay, on one flat
-    buffer holding every parameter:  d = grad + wd_r * p;  buf = momentum * buf + d;  p -= lr * buf.
-
-    What it buys: the parameters are views into one flat tensor, so an update is one gather of
-    the gradients (torch.cat) and three elementwise kernels over the flat buffer, instead of three
-    per parameter tensor (30 for the stacked LeNet); the arithmetic per element is the same.
-    A parameter's leading dimension is its runs (R, or B for the BN runs' parameters).
-    """
-
-    def __init__(self, params: list[torch.nn.Parameter], lr: float, momentum: float,
-                 weight_decay: list[torch.Tensor]):
-        """weight_decay: per parameter, the decay of each row of its leading dimension."""
-        self.params, self.lr, self.momentum = list(params), lr, momentum
-        ref = self.params[0]
-        self.flat = torch.empty(sum(p.numel() for p in self.params), dtype=ref.dtype,
-                                device=ref.device)
-        decay, start = [], 0
-        for p, rows in zip(self.params, weight_decay, strict=True):
-            view = self.flat[start:start + p.numel()].view_as(p)
-            view.copy_(p.detach())
-            p.data = view                 # the parameter now lives in the flat buffer
-            decay.append(rows.to(p.dtype).view(-1, *([1] * (p.dim() - 1))).expand_as(p)
-                         .reshape(-1))
-            start += p.numel()
-        self.decay = torch.cat(decay)                                         # (numel,)
-        self.momentum_buffer = torch.zeros_like(self.flat)
-
-    @torch.no_grad()
-    def step(self) -> None:
-        grads = [p.grad for p in self.params]
-        if any(g is None for g in grads):
-            raise RuntimeError("a stacked parameter got no gradient")
-        d = torch.cat([g.reshape(-1) for g in grads])                        # (numel,)
-        d.addcmul_(self.decay, self.flat)                                    # grad + wd_r p
-        torch.add(d, self.momentum_buffer, alpha=self.momentum, out=self.momentum_buffer)
-        self.flat.add_(self.momentum_buffer, alpha=-self.lr)
-        for p in self.params:
-            p.grad = None
-
-    def momentum_views(self) -> list[torch.Tensor]:
-        """The momentum of each parameter, shaped as the parameter (views of the flat buffer)."""
-        out, start = [], 0
-        for p in self.params:
-            out.append(self.momentum_buffer[start:start + p.numel()].view_as(p))
-            start += p.numel()
-        return out
 
 
 class Batch(NamedTuple):
@@ -224,6 +139,10 @@ class Trainer:
             lam = torch.where(self.run_mixup, lam_k[self.group_order[self.run_group]], 1.0)
         runs = self.run_group
         return Batch(x, y[runs], d.train_clean[rows][runs], y_mixed[runs], lam)
+
+    def draw_dropout(self, batch: int, generators, out=None):
+        """The dropout uniforms of one step (rng.draw_dropout), into `out` if given."""
+        return draw_dropout(self.model, batch, generators, out)
 
     def step(self, idx, al2_weight, dropout_u=None, mix=None) -> None:
         """One minibatch for every run: Eq. 1 (or a remedy's data term + the same AL2 term),
@@ -368,84 +287,3 @@ class Trainer:
             raise ValueError("the momentum holds another number of parameters")
         for buf, saved in zip(views, state["momentum"]):
             buf.copy_(saved)
-
-
-def graph_capture_possible(device: torch.device) -> bool:
-    """Whether the step can be captured as a CUDA graph on `device` (CUDA only)."""
-    return device.type == "cuda"
-
-
-class StaticStep:
-    """Trainer.step on fixed-shape, fixed-address buffers: replayable as a CUDA graph.
-
-    An eager step launches ~100 small kernels; for the paper grid (656,600 steps) their launch
-    cost alone is minutes. Here the step reads its batch through static buffers (the batch's
-    indices into the resident data set, and the dropout uniforms), and its AL2 weight and metric
-    sums are static device tensors, so every kernel's shapes and addresses are the same at every
-    step. On CUDA it is captured once (torch.cuda.graph) and replayed; with graph=False, or on
-    the CPU, the same buffers run the step eagerly, which is what the CPU tests exercise:
-    everything but the capture. Full batches only; the last partial batch runs eagerly.
-    """
-
-    def __init__(self, trainer: Trainer, graph: bool):
-        self.trainer = trainer
-        model, dev, batch = trainer.model, trainer.device, trainer.grid.batch_size
-        orders = len(trainer.plan.replicate_keys)
-        self.idx = torch.zeros(orders, batch, dtype=torch.long, device=dev)      # (K, B)
-        self.u = (torch.zeros(len(model.dropout_runs), batch, FEATURES, device=dev,
-                              dtype=trainer.data.train_x.dtype)                  # (D, B, 800)
-                  if model.uses_dropout else None)
-        self.mix = (torch.full((orders,), 0.5, device=dev, dtype=trainer.data.train_x.dtype),
-                    torch.arange(batch, device=dev).repeat(orders, 1)) \
-            if trainer.plan.mixup else None                                     # (K,), (K, B)
-        self.al2_weight = torch.zeros(model.runs, device=dev)                    # (R,)
-        self.graph = self.capture() if graph else None
-
-    def eager(self) -> None:
-        """The step itself, reading the static buffers."""
-        self.trainer.step(self.idx, self.al2_weight, self.u, self.mix)
-
-    def __call__(self, idx: torch.Tensor, dropout_gens: list | None, mix=None) -> None:
-        """One step on the batch `idx` (K, B): copy it in, draw the dropout uniforms into their
-        buffer (the same draw as the eager path's), copy mixup's draws in, run or replay."""
-        self.idx.copy_(idx)
-        if self.u is not None:
-            draw_dropout(self.trainer.model, idx.shape[1], dropout_gens, out=self.u)
-        if self.mix is not None:
-            self.mix[0].copy_(mix[0])
-            self.mix[1].copy_(mix[1])
-        if self.graph is not None:
-            self.graph.replay()
-        else:
-            self.eager()
-
-    def capture(self) -> "torch.cuda.CUDAGraph":
-        """Warm up on a side stream (cuDNN/cuBLAS pick their algorithms, the allocator
-        settles, the trunk's own streams are made), restore the state the warm-up changed, then
-        record one step."""
-        self.trainer.model.train()  # the graph records training mode (BN statistics, dropout)
-        saved = [t.detach().clone() for t in self.state()]
-        try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    self.eager()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self.eager()
-        finally:
-            # capture records kernels without running them; undo the warm-up's updates (also
-            # when the capture failed: the eager step then starts from the same state)
-            with torch.no_grad():
-                for t, s in zip(self.state(), saved):
-                    t.copy_(s)
-            for p in self.trainer.model.parameters():
-                p.grad = None
-        return graph
-
-    def state(self) -> list[torch.Tensor]:
-        """Every tensor a step writes: weights and momentum (flat), BN statistics, metric sums."""
-        t = self.trainer
-        return [t.sgd.flat, t.sgd.momentum_buffer, *t.model.buffers(), t.sums.buffer]

@@ -6,10 +6,10 @@ import math
 import statistics
 from pathlib import Path
 
-from .config import BASELINES
+from ..training.config import BASELINES
 from .runs import Run
 
-PAPER_TABLE = Path(__file__).with_name("paper") / "table1.csv"  # the published numbers
+PAPER_TABLE = Path(__file__).parents[1] / "paper" / "table1.csv"  # the published numbers
 PAPER_EPOCHS = (100, 200, 300, 400, 500, 600, 700)
 METRICS = {"TA": "test_acc", "Lc": "train_Lc", "Lr": "train_Lr"}
 # Table 1 prints the with-AL2 L_r values x100; we compare and show them in the same units.

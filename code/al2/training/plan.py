@@ -1,5 +1,5 @@
 """What each run of a stack does, in one place: the per-run facts of config.RunSpec turned into
-what the model, the loss and the optimiser read (trainer.Trainer builds it once).
+what the model, the loss and the optimiser read (stack.Trainer builds it once).
 
   input groups  runs that read the same images in a step: one group per replicate (its own
                 batch order), and for mixup runs one more per replicate (that replicate's batch,

@@ -1,16 +1,17 @@
 """Run checkpoints: one run as a plain LeNet state_dict with its config, written at the grid's
-checkpoint epochs (outputs.EpochRecorder) and read back here, keys checked strictly."""
+checkpoint epochs (training.records.EpochRecorder into training.folder's files) and read back
+here, keys checked strictly."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from .config import full_grid
-from .errors import UserError
-from .files import FileError, read_torch
-from .model import LeNet, StackedLeNet, lenet_from_seed
-from .paths import shown
+from ..errors import UserError
+from ..files import FileError, read_torch
+from ..paths import shown
+from ..training.config import full_grid
+from ..training.model import LeNet, StackedLeNet, lenet_from_seed
 
 FIX = "retrain or resume that run"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from .files import save_csv, save_text
+from ..files import save_csv, save_text
 from .runs import Run, grid_order
 
 SELECTION_COLUMNS = ["run", "baseline", "al2", "seed", "replicate", "level", "epoch",

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
-from .files import atomic_write
-from .paths import resolve, shown
+from ..errors import UserError
+from ..files import atomic_write
+from ..paths import resolve, shown
 
 # Table 1 setting: MNIST normalised with the usual mean and std of the training pixels in [0, 1].
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import torch
 
+from ..device import environment, select_device, set_cudnn_benchmark, set_tf32
+from ..method.schedule import get_map_weights
+from ..paths import shown
 from .config import GridConfig, GridError, RunSpec
 from .data import load_grid_data
-from .device import environment, select_device, set_cudnn_benchmark, set_tf32
-from .paths import shown
-from .outputs import (AFRESH, EpochRecorder, check_finite, check_out_dir, metrics_rows,
-                      prepare_folder, read_resume, read_run_configs, write_run_configs)
+from .folder import AFRESH, GridFolder
 from .plan import label_seeds
-from .schedule import get_map_weights
-from .shards import lock_shard, mark_done, resume_file, shard_runs
-from .trainer import Trainer
+from .records import METRIC_COLUMNS, EpochRecorder, check_finite, metrics_rows
+from .shards import shard_runs
+from .stack import Trainer
 
 
 def al2_weights(grid: GridConfig, runs: list[RunSpec], device: torch.device) -> torch.Tensor:
@@ -39,7 +39,7 @@ def al2_weights(grid: GridConfig, runs: list[RunSpec], device: torch.device) -> 
 class Part:
     """The state of one training call: the whole grid, or one shard of it, at one noise level."""
     grid: GridConfig
-    out: Path
+    folder: GridFolder
     runs: list
     trainer: Trainer
     weights: torch.Tensor             # (epochs, R): w_e per run
@@ -57,7 +57,7 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
                trunk: str = "grouped", cudnn_benchmark: bool = False, stop=None) -> dict:
     """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
 
-    cuda_graph: on CUDA, replay the training step as a captured graph (trainer.StaticStep);
+    cuda_graph: on CUDA, replay the training step as a captured graph (speed.graph.StaticStep);
     False runs it eagerly. time_budget_s: stop after the epoch past which the next one would
     not fit in this many seconds of this call, with a checkpoint of every run at that epoch;
     --resume continues later. shard (K, N): train only shard K of N (shards.py) into the
@@ -68,18 +68,18 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
     once it asks, the step under way finishes, the exact state goes to the resume file and the
     call returns with "signal" set (the signal's name) and "stopped_at" (epoch, step)."""
     grid.validate()
-    out, dev = Path(out), select_device(device)
+    folder, dev = GridFolder(out), select_device(device)
     set_tf32(grid.tf32)
     set_cudnn_benchmark(cudnn_benchmark)
     runs = grid.runs() if shard is None else shard_runs(grid.runs(), *shard)
-    resumed = check_out_dir(out, grid, resume, shard)
+    resumed = folder.check(grid, resume, shard)
     call_start, done, stopped_at, final = time.perf_counter(), 0, None, {}
     signal = None
     options = {"cuda_graph": cuda_graph, "trunk": trunk}
-    with lock_shard(out, shard):  # a second process on this part is refused
+    with folder.lock_part(shard):  # a second process on this part is refused
         for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
             part_runs = [r for r in runs if r.level == level]
-            part = start_part(grid, out, dev, part_runs, shard, level, resumed, command,
+            part = start_part(grid, folder, dev, part_runs, shard, level, resumed, command,
                               data_root, options)
             stopped_at, done = train_epochs(part, progress, on_epoch_end, time_budget_s,
                                             call_start, done, stop)
@@ -88,24 +88,24 @@ def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool =
                 signal = stop.requested if stop is not None else None
                 break
         if stopped_at is None:
-            mark_done(out, shard, runs, grid.epochs)
+            folder.mark_done(shard, runs, grid.epochs)
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
             "wall_time_s": time.perf_counter() - call_start, "stopped_at": stopped_at,
             "signal": signal, "final": final}
 
 
-def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
+def start_part(grid, folder: GridFolder, dev, runs, shard, level, resumed, command, data_root,
                options: dict) -> Part:
     """The trainer of one stack of runs (labels of noise level `level`), fresh or restored
     from its resume file, then the grid's files and config.json. Everything a resume reads is
     read and checked before anything is written."""
-    state_file = resume_file(out, shard, None if len(grid.levels()) == 1 else level)
+    state_file = folder.resume_file(shard, None if len(grid.levels()) == 1 else level)
     data = load_grid_data(grid, dev, data_root, level, label_seeds(runs))
     trainer = Trainer(grid, runs, data, trunk=options["trunk"], cuda_graph=options["cuda_graph"])
     history, start_epoch, wall_before, configs, position = [[] for _ in runs], 0, 0.0, {}, None
     if resumed and state_file.exists():
-        state = read_resume(state_file, runs)
-        configs = read_run_configs(out, runs)
+        state = folder.read_resume(state_file, runs)
+        configs = folder.read_run_configs(runs)
         try:
             trainer.load_state_dict(state)
         except (RuntimeError, ValueError, KeyError, TypeError):
@@ -113,15 +113,15 @@ def start_part(grid, out, dev, runs, shard, level, resumed, command, data_root,
                             f"{AFRESH}") from None
         history, start_epoch, wall_before = state["history"], state["epoch"], state["wall_time_s"]
         position = state.get("partial")  # older resume files: always at an epoch's end
-    prepare_folder(out, grid, shard, data, level, runs)
+    folder.prepare(grid, shard, data, level, runs)
     env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": options["trunk"],
            "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
     if trainer.graph_error:  # asked for, failed, trained eagerly
         env["cuda_graph_error"] = trainer.graph_error
-    write_run_configs(out, runs, command, env, data, configs, start_epoch)
-    recorder = EpochRecorder(out, grid, runs, history, data.test_x[:grid.activation_images],
+    folder.write_run_configs(runs, command, env, data, configs, start_epoch, METRIC_COLUMNS)
+    recorder = EpochRecorder(folder, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)
-    return Part(grid, out, runs, trainer, al2_weights(grid, runs, dev), recorder, history,
+    return Part(grid, folder, runs, trainer, al2_weights(grid, runs, dev), recorder, history,
                 start_epoch, time.perf_counter() - wall_before, position)
 
 
@@ -146,7 +146,7 @@ def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_s
             p.recorder.save_state(epoch - 1, t, time.perf_counter() - p.t0, sums["partial"])
             return (epoch, sums["partial"]["steps"]), done
         rows = epoch_rows(t, epoch, sums, p.weights[i], p.t0)
-        check_finite(rows, p.runs, epoch, p.out)
+        check_finite(rows, p.runs, epoch, p.folder)
         p.recorder.record(epoch, rows, t, time.perf_counter() - p.t0)
         if progress:
             bar.set_postfix_str(progress_summary(p.runs, rows))

@@ -17,13 +17,13 @@ import torch
 
 import svcca
 
+from ..files import FileError, read_torch, save_csv, save_text
+from ..method.regularizer import trunk_outputs
+from ..paths import shown
+from ..training.inference import trunk_features
+from ..training.model import CHANNELS, FEATURES
 from . import plotting
 from .checkpoints import CheckpointError, stack_checkpoints
-from .files import FileError, read_torch, save_csv, save_text
-from .inference import trunk_features
-from .model import CHANNELS, FEATURES
-from .paths import shown
-from .regularizer import trunk_outputs
 from .replicates import mean_sd
 from .runs import Run
 

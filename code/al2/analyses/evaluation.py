@@ -13,17 +13,17 @@ from pathlib import Path
 
 import torch
 
+from ..files import save_csv, save_text
+from ..paths import shown
+from ..training.config import REMEDIES, GridConfig
+from ..training.data import load_mnist, normalize
+from ..training.folder import GridFolder
 from . import plotting
 from .ablation import write_ablation
 from .comparison import write_comparison
-from .config import REMEDIES, GridConfig
-from .data import load_mnist, normalize
-from .files import save_csv, save_text
-from .paths import shown
 from .replicates import write_replicates
 from .report import TABLE_COLUMNS, table1_markdown, table1_rows, table_columns
 from .runs import Run
-from .shards import unfinished_shards
 from .similarity import write_similarity
 
 TABLE_LEVEL = 75.0  # Table 1's label noise (%)
@@ -96,10 +96,11 @@ def missing_parts(runs: list[Run], runs_dir: Path) -> list[str]:
     problems = [f"run {r.name} of this grid is missing from {shown(runs_dir)} (train its shard)"
                 for r in grid.runs() if r.name not in have]
     trained = min(r.epochs for r in runs)
+    folder = GridFolder(runs_dir)
     problems += [f"{label.replace('-', ' ')} of {shown(runs_dir)} has not finished (no "
-                 f"shards/{label}.json; its runs are at epoch {trained} of {grid.epochs} or "
-                 f"still training): continue it with --resume"
-                 for label in unfinished_shards(runs_dir)]
+                 f"{folder.done_file(label).relative_to(runs_dir)}; its runs are at epoch "
+                 f"{trained} of {grid.epochs} or still training): continue it with --resume"
+                 for label in folder.unfinished_shards()]
     return problems
 
 

@@ -149,7 +149,7 @@ class StackedLeNet(nn.Module):
         """x (N, 1, 28, 28), or (G, N, 1, 28, 28) a batch per input group -> features
         (N, R, 800), in each run's (C, H, W) order.
         dropout_u (D, N, 800): uniforms in [0, 1) for the masks of the D runs with dropout, in
-        training mode; drawn by the caller, one stream per run (trainer.draw_dropout), so that a
+        training mode; drawn by the caller, one stream per run (rng.draw_dropout), so that a
         run's masks do not depend on the other runs of its grid and a CUDA graph can read them
         from a buffer."""
         N = x.shape[-4]
