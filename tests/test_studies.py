@@ -1,6 +1,7 @@
-"""The studies' own measurements (code/diagnose_collapse.py, code/study_ramps.py) against
-independent computations: the AL2 term's gradient at the trunk output in closed form, the probe
-changing no weight, and the ramp study's choice and intervals recomputed from its run folders."""
+"""The studies' own measurements (code/diagnose_collapse.py, code/study_ramps.py,
+code/claims.py) against independent computations: the AL2 term's gradient at the trunk output
+in closed form, the probe changing no weight, the ramp study's choice and intervals recomputed
+from its run folders, the claims' figures recomputed from the committed CSVs."""
 import math
 
 import pytest
@@ -10,9 +11,10 @@ from scipy import stats
 import al2.training.plan
 from al2.training.config import PRESETS, GridConfig
 from al2.training.data import load_grid_data
+from al2.paths import REPO_ROOT
 from al2.analyses.runs import discover_runs
 from al2.training.stack import Trainer
-from conftest import read, script
+from conftest import main, read, script
 
 
 def test_the_probe_gives_the_closed_form_al2_gradient_and_changes_no_weight():
@@ -73,3 +75,38 @@ def test_the_ramp_study_chooses_on_validation_and_states_paired_intervals(tmp_pa
                         if x.startswith(f"| {loss} |"))
             assert f"[{low:+.2f}, {high:+.2f}]" in line
         assert math.isfinite(mean)
+
+
+def test_the_claims_figures_recomputed_from_the_committed_results(tmp_path):
+    """code/claims.py on the committed results: a paired difference and its t-interval, and an
+    ablation relative to the unablated network, recomputed here with scipy from the CSVs; a
+    results folder without them is one line and exit 2, nothing written."""
+    result = main("claims", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = {r["measure"]: r for r in read(tmp_path / "claims.csv")}
+    assert (tmp_path / "claims.md").read_text().count("**") == 2 * len(rows)
+    sel = read(REPO_ROOT / "results" / "replicates-quick" / "selection.csv")
+
+    def final(baseline, al2):
+        return {r["replicate"]: float(r["final_test_acc"]) for r in sel
+                if r["baseline"] == baseline and r["al2"] == str(al2)}
+    a, b = final("bare", True), final("bn", False)
+    d = [a[k] - b[k] for k in sorted(a)]
+    low, high = stats.t.interval(0.95, len(d) - 1, loc=stats.tmean(d), scale=stats.sem(d))
+    got = rows["final test acc., Bare + AL2 - BN"]
+    assert float(got["mean"]) == pytest.approx(sum(d) / len(d))
+    assert (float(got["low"]), float(got["high"])) == pytest.approx((low, high))
+    assert int(got["ahead"]) == sum(x > 0 for x in d) and int(got["n"]) == len(d)
+    abl = {(r["run"], r["fraction"]): float(r["acc_test"])
+           for r in read(REPO_ROOT / "results" / "replicates-quick" / "ablation.csv")
+           if r["mode"] == "unit"}
+    rel = [abl[(f"bare_al2_s0_r{k}", "0.5")] / abl[(f"bare_al2_s0_r{k}", "0.0")]
+           - abl[(f"bare_plain_s0_r{k}", "0.5")] / abl[(f"bare_plain_s0_r{k}", "0.0")]
+           for k in range(5)]
+    got = rows["BARE, 50% of channels zeroed, relative: AL2 - plain"]
+    assert float(got["mean"]) == pytest.approx(sum(rel) / 5)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = main("claims", "--results", str(empty))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "claims.py: error:" in result.stderr and not any(empty.iterdir())
