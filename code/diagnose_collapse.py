@@ -33,7 +33,6 @@ from al2.files import save_csv, save_text
 from al2.paths import RESULTS_DIR, resolve, shown
 from al2.training.plan import label_seeds
 from al2.training.stack import Trainer
-from al2.training.grid import al2_weights
 
 COLUMNS = ["epoch", "run", "fit", "al2", "al2_weight", "grad_fit", "grad_al2", "ratio", "active",
            "mean_sq", "probe_fit", "test_acc"]
@@ -101,7 +100,7 @@ def main(argv=None) -> int:
                          "epochs": args.epochs})
     runs, dev = grid.runs(), torch.device("cpu")
     trainer = Trainer(grid, runs, load_grid_data(grid, dev, label_seeds=label_seeds(runs)))
-    weights = al2_weights(grid, runs, dev)                      # (epochs, R)
+    weights = trainer.plan.al2_weights(grid, dev)               # (epochs, R)
     rows, start = [], time.perf_counter()
     for epoch in range(grid.epochs + 1):
         if epoch:

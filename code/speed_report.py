@@ -23,7 +23,7 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
     config, grid = runs[0].config, runs[0].grid
     env = config["environment"]
     trained = min(r.epochs for r in runs)
-    steps = math.ceil(config["train_images"] / grid["batch_size"])
+    steps = math.ceil(config["train_images"] / grid.batch_size)
     wall = runs[0].metrics[-1]["wall_time_s"]   # the trainer's clock: epochs 0..trained
     precision = "TF32" if env.get("tf32_matmul") or env.get("tf32_cudnn") else "strict fp32"
     lines = [f"# Speed of this grid ({date.today()})", "",
@@ -34,8 +34,8 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
              f"{env.get('tf32_cudnn')}) |",
              f"| training step | {training_steps(config)} |",
              f"| runs stacked (R) | {len(runs)} |",
-             f"| epochs trained / planned | {trained} / {grid['epochs']} |",
-             f"| steps per epoch | {steps} (batch {grid['batch_size']}, "
+             f"| epochs trained / planned | {trained} / {grid.epochs} |",
+             f"| steps per epoch | {steps} (batch {grid.batch_size}, "
              f"{config['train_images']} images) |",
              f"| training wall time (trainer's clock, incl. per-epoch test metrics and "
              f"checkpoints) | {wall:.0f} s ({wall / 60:.1f} min) |",

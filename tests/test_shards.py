@@ -87,8 +87,7 @@ def test_missing_shard_second_process_and_bad_input(tmp_path):
     done = evaluate("--runs", str(out), "--out", str(tmp_path / "e"), "--no-ablation")
     assert done.returncode == 2
     missing = (tmp_path / "e" / "MISSING.md").read_text()
-    part = [r.name for r in shard_runs(al2.GridConfig(**al2.analyses.runs.discover_runs(out)[0].grid)
-                                       .runs(), 1, 2)]
+    part = [r.name for r in shard_runs(al2.analyses.runs.discover_runs(out)[0].grid.runs(), 1, 2)]
     assert part and all(name in missing for name in part)
     assert (tmp_path / "e" / "table1.csv").exists()
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}

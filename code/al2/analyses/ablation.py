@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from ..files import save_csv
-from ..paths import shown
 from ..training.data import load_mnist, normalize
 from ..training.folder import GridFolder
 from ..training.inference import trunk_features

@@ -10,8 +10,9 @@ import torch
 from ..errors import UserError
 from ..files import FileError, read_torch
 from ..paths import shown
-from ..training.config import full_grid
+from ..training.config import GridConfig
 from ..training.model import LeNet, StackedLeNet, lenet_from_seed
+from .runs import grid_config
 
 FIX = "retrain or resume that run"
 
@@ -21,7 +22,7 @@ class CheckpointError(UserError):
 
 
 def read_checkpoint(path, map_location="cpu", run: str | None = None,
-                    grid: dict | None = None) -> dict:
+                    grid: GridConfig | dict | None = None) -> dict:
     """The checkpoint dict {"model", "config", "epoch", "metrics"}; CheckpointError when it is
     missing, damaged, not a run checkpoint, or (run, grid given) another run's or grid's."""
     path = Path(path)
@@ -33,15 +34,17 @@ def read_checkpoint(path, map_location="cpu", run: str | None = None,
     if not isinstance(config, dict) or not isinstance(ckpt.get("model"), dict) or \
             not {"batch_norm", "dropout", "run", "grid"} <= set(config):
         raise CheckpointError(f"checkpoint {shown(path)} is not an AL2 run checkpoint; {FIX}")
+    if isinstance(grid, dict):
+        grid = grid_config(grid)
     if (run is not None and config["run"] != run) or \
-            (grid is not None and full_grid(config["grid"]) != full_grid(grid)):
+            (grid is not None and grid_config(config["grid"]) != grid):
         raise CheckpointError(f"checkpoint {shown(path)} belongs to run {config['run']} of "
                               f"another grid than this folder's; {FIX}")
     return ckpt
 
 
 def load_checkpoint(path, map_location="cpu", run: str | None = None,
-                    grid: dict | None = None):
+                    grid: GridConfig | dict | None = None):
     """A run checkpoint -> (al2.LeNet in eval mode, config dict). Keys are checked strictly."""
     ckpt = read_checkpoint(path, map_location, run, grid)
     model = model_for(ckpt["config"])
@@ -55,7 +58,8 @@ def load_checkpoint(path, map_location="cpu", run: str | None = None,
     return model.eval(), ckpt["config"]
 
 
-def load_trunk(path, map_location="cpu", run: str | None = None, grid: dict | None = None):
+def load_trunk(path, map_location="cpu", run: str | None = None,
+               grid: GridConfig | dict | None = None):
     """The trunk of a run checkpoint -> (al2.LeNet in eval mode, config dict), for analyses that
     read the trunk's outputs alone (the similarity, Sec. 5.1). The checkpoint may hold the whole
     network or its trunk alone; the returned model's head is filled with NaN either way, so that

@@ -15,7 +15,7 @@ import torch
 
 from ..files import save_csv, save_text
 from ..paths import shown
-from ..training.config import REMEDIES, GridConfig
+from ..training.config import REMEDIES
 from ..training.data import load_mnist, normalize
 from ..training.folder import GridFolder
 from . import plotting
@@ -55,11 +55,6 @@ def write_table1(runs: list[Run], out: Path, title: str) -> list[dict]:
     return rows
 
 
-def grid_config(grid: dict) -> GridConfig:
-    """A run's saved grid settings as a GridConfig (keys it does not know are left out)."""
-    return GridConfig(**{k: v for k, v in grid.items() if k in GridConfig.__dataclass_fields__})
-
-
 NOISE_COLUMNS = ["baseline", "al2", "level", "epoch", "seeds", "test_acc", "test_acc_std",
                  "train_Lc", "train_acc_noisy"]
 
@@ -91,7 +86,7 @@ def write_noise(runs: list[Run], out: Path) -> list[dict]:
 def missing_parts(runs: list[Run], runs_dir: Path) -> list[str]:
     """The grid's runs that the folder lacks (a shard not trained yet), and the shards of its
     split that have not finished; each a line of MISSING.md."""
-    grid = grid_config(runs[0].grid)
+    grid = runs[0].grid
     have = {r.name for r in runs}
     problems = [f"run {r.name} of this grid is missing from {shown(runs_dir)} (train its shard)"
                 for r in grid.runs() if r.name not in have]
@@ -124,10 +119,10 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         clock[0] = now
 
     g = runs[0].grid
-    replicates = f" x {g['replicates']} replicates (mean ± sd)" if g["replicates"] > 1 else ""
-    title = title or (f"Table 1 reproduced, {g['preset']} preset: {g['epochs']} epochs, "
-                      f"{grid_config(g).train_images()} training images, "
-                      f"{table_level(runs):g}% noise, {len(g['seeds'])} seed(s){replicates}")
+    replicates = f" x {g.replicates} replicates (mean ± sd)" if g.replicates > 1 else ""
+    title = title or (f"Table 1 reproduced, {g.preset} preset: {g.epochs} epochs, "
+                      f"{g.train_images()} training images, "
+                      f"{table_level(runs):g}% noise, {len(g.seeds)} seed(s){replicates}")
     if table and table_runs(runs):
         if write_table1(runs, out, title):
             written += ["table1.csv", "table1.md", "table1.png"]
@@ -139,12 +134,12 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         written.append("curves.png")
     lap("table and curves")
     epochs = [e for e, _ in table_columns(runs)]
-    scale = f"{g['preset']} preset, {g['epochs']} epochs{replicates.replace(' (mean ± sd)', '')}"
-    if g["replicates"] > 1 or g.get("validation"):  # seeds are not replicates: none for them
-        written += write_replicates(runs, out, epochs, scale, paired=g["replicates"] > 1)
+    scale = f"{g.preset} preset, {g.epochs} epochs{replicates.replace(' (mean ± sd)', '')}"
+    if g.replicates > 1 or g.validation:  # seeds are not replicates: none for them
+        written += write_replicates(runs, out, epochs, scale, paired=g.replicates > 1)
         lap("replicates")
     if any(r.baseline in REMEDIES for r in runs):
-        written += write_comparison(runs, grid_config(g), out, runs_dir, torch.device(device),
+        written += write_comparison(runs, g, out, runs_dir, torch.device(device),
                                     problems, f"Remedies at {table_level(runs):g}% label noise, "
                                               f"{scale}")
         lap("remedies")
@@ -153,7 +148,7 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         if similarity_images and similarity_images > min(
                 r.config.get("activation_images", 0) for r in runs):
             test_x = normalize(load_mnist()[2][:similarity_images]).to(device)
-        summary = g["replicates"] > 1
+        summary = g.replicates > 1
         if write_similarity(runs, out, similarity_images, similarity_epochs, problems, test_x,
                             seed, torch.device(device), summary):
             written += ["similarity.csv", "similarity.png"] + \
@@ -164,7 +159,7 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
         written += ["noise.csv", "noise.png"]
         lap("noise")
     if ablation:
-        if write_ablation(runs, grid_config(g), out, ablation_epochs, ablation_images,
+        if write_ablation(runs, g, out, ablation_epochs, ablation_images,
                           ablation_draws, seed, problems, runs_dir, torch.device(device)):
             written += ["ablation.csv", "ablation.png"]
         lap("ablation")

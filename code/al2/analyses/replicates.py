@@ -88,7 +88,7 @@ def pairs(runs: list[Run]) -> dict:
     replicate: a paired comparison (everything the same but AL2). Only the grid's first seed:
     other seeds of a replicate share its batch order and labels, so they are not replicates."""
     by_key = {(r.level, r.baseline, r.seed, r.replicate, r.use_al2): r for r in runs
-              if r.seed == r.grid["seeds"][0]}
+              if r.seed == r.grid.seeds[0]}
     out = {}
     for (level, baseline, seed, replicate, use_al2), plain in sorted(by_key.items()):
         al2 = by_key.get((level, baseline, seed, replicate, True))

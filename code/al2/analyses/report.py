@@ -49,7 +49,7 @@ def table_columns(runs: list[Run]) -> list[tuple[int, int | None]]:
     """Table 1's columns as (our epoch, the paper's epoch or None): from the grid's planned
     length, kept where every run got there (a grid stopped by --time-budget at epoch 450 shows
     100..400 beside the paper's 100..400)."""
-    planned = table_epochs(int(runs[0].grid["epochs"]))
+    planned = table_epochs(runs[0].grid.epochs)
     trained = min(r.epochs for r in runs)
     columns = [(e, PAPER_EPOCHS[k] if len(set(planned)) == 7 else None)
                for k, e in enumerate(planned) if e <= trained]

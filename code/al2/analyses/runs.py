@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
 from ..files import read_csv, read_json
 from ..paths import shown
-from ..training.config import BASELINES, GRID_BASELINES, full_grid
+from ..training.config import GRID_BASELINES, GridConfig, RunSpec, full_grid
 from ..training.folder import GridFolder
 
 
@@ -25,54 +25,26 @@ GRID_KEYS = ("epochs", "seeds", "preset", "subset", "test_subset", "percent_corr
 
 
 @dataclass
-class Run:
-    name: str
-    path: Path
-    config: dict
-    metrics: list[dict]   # one dict per epoch, values as floats
+class Run(RunSpec):
+    """A trained run read back from its folder: the run type training builds from the grid
+    (config.RunSpec), rebuilt from its config.json, with the folder, the config as saved and
+    the metrics of every epoch (one dict per epoch, values as floats)."""
+    path: Path | None = None
+    config: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def read_back(cls, path: Path, config: dict, metrics: list[dict]) -> "Run":
+        """The run of a checked config.json: the grid's fields it predates at their defaults
+        (config.full_grid), those it does not know left out."""
+        grid = grid_config(config["grid"])
+        return cls(config["baseline"], config["al2"], config["seed"], grid,
+                   float(config.get("percent_corrupt", grid.percent_corrupt)),
+                   int(config.get("replicate", 0)), path, config, metrics)
 
     @property
-    def baseline(self) -> str:
-        return self.config["baseline"]
-
-    @property
-    def use_al2(self) -> bool:
-        return self.config["al2"]
-
-    @property
-    def seed(self) -> int:
-        return self.config["seed"]
-
-    @property
-    def replicate(self) -> int:
-        """Which independent repetition of the grid (0 in a grid of one replicate)."""
-        return int(self.config.get("replicate", 0))
-
-    @property
-    def corruption_seed(self) -> int:
-        return int(self.config.get("corruption_seed", self.grid["corruption_seed"]))
-
-    @property
-    def grid(self) -> dict:
-        """The grid's settings, fields it predates at their defaults (config.full_grid)."""
-        return full_grid(self.config["grid"])
-
-    @property
-    def base_name(self) -> str:
-        """The name without the replicate: the same run in every replicate."""
-        suffix = f"_r{self.replicate}"
-        return self.name.removesuffix(suffix) if self.grid["replicates"] > 1 else self.name
-
-    @property
-    def level(self) -> float:
-        """The run's label noise (%); a noise sweep's runs each carry their own."""
-        return float(self.config.get("percent_corrupt", self.grid["percent_corrupt"]))
-
-    @property
-    def in_table(self) -> bool:
-        """Table 1 averages its baselines over the grid's `seeds`, every replicate; extra
-        instances (Fig. 1) and the remedies are left out."""
-        return self.seed in self.grid["seeds"] and self.baseline in BASELINES
+    def name(self) -> str:
+        return self.path.name
 
     @property
     def epochs(self) -> int:
@@ -93,6 +65,13 @@ class Run:
     def activations(self, epoch: int) -> Path:
         return self.folder.activations(self.name, epoch)
 
+
+
+def grid_config(saved: dict) -> GridConfig:
+    """A saved grid (grid.json, a run's config) as a GridConfig: the fields it predates at
+    their defaults (config.full_grid), keys it does not know left out."""
+    return GridConfig(**{k: v for k, v in full_grid(saved).items()
+                         if k in GridConfig.__dataclass_fields__})
 
 
 def grid_order(run: Run) -> tuple:
@@ -122,7 +101,7 @@ def read_run(folder: Path) -> Run | None:
     if [int(m["epoch"]) for m in metrics] != list(range(len(metrics))):
         raise RunsError(f"metrics file {shown(metrics_file)} does not hold epochs 0, 1, "
                         f"2, ... in order; {FIX}")
-    return Run(folder.name, folder, config, metrics) if metrics else None
+    return Run.read_back(folder, config, metrics) if metrics else None
 
 
 def discover_runs(folder) -> list[Run]:
@@ -137,7 +116,7 @@ def discover_runs(folder) -> list[Run]:
     if not runs:
         raise RunsError(f"runs folder {shown(folder)} holds no trained runs (no */config.json "
                         f"with metrics.csv); train first (python code/train.py)")
-    grids = {json.dumps(r.grid, sort_keys=True) for r in runs}   # full_grid: old and new alike
+    grids = {json.dumps(asdict(r.grid), sort_keys=True) for r in runs}  # old and new alike
     if len(grids) > 1:
         raise RunsError(f"runs folder {shown(folder)} mixes runs from different grids; evaluate "
                         f"one grid per folder")

@@ -15,24 +15,14 @@ from pathlib import Path
 import torch
 
 from ..device import environment, select_device, set_cudnn_benchmark, set_tf32
-from ..method.schedule import get_map_weights
 from ..paths import shown
-from .config import GridConfig, GridError, RunSpec
+from .config import GridConfig, GridError
 from .data import load_grid_data
 from .folder import AFRESH, GridFolder
 from .plan import label_seeds
 from .records import METRIC_COLUMNS, EpochRecorder, check_finite, metrics_rows
 from .shards import shard_runs
 from .stack import Trainer
-
-
-def al2_weights(grid: GridConfig, runs: list[RunSpec], device: torch.device) -> torch.Tensor:
-    """(epochs, R): w_e = get_map_weights(...)[e] for AL2 runs in training epoch e + 1
-    (zero-based e, as the authors index it), 0 for runs without AL2."""
-    w = torch.tensor(get_map_weights(grid.epochs, grid.map_start, grid.map_threshold,
-                                     grid.map_fac1, grid.map_fac2), dtype=torch.float32)
-    uses_al2 = torch.tensor([float(r.use_al2) for r in runs])
-    return (w[:, None] * uses_al2).to(device)
 
 
 @dataclass
@@ -121,7 +111,7 @@ def start_part(grid, folder: GridFolder, dev, runs, shard, level, resumed, comma
     folder.write_run_configs(runs, command, env, data, configs, start_epoch, METRIC_COLUMNS)
     recorder = EpochRecorder(folder, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)
-    return Part(grid, folder, runs, trainer, al2_weights(grid, runs, dev), recorder, history,
+    return Part(grid, folder, runs, trainer, trainer.plan.al2_weights(grid, dev), recorder, history,
                 start_epoch, time.perf_counter() - wall_before, position)
 
 

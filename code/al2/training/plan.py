@@ -8,7 +8,8 @@ what the model, the loss and the optimiser read (stack.Trainer builds it once).
   label sets    the corrupted labels of each group: the grid's, or with
                 corruption_per_replicate each replicate's own
   fits          each run's data term: cross-entropy (Eq. 1's L_c) or a remedy's loss
-  per run       AL2 on/off, weight decay (batch norm and dropout live in the model's LeNets)
+  per run       AL2 on/off and its weight per epoch (al2_weights), weight decay (batch norm
+                and dropout live in the model's LeNets)
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..method.schedule import get_map_weights
 from .config import RunSpec
 
 
@@ -63,6 +65,13 @@ class StackPlan:
     @property
     def mixup(self) -> bool:
         return any(g.mixup for g in self.groups)
+
+    def al2_weights(self, grid, device) -> torch.Tensor:
+        """(epochs, R): w_e = get_map_weights(...)[e] for AL2 runs in training epoch e + 1
+        (zero-based e, as the authors index it), 0 for runs without AL2."""
+        w = torch.tensor(get_map_weights(grid.epochs, grid.map_start, grid.map_threshold,
+                                         grid.map_fac1, grid.map_fac2), dtype=torch.float32)
+        return (w[:, None] * torch.tensor([float(a) for a in self.use_al2])).to(device)
 
     def index(self, values: list[int], device) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.long, device=device)
