@@ -39,7 +39,7 @@ from al2.training.model import StackedLeNet
 from al2.training.records import NonFiniteLoss
 from al2.paths import RESULTS_DIR, resolve, shown
 from al2.training.stopping import STOPPED_EXIT, StopOnSignal
-from al2.training.grid import train_grid
+from al2.training.grid import TrainOptions, train_grid
 
 DEFAULTS = GridConfig()
 
@@ -234,14 +234,13 @@ def main(argv=None) -> int:
     try:
         with StopOnSignal() as stop:
             stop.requested = (globals().get("EARLY_SIGNALS") or [None])[0]
-            summary = train_grid(grid, out, device=args.device, resume=args.resume,
-                                 command=command,
-                                 progress=not args.no_progress and not args.dry_run,
-                                 cuda_graph=args.cuda_graph,
-                                 time_budget_s=None if args.time_budget is None
-                                 else 60 * args.time_budget, shard=args.shard,
-                                 trunk=args.trunk, cudnn_benchmark=args.cudnn_benchmark,
-                                 stop=stop)
+            options = TrainOptions(
+                device=args.device, resume=args.resume, command=command,
+                progress=not args.no_progress and not args.dry_run, cuda_graph=args.cuda_graph,
+                time_budget_s=None if args.time_budget is None else 60 * args.time_budget,
+                shard=args.shard, trunk=args.trunk, cudnn_benchmark=args.cudnn_benchmark,
+                stop=stop)
+            summary = train_grid(grid, out, options)
     except WriteError as e:
         parser.exit(2, f"train.py: error: {e}; the last complete state is kept: after freeing "
                        f"the space (or fixing the cause) {again}\n")

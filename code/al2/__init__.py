@@ -42,14 +42,15 @@ from .method.regularizer import AL2, trunk_outputs
 from .method.schedule import AL2Schedule, get_map_weights
 from .training.config import BASELINES, PRESETS, GridConfig, GridError, RunSpec
 from .training.data import DataError, corrupt_labels, load_mnist, normalize
-from .training.grid import train_grid
+from .training.grid import TrainOptions, train_grid
 from .training.model import LeNet, StackedLeNet, lenet_from_seed
 from .training.records import NonFiniteLoss
 from .training.stack import Trainer
 
 __all__ = ["AL2", "AL2Schedule", "BASELINES", "CheckpointError", "DataError", "GridConfig",
            "GridError", "LeNet",
-           "NonFiniteLoss", "PRESETS", "RunSpec", "StackedLeNet", "Trainer", "UserError",
+           "NonFiniteLoss", "PRESETS", "RunSpec", "StackedLeNet", "TrainOptions", "Trainer",
+           "UserError",
            "activation_loss", "al2_loss", "corrupt_labels", "get_map_weights",
            "lenet_from_seed", "load_checkpoint", "load_mnist", "load_trunk", "normalize",
            "remedies", "train_grid", "trunk_outputs"]

@@ -2,8 +2,12 @@
 
 L_c is the cross-entropy (NLL of the head's log-softmax) on the training labels, possibly
 corrupted; a is the trunk's output, the representation the head reads; w_e is the progressive
-weight of epoch e (schedule.get_map_weights; 0 for runs without AL2). The trainer calls
-`al2_loss` once per minibatch for all stacked runs at once.
+weight of epoch e (schedule.get_map_weights; 0 for runs without AL2).
+
+Everything of Eq. 1 is here, and every path computes it through these functions: the trainer's
+paper path (`al2_loss`, once per minibatch for all stacked runs), its remedies path (a remedy's
+data term in place of L_c, the same `eq1`) and AL2 on any network (regularizer.AL2.penalty:
+`al2_term` of `activation_l2`).
 """
 from __future__ import annotations
 
@@ -14,6 +18,28 @@ def activation_loss(features: torch.Tensor, dims=None) -> torch.Tensor:
     """L_r = mean(a**2) over the batch and all 800 features. `dims` (e.g. (0, 2) for stacked
     features (N, R, 800)) keeps the other dimensions: one L_r per run."""
     return features.pow(2).mean() if dims is None else features.pow(2).mean(dim=dims)
+
+
+def activation_l2(outputs: list[torch.Tensor]) -> torch.Tensor:
+    """L_r = mean(a**2) over every element of several outputs together (a trunk called more
+    than once between two penalties), in float32 at least (half-precision outputs are upcast,
+    float64 stays): AL2 on any network (regularizer.py)."""
+    device_type = outputs[0].device.type
+    with torch.autocast(device_type, enabled=False):
+        squares = sum(a.to(torch.promote_types(a.dtype, torch.float32)).pow(2).sum()
+                      for a in outputs)
+        return squares / sum(a.numel() for a in outputs)
+
+
+def al2_term(loss_r: torch.Tensor, al2_weight) -> torch.Tensor:
+    """Eq. 1's second term, w_e * L_r."""
+    return al2_weight * loss_r
+
+
+def eq1(loss_fit: torch.Tensor, loss_r: torch.Tensor, al2_weight) -> torch.Tensor:
+    """Eq. 1: L = L_c + w_e * L_r, with L_c the cross-entropy on the (noisy) labels, or beyond
+    the paper a remedy's data term in its place."""
+    return loss_fit + al2_term(loss_r, al2_weight)
 
 
 def al2_loss(log_probs: torch.Tensor, features: torch.Tensor, targets: torch.Tensor,
@@ -28,4 +54,4 @@ def al2_loss(log_probs: torch.Tensor, features: torch.Tensor, targets: torch.Ten
     # L_c per run: the mean NLL of the target class, (R, N, 10) -> (R,)
     loss_c = -log_probs.gather(2, targets.expand(R, -1).unsqueeze(2)).squeeze(2).mean(1)
     loss_r = activation_loss(features, dims=(0, 2))                       # (R,)
-    return (loss_c + al2_weight * loss_r).sum(), loss_c, loss_r
+    return eq1(loss_c, loss_r, al2_weight).sum(), loss_c, loss_r

@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .loss import activation_l2, al2_term
 from .schedule import AL2Schedule
 
 
@@ -87,16 +88,6 @@ class TrunkCapture:
         self.outputs = []
 
 
-def activation_l2(outputs: list[torch.Tensor]) -> torch.Tensor:
-    """L_r = mean(a**2) over every element of the outputs together, in float32 at least
-    (half-precision outputs are upcast, float64 stays)."""
-    device_type = outputs[0].device.type
-    with torch.autocast(device_type, enabled=False):
-        squares = sum(a.to(torch.promote_types(a.dtype, torch.float32)).pow(2).sum()
-                      for a in outputs)
-        return squares / sum(a.numel() for a in outputs)
-
-
 class AL2:
     """The progressive activation loss of one model (module docstring). trunk: the module, or
     its qualified name, whose output the head reads; schedule: the weight w_e (default: the
@@ -124,7 +115,7 @@ class AL2:
                                f"model(x), then penalty())")
         loss_r = activation_l2(outputs)
         self.last_loss_r = loss_r.detach()
-        return self.weight * loss_r
+        return al2_term(loss_r, self.weight)
 
     def step(self) -> float:
         """End of an epoch: advance the schedule; returns the next epoch's weight."""

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -40,58 +41,70 @@ class Part:
     position: dict | None = None      # epoch start_epoch + 1 stopped part-way (a signal)
 
 
-def train_grid(grid: GridConfig, out: Path, device: str = "auto", resume: bool = False,
-               command: str = "", progress: bool = True, data_root="data",
-               on_epoch_end=None, cuda_graph: bool = True,
-               time_budget_s: float | None = None, shard: tuple[int, int] | None = None,
-               trunk: str = "grouped", cudnn_benchmark: bool = False, stop=None) -> dict:
-    """Train every run of `grid`, writing run folders under `out`. Returns a summary dict.
+@dataclass
+class TrainOptions:
+    """How one call trains a grid; none of it changes a number (train.py's flags).
 
     cuda_graph: on CUDA, replay the training step as a captured graph (speed.graph.StaticStep);
-    False runs it eagerly. time_budget_s: stop after the epoch past which the next one would
-    not fit in this many seconds of this call, with a checkpoint of every run at that epoch;
-    --resume continues later. shard (K, N): train only shard K of N (shards.py) into the
-    grid's folder. trunk: how the trunk is computed (StackedLeNet.TRUNKS, the same function);
-    cudnn_benchmark: let cuDNN time its algorithms (device.set_cudnn_benchmark); both are
-    recorded in config.json's environment. on_epoch_end(epoch, rows) is called after each
-    epoch's files are written (tests use it to interrupt a grid). stop (stopping.StopOnSignal):
-    once it asks, the step under way finishes, the exact state goes to the resume file and the
-    call returns with "signal" set (the signal's name) and "stopped_at" (epoch, step)."""
+    False runs it eagerly. trunk: how the trunk is computed (StackedLeNet.TRUNKS, the same
+    function); cudnn_benchmark: let cuDNN time its algorithms (device.set_cudnn_benchmark); both
+    are recorded in config.json's environment. time_budget_s: stop after the epoch past which
+    the next one would not fit in this many seconds of this call, with a checkpoint of every run
+    at that epoch; --resume continues later. shard (K, N): train only shard K of N (shards.py)
+    into the grid's folder. on_epoch_end(epoch, rows) is called after each epoch's files are
+    written (tests use it to interrupt a grid). stop (stopping.StopOnSignal): once it asks, the
+    step under way finishes, the exact state goes to the resume file and the call returns with
+    "signal" set (the signal's name) and "stopped_at" (epoch, step)."""
+    device: str = "auto"
+    resume: bool = False
+    command: str = ""
+    progress: bool = True
+    data_root: str | Path = "data"
+    cuda_graph: bool = True
+    trunk: str = "grouped"
+    cudnn_benchmark: bool = False
+    time_budget_s: float | None = None
+    shard: tuple[int, int] | None = None
+    on_epoch_end: Callable | None = None
+    stop: object = None
+
+
+def train_grid(grid: GridConfig, out: Path, options: TrainOptions | None = None,
+               **settings) -> dict:
+    """Train every run of `grid`, writing run folders under `out`, as `options` say (or
+    TrainOptions(**settings)). Returns a summary dict."""
+    o = options if options is not None else TrainOptions(**settings)
     grid.validate()
-    folder, dev = GridFolder(out), select_device(device)
+    folder, dev = GridFolder(out), select_device(o.device)
     set_tf32(grid.tf32)
-    set_cudnn_benchmark(cudnn_benchmark)
-    runs = grid.runs() if shard is None else shard_runs(grid.runs(), *shard)
-    resumed = folder.check(grid, resume, shard)
+    set_cudnn_benchmark(o.cudnn_benchmark)
+    runs = grid.runs() if o.shard is None else shard_runs(grid.runs(), *o.shard)
+    resumed = folder.check(grid, o.resume, o.shard)
     call_start, done, stopped_at, final = time.perf_counter(), 0, None, {}
     signal = None
-    options = {"cuda_graph": cuda_graph, "trunk": trunk}
-    with folder.lock_part(shard):  # a second process on this part is refused
+    with folder.lock_part(o.shard):  # a second process on this part is refused
         for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
             part_runs = [r for r in runs if r.level == level]
-            part = start_part(grid, folder, dev, part_runs, shard, level, resumed, command,
-                              data_root, options)
-            stopped_at, done = train_epochs(part, progress, on_epoch_end, time_budget_s,
-                                            call_start, done, stop)
+            part = start_part(grid, folder, dev, part_runs, level, resumed, o)
+            stopped_at, done = train_epochs(part, o, call_start, done)
             final.update({r.name: h[-1] for r, h in zip(part_runs, part.history)})
             if stopped_at is not None:
-                signal = stop.requested if stop is not None else None
+                signal = o.stop.requested if o.stop is not None else None
                 break
         if stopped_at is None:
-            folder.mark_done(shard, runs, grid.epochs)
+            folder.mark_done(o.shard, runs, grid.epochs)
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
             "wall_time_s": time.perf_counter() - call_start, "stopped_at": stopped_at,
             "signal": signal, "final": final}
 
 
-def start_part(grid, folder: GridFolder, dev, runs, shard, level, resumed, command, data_root,
-               options: dict) -> Part:
+def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOptions) -> Part:
     """The trainer of one stack of runs (labels of noise level `level`), fresh or restored
     from its resume file, then the grid's files and config.json. Everything a resume reads is
     read and checked before anything is written."""
-    state_file = folder.resume_file(shard, None if len(grid.levels()) == 1 else level)
-    data = load_grid_data(grid, dev, data_root, level, label_seeds(runs))
-    trainer = Trainer(grid, runs, data, trunk=options["trunk"], cuda_graph=options["cuda_graph"])
+    state_file = folder.resume_file(o.shard, None if len(grid.levels()) == 1 else level)
+    data = load_grid_data(grid, dev, o.data_root, level, label_seeds(runs))
+    trainer = Trainer(grid, runs, data, trunk=o.trunk, cuda_graph=o.cuda_graph)
     history, start_epoch, wall_before, configs, position = [[] for _ in runs], 0, 0.0, {}, None
     if resumed and state_file.exists():
         state = folder.read_resume(state_file, runs)
@@ -103,20 +116,20 @@ def start_part(grid, folder: GridFolder, dev, runs, shard, level, resumed, comma
                             f"{AFRESH}") from None
         history, start_epoch, wall_before = state["history"], state["epoch"], state["wall_time_s"]
         position = state.get("partial")  # older resume files: always at an epoch's end
-    folder.prepare(grid, shard, data, level, runs)
-    env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": options["trunk"],
-           "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
+    folder.prepare(grid, o.shard, data, level, runs)
+    env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": o.trunk,
+           "shard": None if o.shard is None else f"{o.shard[0]}/{o.shard[1]}"}
     if trainer.graph_error:  # asked for, failed, trained eagerly
         env["cuda_graph_error"] = trainer.graph_error
-    folder.write_run_configs(runs, command, env, data, configs, start_epoch, METRIC_COLUMNS)
+    folder.write_run_configs(runs, o.command, env, data, configs, start_epoch, METRIC_COLUMNS)
     recorder = EpochRecorder(folder, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)
-    return Part(grid, folder, runs, trainer, trainer.plan.al2_weights(grid, dev), recorder, history,
-                start_epoch, time.perf_counter() - wall_before, position)
+    return Part(grid, folder, runs, trainer, trainer.plan.al2_weights(grid, dev), recorder,
+                history, start_epoch, time.perf_counter() - wall_before, position)
 
 
-def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_start: float,
-                 done: int, stop=None) -> tuple[int | tuple | None, int]:
+def train_epochs(part: Part, o: TrainOptions, call_start: float,
+                 done: int) -> tuple[int | tuple | None, int]:
     """Epochs start_epoch + 1 .. grid.epochs. Returns (where it stopped or None: the epoch a
     time budget or a signal stopped after, or (epoch, step) for a signal inside an epoch;
     epochs trained in this call so far, `done` of them before this part)."""
@@ -124,13 +137,13 @@ def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_s
     if not p.history[0]:  # row 0: the initialisation, before any training
         rows = epoch_rows(t, 0, None, torch.full((len(p.runs),), math.nan), p.t0)
         p.recorder.record(0, rows, t, time.perf_counter() - p.t0)
-        if on_epoch_end:
-            on_epoch_end(0, rows)
+        if o.on_epoch_end:
+            o.on_epoch_end(0, rows)
     bar = progress_bar(range(p.start_epoch + 1, g.epochs + 1), p.start_epoch, g.epochs,
-                       len(p.runs), progress)
+                       len(p.runs), o.progress)
     for epoch in bar:
         i = epoch - 1  # zero-based index of the epoch being trained, as in get_map_weights
-        sums = t.train_epoch(i, p.weights[i], stop=stop,
+        sums = t.train_epoch(i, p.weights[i], stop=o.stop,
                              position=p.position if epoch == p.start_epoch + 1 else None)
         if "partial" in sums:  # a signal: the exact state, then stop
             p.recorder.save_state(epoch - 1, t, time.perf_counter() - p.t0, sums["partial"])
@@ -138,16 +151,16 @@ def train_epochs(part: Part, progress: bool, on_epoch_end, time_budget_s, call_s
         rows = epoch_rows(t, epoch, sums, p.weights[i], p.t0)
         check_finite(rows, p.runs, epoch, p.folder)
         p.recorder.record(epoch, rows, t, time.perf_counter() - p.t0)
-        if progress:
+        if o.progress:
             bar.set_postfix_str(progress_summary(p.runs, rows))
-        if on_epoch_end:
-            on_epoch_end(epoch, rows)
+        if o.on_epoch_end:
+            o.on_epoch_end(epoch, rows)
         done += 1
-        if epoch < g.epochs and stop is not None and stop.check():
+        if epoch < g.epochs and o.stop is not None and o.stop.check():
             if epoch not in p.recorder.checkpoint_epochs:  # else resume.pt is this epoch's
                 p.recorder.save_state(epoch, t, time.perf_counter() - p.t0)
             return epoch, done
-        if epoch < g.epochs and out_of_budget(time_budget_s, call_start, done):
+        if epoch < g.epochs and out_of_budget(o.time_budget_s, call_start, done):
             if epoch not in p.recorder.checkpoint_epochs:  # every run's state at the stop
                 p.recorder.save_checkpoints(epoch, t, time.perf_counter() - p.t0)
             return epoch, done

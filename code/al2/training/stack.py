@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 
 from ..method import remedies
-from ..method.loss import activation_loss, al2_loss
+from ..method.loss import activation_loss, al2_loss, eq1
 from ..speed.flat_sgd import FlatSGD
 from ..speed.graph import StaticStep, graph_capture_possible
 from .config import GridConfig, RunSpec
@@ -179,7 +179,7 @@ class Trainer:
         with torch.no_grad():
             loss_c = torch.where(self.run_mixup, loss_fit,
                                  remedies.cross_entropy_loss(log_probs, batch.y_noisy))
-        return (loss_fit + al2_weight * loss_r).sum(), loss_c, loss_r, loss_fit
+        return eq1(loss_fit, loss_r, al2_weight).sum(), loss_c, loss_r, loss_fit
 
     def orders(self, epoch_index: int) -> torch.Tensor:
         """The epoch's batch order of each of the stack's replicates (K, N), from its own
