@@ -51,6 +51,12 @@ def truncate(path):
     path.write_bytes(data[:len(data) // 2])
 
 
+def with_partial(path, partial):
+    """The resume file as a signal inside its next epoch would leave it, with this position."""
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "partial": {"epoch_index": state["epoch"], **partial}}, path)
+
+
 RESUME_DAMAGE = {
     "resume.pt truncated": (lambda g, o: truncate(g / "resume.pt"), "resume.pt is damaged"),
     "resume.pt empty": (lambda g, o: (g / "resume.pt").write_bytes(b""), "resume.pt is empty"),
@@ -59,6 +65,10 @@ RESUME_DAMAGE = {
     "resume.pt of another grid": (lambda g, o: shutil.copy(o / "resume.pt", g / "resume.pt"),
                                   "another grid's"),
     "resume.pt missing": (lambda g, o: (g / "resume.pt").unlink(), "no resume.pt"),
+    "resume.pt with another stack's partial epoch": (
+        lambda g, o: with_partial(g / "resume.pt", {"steps": 1, "sums": torch.zeros(5, 1),
+                                                    "dropout_rng": []}),
+        "its partial epoch does not fit this grid's runs"),
     "grid.json truncated": (lambda g, o: truncate(g / "grid.json"), "grid.json is damaged"),
     "grid.json of the wrong kind": (lambda g, o: (g / "grid.json").write_text("[1, 2]"),
                                     "grid.json holds a JSON list"),

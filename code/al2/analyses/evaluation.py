@@ -99,6 +99,18 @@ def missing_parts(runs: list[Run], runs_dir: Path) -> list[str]:
     return problems
 
 
+class Laps:
+    """Seconds per analysis: lap(name) books the time since the previous lap under name."""
+
+    def __init__(self):
+        self.seconds, self.last = {}, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self.last
+        self.last = now
+
+
 def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True,
                   curves: bool = True, similarity: bool = True, ablation: bool = True,
                   similarity_images: int | None = None, similarity_epochs: list | None = None,
@@ -110,14 +122,7 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
     more are recomputed from the checkpoints); seed: the random floor and ablation draws."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    problems, written, timings = missing_parts(runs, runs_dir), [], {}
-    clock = [time.perf_counter()]
-
-    def lap(name: str):  # the seconds since the previous lap, under `name`
-        now = time.perf_counter()
-        timings[name] = timings.get(name, 0.0) + now - clock[0]
-        clock[0] = now
-
+    problems, written, lap = missing_parts(runs, runs_dir), [], Laps()
     g = runs[0].grid
     replicates = f" x {g.replicates} replicates (mean ± sd)" if g.replicates > 1 else ""
     title = title or (f"Table 1 reproduced, {g.preset} preset: {g.epochs} epochs, "
@@ -169,4 +174,4 @@ def evaluate_runs(runs: list[Run], runs_dir: Path, out: Path, table: bool = True
     elif (out / "MISSING.md").exists():
         (out / "MISSING.md").unlink()
     return {"written": written, "problems": problems, "seconds": time.perf_counter() - start,
-            "timings": timings}
+            "timings": lap.seconds}

@@ -116,6 +116,9 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
                             f"{AFRESH}") from None
         history, start_epoch, wall_before = state["history"], state["epoch"], state["wall_time_s"]
         position = state.get("partial")  # older resume files: always at an epoch's end
+        if position is not None and not trainer.fits_position(position):
+            raise GridError(f"resume file {shown(state_file)} is damaged (its partial epoch "
+                            f"does not fit this grid's runs); {AFRESH}")
     folder.prepare(grid, o.shard, data, level, runs)
     env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": o.trunk,
            "shard": None if o.shard is None else f"{o.shard[0]}/{o.shard[1]}"}
