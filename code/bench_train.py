@@ -69,12 +69,14 @@ def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -
 
 
 def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
-            test_images: int = 10000, trunk: str = "grouped"):
+            test_images: int = 10000, trunk: str = "grouped", optimizer: str = "flat"):
     """(seconds to train `samples` samples per run, seconds for one full test evaluation) of
-    al2.Trainer; graph: full batches through the captured CUDA graph."""
+    al2.Trainer; graph: full batches through the captured CUDA graph; optimizer: flat
+    (speed.flat_sgd) or torch (training.sgd, torch.optim.SGD)."""
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": samples,
                                         "test_subset": test_images}), device)
-    trainer = Trainer(grid, grid.runs(), data, trunk=trunk, cuda_graph=graph)
+    trainer = Trainer(grid, grid.runs(), data, trunk=trunk, cuda_graph=graph,
+                      optimizer=optimizer)
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in grid.runs()], device=device)
     trainer.train_epoch(0, w)  # warm-up: allocator, oneDNN / cuDNN algorithm choice
     synchronize(device)
@@ -114,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (strict, the paper's) and/or tf32 (CUDA only)")
     p.add_argument("--trunks", default="grouped",
                    help=f"trunk kernels to time, comma list of {', '.join(StackedLeNet.TRUNKS)}")
+    p.add_argument("--optimizers", default="flat,torch",
+                   help="optimisers to time, comma list of flat (one buffer) and torch "
+                        "(torch.optim.SGD): the same rule")
     p.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN time its algorithms (CUDA only)")
     p.add_argument("--authors", action=argparse.BooleanOptionalAction, default=True,
@@ -138,6 +143,8 @@ def main():
         parser.error("--samples must be >= 128, --repeats >= 1, --test-images in 1..10000")
     if not set(args.trunks.split(",")) <= set(StackedLeNet.TRUNKS):
         parser.error(f"--trunks takes a comma list of {', '.join(StackedLeNet.TRUNKS)}")
+    if not set(args.optimizers.split(",")) <= {"flat", "torch"}:
+        parser.error("--optimizers takes a comma list of flat, torch")
     try:
         sizes = [int(r) for r in args.runs.split(",")]
         replicates = [int(k) for k in args.replicates.split(",")]
@@ -154,10 +161,11 @@ def main():
              f"Samples per run: {args.samples} ({steps} steps of 64); fastest of {args.repeats} "
              f"timings per row. Projected: 700 epochs of 938 steps plus one test evaluation per "
              f"epoch.", "",
-             "| runs | replicates | precision, step | trunk | train s | samples·runs/s | "
+             "| runs | replicates | precision, step | trunk, optimiser | train s | "
+             "samples·runs/s | "
              "steps/s | eval s | projected 700 epochs |", "|---|---|---|---|---|---|---|---|---|"]
     rows, rates = time_stacked(grids, args, device, steps, lines)
-    lines += replicate_ratios(rates)
+    lines += replicate_ratios(rates) + optimiser_ratios(rates)
     if args.authors:
         noisy, _ = al2.corrupt_labels(al2.load_mnist()[1], 75, 0)
         lines += authors_rows(grids[max(key for key in grids if key[1] == 1)], noisy, args,
@@ -178,23 +186,24 @@ def time_stacked(grids: dict, args, device, steps: int, lines: list) -> tuple[li
     rows, rates = [], {}
     for (r, k), grid in grids.items():
         for label, tf32, graph, trunk in configurations(args, device):
-            set_tf32(tf32)
-            try:
-                t_train, t_eval = min(stacked(grid, args.samples, device, graph,
-                                              args.test_images, trunk)
-                                      for _ in range(args.repeats))
-            except RuntimeError as e:  # a failed graph capture should not end the benchmark
-                lines.append(f"| {r} | {k} | {label} | {trunk} | failed: "
-                             f"{str(e).splitlines()[0][:80]} |")
-                continue
-            proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
-            rates[(r, k, f"{label} {trunk}")] = r * args.samples / t_train
-            rows.append({"runs": r, "replicates": k, "config": label, "trunk": trunk,
-                         "train_s": t_train, "eval_s": t_eval, "steps_per_s": steps / t_train,
-                         "projected_s": proj})
-            lines.append(f"| {r} | {k} | {label} | {trunk} | {t_train:.2f} | "
-                         f"{rates[(r, k, f'{label} {trunk}')]:,.0f} | {steps / t_train:.1f} | "
-                         f"{t_eval:.3f} | {proj / 60:.1f} min |")
+            for optimizer in args.optimizers.split(","):
+                set_tf32(tf32)
+                kind = f"{trunk}, {optimizer}"
+                try:
+                    t_train, t_eval = min(stacked(grid, args.samples, device, graph,
+                                                  args.test_images, trunk, optimizer)
+                                          for _ in range(args.repeats))
+                except RuntimeError as e:  # a failed graph capture should not end the bench
+                    lines.append(f"| {r} | {k} | {label} | {kind} | failed: "
+                                 f"{str(e).splitlines()[0][:80]} |")
+                    continue
+                proj = PAPER_STEPS / (steps / t_train) + 700 * t_eval
+                rates[(r, k, f"{label} {kind}")] = rate = r * args.samples / t_train
+                rows.append({"runs": r, "replicates": k, "config": label, "trunk": trunk,
+                             "optimizer": optimizer, "train_s": t_train, "eval_s": t_eval,
+                             "steps_per_s": steps / t_train, "projected_s": proj})
+                lines.append(f"| {r} | {k} | {label} | {kind} | {t_train:.2f} | {rate:,.0f} | "
+                             f"{steps / t_train:.1f} | {t_eval:.3f} | {proj / 60:.1f} min |")
     set_tf32(False)
     return rows, rates
 
@@ -216,6 +225,21 @@ def replicate_ratios(rates: dict) -> list[str]:
             lines[-1] += (f"; {alone / rate:.3f}x that of its {k} replicates of {r // k} runs "
                           f"one after another (the stack {100 * (rate / alone - 1):+.1f}% in "
                           f"samples·runs/s)")
+    return lines
+
+
+def optimiser_ratios(rates: dict) -> list[str]:
+    """The flat optimiser's speed against torch.optim.SGD's, where both were timed: the flat
+    one is the default only where it is >= 10% faster."""
+    lines = []
+    for (r, k, config), rate in rates.items():
+        if not config.endswith(", flat"):
+            continue
+        plain = rates.get((r, k, config.removesuffix(", flat") + ", torch"))
+        if plain is not None:
+            lines += ["", f"{r} runs, {k} replicate(s), {config.removesuffix(', flat')}: the "
+                          f"flat optimiser {rate / plain:.3f}x torch.optim.SGD's samples·runs/s "
+                          f"(>= 1.10, the bar for a default: {rate / plain >= 1.10})"]
     return lines
 
 

@@ -63,7 +63,7 @@ def float64_trainer(grid: GridConfig, device, trunk: str, graph: bool) -> Traine
 def run_check(trainer: Trainer, steps: int) -> list[torch.Tensor]:
     w = torch.tensor([0.5 if r.use_al2 else 0.0 for r in trainer.runs])   # distinct per run
     sums = trainer.train_epoch(0, w, max_steps=steps)
-    return [trainer.sgd.flat, trainer.sgd.momentum_buffer, *trainer.model.buffers(),
+    return [*trainer.sgd.state_tensors(), *trainer.model.buffers(),
             torch.tensor([sums[k] for k in ("loss_c", "loss_r")], dtype=torch.float64)]
 
 

@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Defaults are the paper's setting (Sec. 4, Table 1, Fig. 1); --preset quick "
-               "replaces some of them (al2.training.config.PRESETS, README.md); an explicit flag beats "
-               "the preset.",
+               "replaces some of them (al2.training.config.PRESETS, README.md); an explicit flag "
+               "beats the preset.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_grid_args(p.add_argument_group("grid"), d)
     add_optimisation_args(p.add_argument_group("optimisation (Sec. 4)"), d)
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_args(p.add_argument_group(
         "replicates and early stopping (beyond the paper: how sure a result is)"), d)
     add_remedy_args(p.add_argument_group(
-        f"remedies (beyond the paper; --baselines {','.join(REMEDIES)}; al2/method/remedies.py)"), d)
+        f"remedies (beyond the paper; --baselines {','.join(REMEDIES)}; "
+        f"al2/method/remedies.py)"), d)
     add_running_args(p.add_argument_group("running"), d)
     return p
 
@@ -173,6 +174,11 @@ def add_running_args(r, d: GridConfig) -> None:
                         "grouped convolution, channels-last: fastest on the CPU), grouped-nchw, "
                         "or streams (each run's convolutions on its own CUDA stream) "
                         "(default: grouped)")
+    r.add_argument("--optimizer", choices=("flat", "torch"), default="flat",
+                   help="the same SGD rule: torch (torch.optim.SGD, each run's weight decay on "
+                        "its rows) or flat (one buffer for every parameter: faster on the CPU, "
+                        "code/bench_train.py); equal bit for bit at momentum 0.5, within "
+                        "float32 rounding at others (default: flat)")
     r.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN time its convolution algorithms and keep the fastest (may "
                         "pick Winograd/FFT: other fp32 rounding) (default: off; CUDA only)")
@@ -238,7 +244,8 @@ def main(argv=None) -> int:
                 device=args.device, resume=args.resume, command=command,
                 progress=not args.no_progress and not args.dry_run, cuda_graph=args.cuda_graph,
                 time_budget_s=None if args.time_budget is None else 60 * args.time_budget,
-                shard=args.shard, trunk=args.trunk, cudnn_benchmark=args.cudnn_benchmark,
+                shard=args.shard, trunk=args.trunk, optimizer=args.optimizer,
+                cudnn_benchmark=args.cudnn_benchmark,
                 stop=stop)
             summary = train_grid(grid, out, options)
     except WriteError as e:

@@ -217,7 +217,8 @@ def test_train_grid_matches_runs_trained_alone(tmp_path, trunk):
     data = load_grid_data(grid, torch.device("cpu"))
     for r, run in enumerate(grid.runs()):
         ref, lc_means = plain_reference(run, grid, data, grid.epochs)
-        model, config = al2.load_checkpoint(tmp_path / "g" / run.name / "checkpoints" / "epoch_2.pt")
+        model, config = al2.load_checkpoint(
+            tmp_path / "g" / run.name / "checkpoints" / "epoch_2.pt")
         assert config["run"] == run.name
         if trunk == "streams":
             ref_sd = ref.state_dict()
@@ -239,7 +240,8 @@ def test_dropout_masks_rate_and_independence():
     stacked = StackedLeNet(models)
     x = torch.randn(64, 1, 28, 28)
     clean = stacked.eval().trunk(x)
-    noisy = stacked.train().trunk(x, torch.rand(2, 64, 800, generator=torch.Generator().manual_seed(0)))
+    noisy = stacked.train().trunk(x, torch.rand(2, 64, 800,
+                                                generator=torch.Generator().manual_seed(0)))
     assert torch.equal(noisy[:, 2], clean[:, 2])
     alive = clean[:, 0] > 0  # runs 0 and 1 share weights, so the same units are alive
     kept0, kept1 = noisy[:, 0][alive] > 0, noisy[:, 1][alive] > 0
@@ -565,6 +567,37 @@ def test_static_step_equals_the_eager_step(grid_changes):
     assert all(torch.equal(sd_a["model"][k], sd_b["model"][k]) for k in sd_a["model"])
     assert all(torch.equal(a, b) for a, b in zip(sd_a["momentum"], sd_b["momentum"]))
     assert sums_a == sums_b and sums_a[0] != sums_a[1]
+
+
+@pytest.mark.parametrize("momentum", [0.5, 0.9])
+def test_the_flat_optimiser_equals_torch_sgd(momentum):
+    """speed.flat_sgd.FlatSGD, the default on the CPU, against the plain path (training.sgd.RunSGD:
+    torch.optim.SGD with each run's weight decay added to its rows): two epochs of the paper's
+    baselines with and without AL2 (weight decay, batch norm and dropout runs, the last partial
+    batch). With the paper's momentum 0.5 they end with the same weights, momentum and metric
+    sums, bit for bit; with 0.9 within float32 rounding: FlatSGD forms d + m * buf in one fused
+    multiply-add, torch.optim.SGD rounds m * buf first, which is exact only when m is a power of
+    two."""
+    grid = GridConfig(baselines=["bare", "bn", "do", "wd"], al2="both", epochs=2, lr=0.05,
+                      momentum=momentum, weight_decay=5e-3, **{**TINY, "subset": 200})
+    data = load_grid_data(grid, torch.device("cpu"))
+    results = []
+    for optimizer in ("torch", "flat"):
+        trainer = Trainer(grid, grid.runs(), data, optimizer=optimizer)
+        sums = [trainer.train_epoch(i, torch.tensor([w if r.use_al2 else 0.0
+                                                     for r in grid.runs()]))
+                for i, w in enumerate((0.5, 2.0))]
+        results.append((trainer.state_dict(), sums))
+    (sd_a, sums_a), (sd_b, sums_b) = results
+    pairs = [(sd_a["model"][k], sd_b["model"][k]) for k in sd_a["model"]] + \
+        list(zip(sd_a["momentum"], sd_b["momentum"]))
+    assert any(m.abs().sum() > 0 for m in sd_a["momentum"])
+    if momentum == 0.5:
+        assert all(torch.equal(a, b) for a, b in pairs) and sums_a == sums_b
+    else:
+        assert all(torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-6)
+                   for a, b in pairs)
+        assert not all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ PAPER_EPOCHS = (100, 200, 300, 400, 500, 600, 700)
 METRICS = {"TA": "test_acc", "Lc": "train_Lc", "Lr": "train_Lr"}
 # Table 1 prints the with-AL2 L_r values x100; we compare and show them in the same units.
 LR_AL2_SCALE = 100.0
-# A cell "differs from the paper" when |ours - paper| exceeds this (README, "Tolerances").
+# A cell "differs from the paper" when |ours - paper| exceeds this (README, "Outputs").
 TOLERANCE = {"TA": 5.0, "Lc": 0.10, "Lr": 0.25}   # TA: points; Lc: absolute; Lr: relative
 # seeds: how many runs a cell averages (Table 1's seeds x replicates)
 TABLE_COLUMNS = ["baseline", "metric", "al2", "epoch", "paper_epoch", "ours", "ours_std",

@@ -1,4 +1,6 @@
-"""The optimiser on one flat buffer: torch.optim.SGD's arithmetic, fewer kernels."""
+"""The optimiser on one flat buffer: training.sgd.RunSGD's rule (torch.optim.SGD with each run's
+weight decay) in fewer kernels; equal to it bit for bit at momentum 0.5. The default where
+code/bench_train.py measures it faster (train.py --optimizer)."""
 from __future__ import annotations
 
 import torch
@@ -43,6 +45,10 @@ class FlatSGD:
         self.flat.add_(self.momentum_buffer, alpha=-self.lr)
         for p in self.params:
             p.grad = None
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step writes: the weights (the flat buffer) and their momentum."""
+        return [self.flat, self.momentum_buffer]
 
     def momentum_views(self) -> list[torch.Tensor]:
         """The momentum of each parameter, shaped as the parameter (views of the flat buffer)."""

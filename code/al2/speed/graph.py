@@ -81,6 +81,6 @@ class StaticStep:
         return graph
 
     def state(self) -> list[torch.Tensor]:
-        """Every tensor a step writes: weights and momentum (flat), BN statistics, metric sums."""
+        """Every tensor a step writes: weights and momentum, BN statistics, metric sums."""
         t = self.trainer
-        return [t.sgd.flat, t.sgd.momentum_buffer, *t.model.buffers(), t.sums.buffer]
+        return [*t.sgd.state_tensors(), *t.model.buffers(), t.sums.buffer]

@@ -266,7 +266,7 @@ class GridError(UserError):
     """A user-level problem with a grid, its output folder or the device; one-line message."""
 
 
-# Presets: named replacements of GridConfig's defaults (README, "Quick preset").
+# Presets: named replacements of GridConfig's defaults (results/quick/README.md for quick).
 # paper: Table 1 (GridConfig's defaults) plus Fig. 1's 4 independently initialised Bare
 # instances. quick: a CPU-sized grid that still shows the paper's effect. The paper trains
 # 700 x 938 steps at lr 0.001; quick trains 35 x 125 steps at lr 0.05 on the first 8,000 images.

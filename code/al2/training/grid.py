@@ -47,8 +47,9 @@ class TrainOptions:
 
     cuda_graph: on CUDA, replay the training step as a captured graph (speed.graph.StaticStep);
     False runs it eagerly. trunk: how the trunk is computed (StackedLeNet.TRUNKS, the same
-    function); cudnn_benchmark: let cuDNN time its algorithms (device.set_cudnn_benchmark); both
-    are recorded in config.json's environment. time_budget_s: stop after the epoch past which
+    function); optimizer: "flat" or "torch", the same arithmetic (stack.Trainer);
+    cudnn_benchmark: let cuDNN time its algorithms (device.set_cudnn_benchmark); these are
+    recorded in config.json's environment. time_budget_s: stop after the epoch past which
     the next one would not fit in this many seconds of this call, with a checkpoint of every run
     at that epoch; --resume continues later. shard (K, N): train only shard K of N (shards.py)
     into the grid's folder. on_epoch_end(epoch, rows) is called after each epoch's files are
@@ -62,6 +63,7 @@ class TrainOptions:
     data_root: str | Path = "data"
     cuda_graph: bool = True
     trunk: str = "grouped"
+    optimizer: str = "flat"
     cudnn_benchmark: bool = False
     time_budget_s: float | None = None
     shard: tuple[int, int] | None = None
@@ -104,7 +106,8 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
     read and checked before anything is written."""
     state_file = folder.resume_file(o.shard, None if len(grid.levels()) == 1 else level)
     data = load_grid_data(grid, dev, o.data_root, level, label_seeds(runs))
-    trainer = Trainer(grid, runs, data, trunk=o.trunk, cuda_graph=o.cuda_graph)
+    trainer = Trainer(grid, runs, data, trunk=o.trunk, cuda_graph=o.cuda_graph,
+                      optimizer=o.optimizer)
     history, start_epoch, wall_before, configs, position = [[] for _ in runs], 0, 0.0, {}, None
     if resumed and state_file.exists():
         state = folder.read_resume(state_file, runs)
@@ -121,6 +124,7 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
                             f"does not fit this grid's runs); {AFRESH}")
     folder.prepare(grid, o.shard, data, level, runs)
     env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": o.trunk,
+           "optimizer": o.optimizer,
            "shard": None if o.shard is None else f"{o.shard[0]}/{o.shard[1]}"}
     if trainer.graph_error:  # asked for, failed, trained eagerly
         env["cuda_graph_error"] = trainer.graph_error

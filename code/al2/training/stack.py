@@ -28,6 +28,7 @@ from .inference import evaluate_stacked
 from .model import StackedLeNet, lenet_from_seed
 from .plan import StackPlan
 from .rng import ORDER_STREAM, dropout_generators, draw_dropout, epoch_generator
+from .sgd import RunSGD
 
 class MetricSums:
     """Per-run sums over an epoch's batches, on the device: L_c and L_r (batch means, summed),
@@ -69,11 +70,13 @@ class Trainer:
 
     runs: the grid's runs (or a shard's, or one noise level's), each initialised from its seed;
     data: their data on the device; trunk: how the trunk is computed (StackedLeNet.TRUNKS, the
-    same function); cuda_graph: on CUDA, capture the step once and replay it (StaticStep).
+    same function); cuda_graph: on CUDA, capture the step once and replay it (StaticStep);
+    optimizer: "torch" (sgd.RunSGD: torch.optim.SGD) or "flat" (speed.flat_sgd.FlatSGD, the
+    same arithmetic on one buffer: faster on the CPU, code/bench_train.py).
     """
 
     def __init__(self, grid: GridConfig, runs: list[RunSpec], data: GridData,
-                 trunk: str = "grouped", cuda_graph: bool = False):
+                 trunk: str = "grouped", cuda_graph: bool = False, optimizer: str = "flat"):
         self.grid, self.runs, self.data = grid, runs, data
         self.plan = p = StackPlan(runs)
         if data.label_seeds != p.label_seeds:
@@ -96,8 +99,9 @@ class Trainer:
         wd = torch.tensor(p.weight_decay, device=dev)                                  # (R,)
         bn_wd = wd[self.model.bn_runs]          # the BN parameters' rows are the BN runs (B,)
         named = list(self.model.named_parameters())
-        self.sgd = FlatSGD([param for _, param in named], grid.lr, grid.momentum,
-                           [bn_wd if name.startswith("bn_") else wd for name, _ in named])
+        optimiser = {"flat": FlatSGD, "torch": RunSGD}[optimizer]
+        self.sgd = optimiser([param for _, param in named], grid.lr, grid.momentum,
+                             [bn_wd if name.startswith("bn_") else wd for name, _ in named])
         self.sums = MetricSums(len(runs), dev)
         self.static, self.graph_error = None, None
         if cuda_graph and graph_capture_possible(dev):
