@@ -16,7 +16,7 @@ import torch
 from ..files import save_csv
 from ..training.data import load_mnist, normalize
 from ..training.folder import GridFolder
-from ..training.inference import trunk_features
+from ..training.inference import trunk_chunk, trunk_features
 from ..training.model import CHANNELS, POSITIONS, StackedLeNet
 from ..training.records import label_groups
 from . import plotting
@@ -141,7 +141,8 @@ def ablation_rows(runs, epochs, xs, labels, draws, seed, problems, device) -> li
         model, group = stack_checkpoints(due, epoch, problems, device)
         if model is None:
             continue
-        feats = {k: trunk_features(model, x) for k, x in xs.items()}      # (R, n, 800)
+        chunk = trunk_chunk(device, model.runs)
+        feats = {k: trunk_features(model, x, chunk) for k, x in xs.items()}  # (R, n, 800)
         for mode in MODES:
             acc = {}
             for k in xs:
