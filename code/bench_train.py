@@ -27,7 +27,8 @@ import torch
 import al2
 from al2.training.config import GridConfig, grid_of_size
 from al2.training.data import MNIST_MEAN, MNIST_STD, load_grid_data
-from al2.device import select_device, set_cudnn_benchmark, set_tf32, synchronize
+from al2.training.device import (select_device, set_cudnn_benchmark, set_tf32,
+                                 synchronize)
 from al2.errors import UserError
 from al2.training.model import StackedLeNet, lenet_from_seed
 from al2.paths import DATA_DIR
@@ -69,7 +70,7 @@ def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -
 
 
 def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
-            test_images: int = 10000, trunk: str = "grouped", optimizer: str = "flat"):
+            test_images: int = 10000, trunk: str = "grouped", optimizer: str = "auto"):
     """(seconds to train `samples` samples per run, seconds for one full test evaluation) of
     al2.Trainer; graph: full batches through the captured CUDA graph; optimizer: flat
     (speed.flat_sgd) or torch (training.sgd, torch.optim.SGD)."""

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from al2.cli import int_list
-from al2.device import select_device
+from al2.training.device import select_device
 from al2.errors import UserError
 from al2.analyses.evaluation import evaluate_runs
 from al2.paths import RESULTS_DIR, resolve, shown

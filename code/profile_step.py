@@ -17,7 +17,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from al2.training.config import GridConfig, grid_of_size
 from al2.training.data import load_grid_data
-from al2.device import select_device, set_cudnn_benchmark, set_tf32, synchronize
+from al2.training.device import (select_device, set_cudnn_benchmark, set_tf32,
+                                 synchronize)
 from al2.errors import UserError
 from al2.training.model import StackedLeNet
 from al2.training.stack import Trainer

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 import al2
 from al2.analyses.ablation import ablation_fractions, cumulative_ablation
-from al2.device import select_device
+from al2.training.device import select_device
 from al2.errors import UserError
 from al2.files import save_text
 from al2.paths import RESULTS_DIR, resolve, shown

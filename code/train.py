@@ -1,7 +1,7 @@
 """Train a grid of AL2 runs: baselines x {without, with AL2} x seeds (paper Table 1, Fig. 1).
 
     python code/train.py                    # the paper: Table 1 + Fig. 1, 14 runs x 700 epochs (GPU)
-    python code/train.py --preset quick     # a CPU-sized grid showing the same effect (11-25 min)
+    python code/train.py --preset quick     # a CPU-sized grid showing the same effect (10-25 min)
     python code/train.py --dry-run          # a few steps, nothing written
 
 Every run writes <out>/<baseline>_<plain|al2>_s<seed>/: config.json, metrics.csv,
@@ -174,11 +174,12 @@ def add_running_args(r, d: GridConfig) -> None:
                         "grouped convolution, channels-last: fastest on the CPU), grouped-nchw, "
                         "or streams (each run's convolutions on its own CUDA stream) "
                         "(default: grouped)")
-    r.add_argument("--optimizer", choices=("flat", "torch"), default="flat",
-                   help="the same SGD rule: torch (torch.optim.SGD, each run's weight decay on "
-                        "its rows) or flat (one buffer for every parameter: faster on the CPU, "
-                        "code/bench_train.py); equal bit for bit at momentum 0.5, within "
-                        "float32 rounding at others (default: flat)")
+    r.add_argument("--optimizer", choices=("auto", "torch", "flat"), default="auto",
+                   help="torch: torch.optim.SGD, each run's weight decay on its rows; flat: the "
+                        "same rule on one buffer for every parameter (equal bit for bit at "
+                        "momentum 0.5, within float32 rounding at others); auto: torch on the "
+                        "CPU (flat is no faster there: code/bench_train.py), flat on CUDA (the "
+                        "rehearsed GPU path, not yet measured against torch) (default: auto)")
     r.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN time its convolution algorithms and keep the fastest (may "
                         "pick Winograd/FFT: other fp32 rounding) (default: off; CUDA only)")

@@ -571,10 +571,10 @@ def test_static_step_equals_the_eager_step(grid_changes):
 
 @pytest.mark.parametrize("momentum", [0.5, 0.9])
 def test_the_flat_optimiser_equals_torch_sgd(momentum):
-    """speed.flat_sgd.FlatSGD, the default on the CPU, against the plain path (training.sgd.RunSGD:
-    torch.optim.SGD with each run's weight decay added to its rows): two epochs of the paper's
-    baselines with and without AL2 (weight decay, batch norm and dropout runs, the last partial
-    batch). With the paper's momentum 0.5 they end with the same weights, momentum and metric
+    """speed.flat_sgd.FlatSGD (a speed variant, CUDA's default) against the plain optimiser
+    (training.sgd.RunSGD: torch.optim.SGD with each run's weight decay added to its rows): two
+    epochs of the paper's baselines with and without AL2 (weight decay, batch norm and dropout
+    runs, the last partial batch). With the paper's momentum 0.5 they end with the same weights, momentum and metric
     sums, bit for bit; with 0.9 within float32 rounding: FlatSGD forms d + m * buf in one fused
     multiply-add, torch.optim.SGD rounds m * buf first, which is exact only when m is a power of
     two."""

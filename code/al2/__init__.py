@@ -17,6 +17,7 @@ Four folders, in the order a reader meets them:
              folder       GridFolder: a grid's folder, the one owner of its files
              records      what each epoch writes: metric rows, checkpoints, resume state
              shards, stopping, inference   --shard K/N; stopping on a signal; all runs' outputs
+             device       device choice, TF32, cuDNN's algorithm search, environment
   speed/     the variants around the plain step: graph (a CUDA graph), flat_sgd (one buffer)
   analyses/  what code/evaluate.py computes from a folder of runs
              runs, checkpoints   the runs and their checkpoints read back (load_checkpoint)
@@ -25,8 +26,7 @@ Four folders, in the order a reader meets them:
              ablation     Sec. 5.2: cumulative ablation for any head
              replicates   how sure a result is: early stopping, paired t-intervals
              comparison   the remedies side by side; plotting; evaluation (all of it)
-  errors, files, paths, cli, device   UserError; atomic writes, checked reads; paths; argparse
-                                      types; device choice, TF32, cuDNN, environment
+  errors, files, paths, cli   UserError; atomic writes, checked reads; paths; argparse types
 
 `import al2` loads the method and the training side; the analyses (al2.similarity, al2.ablation,
 al2.replicates, al2.comparison, ...: they need svcca, scipy and matplotlib) load on first use of

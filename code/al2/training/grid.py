@@ -15,10 +15,10 @@ from typing import Callable
 
 import torch
 
-from ..device import environment, select_device, set_cudnn_benchmark, set_tf32
 from ..paths import shown
 from .config import GridConfig, GridError
 from .data import load_grid_data
+from .device import environment, select_device, set_cudnn_benchmark, set_tf32
 from .folder import AFRESH, GridFolder
 from .plan import label_seeds
 from .records import METRIC_COLUMNS, EpochRecorder, check_finite, metrics_rows
@@ -47,7 +47,7 @@ class TrainOptions:
 
     cuda_graph: on CUDA, replay the training step as a captured graph (speed.graph.StaticStep);
     False runs it eagerly. trunk: how the trunk is computed (StackedLeNet.TRUNKS, the same
-    function); optimizer: "flat" or "torch", the same arithmetic (stack.Trainer);
+    function); optimizer: "torch", "flat" or "auto", the same rule (stack.Trainer);
     cudnn_benchmark: let cuDNN time its algorithms (device.set_cudnn_benchmark); these are
     recorded in config.json's environment. time_budget_s: stop after the epoch past which
     the next one would not fit in this many seconds of this call, with a checkpoint of every run
@@ -63,7 +63,7 @@ class TrainOptions:
     data_root: str | Path = "data"
     cuda_graph: bool = True
     trunk: str = "grouped"
-    optimizer: str = "flat"
+    optimizer: str = "auto"
     cudnn_benchmark: bool = False
     time_budget_s: float | None = None
     shard: tuple[int, int] | None = None
@@ -124,7 +124,7 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
                             f"does not fit this grid's runs); {AFRESH}")
     folder.prepare(grid, o.shard, data, level, runs)
     env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": o.trunk,
-           "optimizer": o.optimizer,
+           "optimizer": trainer.optimizer,
            "shard": None if o.shard is None else f"{o.shard[0]}/{o.shard[1]}"}
     if trainer.graph_error:  # asked for, failed, trained eagerly
         env["cuda_graph_error"] = trainer.graph_error

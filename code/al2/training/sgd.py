@@ -1,4 +1,4 @@
-"""The plain optimiser of a stack: torch.optim.SGD, with each run's own weight decay.
+"""The optimiser of a stack (the default): torch.optim.SGD, with each run's own weight decay.
 
 A stacked parameter holds every run's weights along its first dimension (R runs, or the B runs
 with batch norm), and only the WD runs decay theirs, so the decay cannot be SGD's one

@@ -72,11 +72,12 @@ class Trainer:
     data: their data on the device; trunk: how the trunk is computed (StackedLeNet.TRUNKS, the
     same function); cuda_graph: on CUDA, capture the step once and replay it (StaticStep);
     optimizer: "torch" (sgd.RunSGD: torch.optim.SGD) or "flat" (speed.flat_sgd.FlatSGD, the
-    same arithmetic on one buffer: faster on the CPU, code/bench_train.py).
+    same rule on one buffer); "auto": torch on the CPU (flat is no faster there,
+    code/bench_train.py), flat on CUDA (the rehearsed GPU path, not measured against torch).
     """
 
     def __init__(self, grid: GridConfig, runs: list[RunSpec], data: GridData,
-                 trunk: str = "grouped", cuda_graph: bool = False, optimizer: str = "flat"):
+                 trunk: str = "grouped", cuda_graph: bool = False, optimizer: str = "auto"):
         self.grid, self.runs, self.data = grid, runs, data
         self.plan = p = StackPlan(runs)
         if data.label_seeds != p.label_seeds:
@@ -99,6 +100,9 @@ class Trainer:
         wd = torch.tensor(p.weight_decay, device=dev)                                  # (R,)
         bn_wd = wd[self.model.bn_runs]          # the BN parameters' rows are the BN runs (B,)
         named = list(self.model.named_parameters())
+        if optimizer == "auto":
+            optimizer = "flat" if dev.type == "cuda" else "torch"
+        self.optimizer = optimizer
         optimiser = {"flat": FlatSGD, "torch": RunSGD}[optimizer]
         self.sgd = optimiser([param for _, param in named], grid.lr, grid.momentum,
                              [bn_wd if name.startswith("bn_") else wd for name, _ in named])

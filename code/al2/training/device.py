@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-from .training.config import GridError
+from .config import GridError
 
 
 def select_device(device: str) -> torch.device:
