@@ -18,10 +18,9 @@ from ..training.data import load_mnist, normalize
 from ..training.folder import GridFolder
 from ..training.inference import trunk_chunk, trunk_features
 from ..training.model import CHANNELS, POSITIONS, StackedLeNet
-from ..training.records import label_groups
 from . import plotting
 from .checkpoints import stack_checkpoints
-from .runs import Run
+from .runs import Run, label_groups
 
 MODES = ("element", "unit")
 ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction", "draws",

@@ -96,9 +96,9 @@ def stack_checkpoints(runs: list, epoch, problems: list, device="cpu",
     load = load_trunk if trunk_only else load_checkpoint
     models, kept = [], []
     for r in runs:
+        at = epoch(r) if callable(epoch) else epoch
         try:
-            e = epoch(r) if callable(epoch) else epoch
-            models.append(load(r.checkpoint(e), run=r.name, grid=r.grid)[0])
+            models.append(load(r.checkpoint(at), run=r.name, grid=r.grid)[0])
             kept.append(r)
         except CheckpointError as e:
             problems.append(str(e))

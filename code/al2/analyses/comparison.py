@@ -17,16 +17,15 @@ from pathlib import Path
 
 import torch
 
+from ..files import save_csv, save_text
+from ..training.data import load_mnist, normalize
+from ..training.folder import GridFolder
+from ..training.inference import evaluate_stacked
 from . import plotting
 from .checkpoints import stack_checkpoints
-from ..training.data import load_mnist, normalize
-from ..files import save_csv, save_text
-from ..training.inference import evaluate_stacked
-from ..training.folder import GridFolder
-from ..training.records import label_groups
 from .replicates import (CONFIDENCE, fmt_mean_sd, interval_text, mean_sd, selection,
                          t_interval)
-from .runs import Run, grid_order
+from .runs import Run, grid_order, label_groups
 
 NAMES = {"bare": "none (cross-entropy)", "bn": "batch norm", "do": "dropout",
          "wd": "weight decay", "ls": "label smoothing", "gce": "GCE", "sce": "SCE",

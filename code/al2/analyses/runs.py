@@ -74,6 +74,14 @@ def grid_config(saved: dict) -> GridConfig:
                          if k in GridConfig.__dataclass_fields__})
 
 
+def label_groups(runs) -> dict:
+    """(level, corruption seed) -> the runs that trained on those labels."""
+    groups = {}
+    for r in runs:
+        groups.setdefault((r.level, r.corruption_seed), []).append(r)
+    return dict(sorted(groups.items()))
+
+
 def grid_order(run: Run) -> tuple:
     """A key that sorts runs as a grid lists them for a reader: noise level, baseline (Table 1's,
     then the remedies), without before with AL2, replicate, seed."""

@@ -82,9 +82,6 @@ class GridFolder:
         return self.root / "shards" / f"{part if isinstance(part, str) else shard_label(part)}.json"
 
     # --- a run's files ----------------------------------------------------------------------
-    def run_dir(self, run: str) -> Path:
-        return self.root / run
-
     def config_file(self, run: str) -> Path:
         return self.root / run / "config.json"
 

@@ -25,14 +25,6 @@ class NonFiniteLoss(RuntimeError):
     """A run's loss became NaN or infinite; the message names the run and epoch."""
 
 
-def label_groups(runs) -> dict:
-    """(level, corruption seed) -> the runs (evaluate's runs.Run) that trained on those labels."""
-    groups = {}
-    for r in runs:
-        groups.setdefault((r.level, r.corruption_seed), []).append(r)
-    return dict(sorted(groups.items()))
-
-
 def metrics_rows(epoch: int, test_acc: list, test_loss: list, sums: dict | None,
                  weights: list, wall: float, val: tuple | None = None) -> list[dict]:
     """Per-run metric dicts for one epoch from host copies of the on-device values: test

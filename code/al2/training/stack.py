@@ -260,14 +260,13 @@ class Trainer:
         sums, rng = position.get("sums"), position.get("dropout_rng")
         return isinstance(sums, torch.Tensor) and tuple(sums.shape) == \
             tuple(self.sums.buffer.shape) and isinstance(rng, list) and \
-            len(rng) == sum(r.dropout > 0 for r in self.runs) and \
+            len(rng) == len(self.model.dropout_runs) and \
             all(isinstance(state, torch.Tensor) for state in rng)
 
     def continue_epoch(self, position: dict, epoch_index: int, dropout_gens: list) -> int:
         """Restore a partial epoch (position: its sums and dropout streams) and return its steps
         done. A position of another epoch or stack is a ValueError."""
-        if position["epoch_index"] != epoch_index or not self.fits_position(position) or \
-                len(position["dropout_rng"]) != len(dropout_gens):
+        if position["epoch_index"] != epoch_index or not self.fits_position(position):
             raise ValueError("the partial epoch is not this stack's next epoch")
         self.sums.buffer.copy_(position["sums"])
         for gen, state in zip(dropout_gens, position["dropout_rng"]):
