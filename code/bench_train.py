@@ -73,7 +73,7 @@ def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
             test_images: int = 10000, trunk: str = "grouped", optimizer: str = "auto"):
     """(seconds to train `samples` samples per run, seconds for one full test evaluation) of
     al2.Trainer; graph: full batches through the captured CUDA graph; optimizer: flat
-    (speed.flat_sgd) or torch (training.sgd, torch.optim.SGD)."""
+    (speed.flat_sgd), torch (training.sgd, torch.optim.SGD) or auto (Trainer's choice)."""
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": samples,
                                         "test_subset": test_images}), device)
     trainer = Trainer(grid, grid.runs(), data, trunk=trunk, cuda_graph=graph,
@@ -231,7 +231,7 @@ def replicate_ratios(rates: dict) -> list[str]:
 
 def optimiser_ratios(rates: dict) -> list[str]:
     """The flat optimiser's speed against torch.optim.SGD's, where both were timed: the flat
-    one is the default only where it is >= 10% faster."""
+    one earns a default only where it is >= 10% faster."""
     lines = []
     for (r, k, config), rate in rates.items():
         if not config.endswith(", flat"):

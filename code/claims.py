@@ -12,14 +12,14 @@ that memorised starts lower.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from pathlib import Path
 
 from scipy import stats
 
-from al2.files import save_csv, save_text
+from al2.errors import UserError
+from al2.files import read_csv, save_csv, save_text
 from al2.paths import RESULTS_DIR, resolve, shown
 from al2.analyses.replicates import interval_text, t_interval
 
@@ -27,9 +27,10 @@ COLUMNS = ["claim", "measure", "mean", "low", "high", "ahead", "n", "source"]
 CHANCE = 10.0   # test accuracy (%) of a constant prediction on MNIST's 10 classes
 
 
-def read(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def read(path: Path, columns: list[str]) -> list[dict]:
+    """A results CSV with the columns used here (files.read_csv: a FileError naming it)."""
+    return read_csv(path, "results table", "regenerate it with the command its folder's "
+                    "README names", columns)
 
 
 def row(claim: str, measure: str, ci: dict, source: str) -> dict:
@@ -51,7 +52,9 @@ def paired(a: dict, b: dict) -> dict:
 
 def regularisers(folder: Path) -> list[dict]:
     """Bare + AL2 against BN, DO and WD alone; each regulariser with AL2 against it alone."""
-    sel, source = read(folder / "selection.csv"), shown(folder / "selection.csv")
+    sel = read(folder / "selection.csv", ["baseline", "al2", "seed", "replicate",
+                                          "final_test_acc", "early_stopped_test_acc"])
+    source = shown(folder / "selection.csv")
     out = []
     for measure, column in (("final", "final_test_acc"),
                             ("early-stopped", "early_stopped_test_acc")):
@@ -72,7 +75,8 @@ def activations(folder: Path) -> list[dict]:
     """L_r at the last epoch column of Table 1 (mean and sd over the replicates): each
     regulariser against Bare (Welch's interval: the CSV holds means and sds, not the runs), and
     the ratio Bare / regulariser."""
-    table = read(folder / "table1.csv")
+    table = read(folder / "table1.csv", ["baseline", "metric", "al2", "epoch", "ours",
+                                         "ours_std", "seeds"])
     source = shown(folder / "table1.csv")
     last = max(int(r["epoch"]) for r in table)
     lr = {(r["baseline"], r["al2"]): (float(r["ours"]), float(r["ours_std"]), int(r["seeds"]))
@@ -105,7 +109,8 @@ def ablation(folder: Path) -> list[dict]:
     """Cumulative ablation (unit mode, test images) at 50% and 90% of the channels zeroed: AL2 -
     plain in accuracy, in accuracy relative to the unablated network, and in the share of the
     accuracy above chance that is kept, paired by replicate."""
-    rows = read(folder / "ablation.csv")
+    rows = read(folder / "ablation.csv", ["run", "baseline", "al2", "mode", "fraction",
+                                          "acc_test"])
     source = shown(folder / "ablation.csv")
     acc = {}
     for r in rows:
@@ -135,7 +140,9 @@ def ablation(folder: Path) -> list[dict]:
 def similarity(folder: Path) -> list[dict]:
     """Fig. 1's mean CCA (the authors' statistic) of AL2 pairs and plain pairs at each compared
     epoch: their difference of means (pairs share networks, so no interval), with the ranges."""
-    rows = [r for r in read(folder / "similarity_summary.csv")
+    rows = [r for r in read(folder / "similarity_summary.csv",
+                            ["epoch", "baseline", "pair", "statistic", "pairs", "mean", "min",
+                             "max"])
             if r["baseline"] == "bare" and r["statistic"] == "mean_cca_authors"]
     source = shown(folder / "similarity_summary.csv")
     cell = {(int(r["epoch"]), r["pair"]): r for r in rows}
@@ -158,7 +165,7 @@ def similarity(folder: Path) -> list[dict]:
 
 def noise(folder: Path) -> list[dict]:
     """AL2's gain at each label-noise level (mean over the sweep's seeds: one batch order)."""
-    rows = read(folder / "noise.csv")
+    rows = read(folder / "noise.csv", ["baseline", "al2", "level", "seeds", "test_acc"])
     source = shown(folder / "noise.csv")
     cell = {(float(r["level"]), r["al2"]): r for r in rows if r["baseline"] == "bare"}
     out = []
@@ -207,7 +214,7 @@ def main(argv=None) -> int:
     try:
         rows = (regularisers(replicates) + activations(replicates) + ablation(replicates)
                 + similarity(replicates) + noise(results / "noise-quick"))
-    except (OSError, KeyError, ValueError) as e:
+    except (UserError, OSError, KeyError, ValueError) as e:
         p.exit(2, f"claims.py: error: cannot read the results under {shown(results)}: {e}\n")
     out.mkdir(parents=True, exist_ok=True)
     save_csv(rows, out / "claims.csv", COLUMNS)

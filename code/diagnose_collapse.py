@@ -30,6 +30,7 @@ from al2 import plotting
 from al2.training.config import PRESETS, GridConfig
 from al2.training.data import load_grid_data
 from al2.files import save_csv, save_text
+from al2.method.loss import al2_term
 from al2.paths import RESULTS_DIR, resolve, shown
 from al2.training.plan import label_seeds
 from al2.training.stack import Trainer
@@ -49,7 +50,7 @@ def probe(trainer: Trainer, weight: torch.Tensor, n: int) -> dict:
     log_probs, features = model(batch.x)                       # (R, n, 10), (n, R, 800)
     _, _, loss_r, loss_fit = trainer.remedy_loss(log_probs, features, batch, weight)
     g_fit, = torch.autograd.grad(loss_fit.sum(), features, retain_graph=True)
-    g_al2, = torch.autograd.grad((weight * loss_r).sum(), features)
+    g_al2, = torch.autograd.grad(al2_term(loss_r, weight).sum(), features)
     norm = lambda g: g.pow(2).sum((0, 2)).sqrt()                # (R,)
     model.train()
     return {"grad_fit": norm(g_fit), "grad_al2": norm(g_al2),

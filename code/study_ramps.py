@@ -50,6 +50,15 @@ def final(runs, baseline: str, use_al2: bool, column: str) -> list[float]:
     return [r.metric(column, r.epochs) for r in chosen]
 
 
+def ramp_row(loss: str, threshold, al2: bool, test: list, val: list, weight: float,
+             chosen: bool) -> dict:
+    """A row of ramps.csv: the runs' final test and noisy-validation accuracy, mean and sd."""
+    (test_mean, test_sd, _), (val_mean, val_sd, _) = mean_sd(test), mean_sd(val)
+    return {"loss": loss, "threshold": threshold, "al2": al2, "replicates": len(test),
+            "final_test_acc": test_mean, "final_test_sd": test_sd, "final_val_acc": val_mean,
+            "final_val_sd": val_sd, "max_weight": weight, "chosen": chosen}
+
+
 def summarise(grids: dict) -> tuple[list[dict], str]:
     """grids: threshold -> its runs. Returns the rows of ramps.csv and ramps.md's text."""
     rows, lines = [], []
@@ -58,20 +67,12 @@ def summarise(grids: dict) -> tuple[list[dict], str]:
         val = {t: mean_sd(final(runs, baseline, True, "val_acc"))[0] for t, runs in grids.items()}
         chosen = max(val, key=val.get)
         for t, runs in sorted(grids.items(), reverse=True):
-            test, v = final(runs, baseline, True, "test_acc"), final(runs, baseline, True, "val_acc")
             weight = max(r.metric("al2_weight", r.epochs) for r in runs if r.use_al2)
-            rows.append({"loss": loss, "threshold": t, "al2": True, "replicates": len(test),
-                         "final_test_acc": mean_sd(test)[0], "final_test_sd": mean_sd(test)[1],
-                         "final_val_acc": mean_sd(v)[0], "final_val_sd": mean_sd(v)[1],
-                         "max_weight": weight, "chosen": t == chosen})
+            rows.append(ramp_row(loss, t, True, final(runs, baseline, True, "test_acc"),
+                                 final(runs, baseline, True, "val_acc"), weight, t == chosen))
         alone = final(grids[default], baseline, False, "test_acc")
-        rows.append({"loss": loss, "threshold": "", "al2": False, "replicates": len(alone),
-                     "final_test_acc": mean_sd(alone)[0], "final_test_sd": mean_sd(alone)[1],
-                     "final_val_acc": mean_sd(final(grids[default], baseline, False,
-                                                    "val_acc"))[0],
-                     "final_val_sd": mean_sd(final(grids[default], baseline, False,
-                                                   "val_acc"))[1],
-                     "max_weight": 0.0, "chosen": False})
+        rows.append(ramp_row(loss, "", False, alone,
+                             final(grids[default], baseline, False, "val_acc"), 0.0, False))
         best = final(grids[chosen], baseline, True, "test_acc")
         preset = final(grids[default], baseline, True, "test_acc")
         cells = " | ".join(fmt_mean_sd(final(grids[t], baseline, True, "test_acc"))

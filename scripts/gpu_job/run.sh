@@ -113,7 +113,6 @@ grid_state() {  # none, unfinished or finished: what $RUNS holds
 }
 
 pack() {  # results only: tables, figures, metrics.csv and config.json of every run, speed.md
-    local run
     mkdir -p "$OUTPUT" "$RESULTS/runs"
     "$PY" scripts/gpu_job/carry.py records --runs "$RUNS" --out "$RESULTS/runs" \
         >> "$NOTES/job.log" 2>&1 || say "carry.py records failed"
