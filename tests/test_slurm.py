@@ -48,12 +48,16 @@ def test_slurm_array_stopped_at_its_time_limit_requeues_resumes_then_evaluates(t
         submit = subprocess.Popen(["bash", str(REPO_ROOT / "scripts" / "slurm" / "submit.sh"),
                                    "2", str(runs), str(out), *TINY], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline, hurried = time.time() + 600, set()
+        deadline, seen, hurried = time.time() + 600, {}, set()
         while submit.poll() is None and time.time() < deadline:
-            # A requeued task waits out Slurm's requeue delay (~2 min): started now instead, with
-            # room to finish (its next start would be warned again, and stopped again).
+            # A requeued task waits out Slurm's requeue delay (~2 min): started sooner instead,
+            # with room to finish (its next start would be warned again, and stopped again). Not
+            # at once: a start within a moment of the requeue found the previous run's credential
+            # revoked, failed with exit 1, and the afterok evaluation was cancelled (slurmctld:
+            # "Killing non-startable batch job ... Job credential revoked").
             for task in requeued_tasks():
-                if task not in hurried:
+                seen.setdefault(task, time.time())
+                if task not in hurried and time.time() - seen[task] >= 5:
                     subprocess.run(["scontrol", "update", f"JobId={task}", "TimeLimit=10",
                                     "StartTime=now"], check=True)
                     hurried.add(task)
