@@ -1,7 +1,8 @@
 """Probe the training step's variants on this device: check each, time each, pick the fastest.
 
-A variant is a trunk (StackedLeNet.TRUNKS) with or without cuDNN's algorithm search. Each is
-the same function; on a GPU each runs as a replayed CUDA graph. For every variant:
+A variant is a trunk (StackedLeNet.TRUNKS) with or without cuDNN's algorithm search, and on
+CUDA with either optimiser (torch.optim.SGD or the flat one, speed.flat_sgd). Each is the same
+function; on a GPU each runs as a replayed CUDA graph. For every variant:
 
   check  a few steps of the default paper grid (all four baselines, dropout included) in
          float64 through the variant's step, against the stacked eager step (grouped trunk):
@@ -42,20 +43,25 @@ PAPER_STEPS = 700 * 938   # Table 1: 700 epochs of ceil(60000 / 64) steps
 
 
 def variants(trunks: list[str], device: torch.device) -> list[dict]:
-    benchmark = (False, True) if device.type == "cuda" else (False,)
-    return [{"trunk": t, "cudnn_benchmark": b} for t in trunks for b in benchmark]
+    """The candidates: on the CPU only the trunks (its defaults are the CPU bench's to set)."""
+    cuda = device.type == "cuda"
+    return [{"trunk": t, "cudnn_benchmark": b, "optimizer": o} for t in trunks
+            for b in ((False, True) if cuda else (False,))
+            for o in (("torch", "flat") if cuda else ("torch",))]
 
 
 def name(v: dict) -> str:
-    return v["trunk"] + (" + cudnn.benchmark" if v["cudnn_benchmark"] else "")
+    return v["trunk"] + (" + cudnn.benchmark" if v["cudnn_benchmark"] else "") + \
+        (" + flat SGD" if v.get("optimizer") == "flat" else "")
 
 
-def float64_trainer(grid: GridConfig, device, trunk: str, graph: bool) -> Trainer:
+def float64_trainer(grid: GridConfig, device, trunk: str, graph: bool,
+                    optimizer: str = "torch") -> Trainer:
     """A trainer of `grid` in float64 (the same initial weights for every variant: each run's
     float32 initialisation, converted)."""
     data = load_grid_data(grid, device)
     data.train_x, data.test_x = data.train_x.double(), data.test_x.double()
-    trainer = Trainer(grid, grid.runs(), data, trunk=trunk)
+    trainer = Trainer(grid, grid.runs(), data, trunk=trunk, optimizer=optimizer)
     if graph:  # the variant's own step: captured and replayed on CUDA, its buffers on the CPU
         trainer.static = StaticStep(trainer, graph=device.type == "cuda")
     return trainer
@@ -71,7 +77,8 @@ def run_check(trainer: Trainer, steps: int) -> list[torch.Tensor]:
 def check(v: dict, grid: GridConfig, device, steps: int, reference: list) -> float:
     """Largest relative difference of the variant's float64 state from the reference's."""
     set_cudnn_benchmark(v["cudnn_benchmark"])
-    state = run_check(float64_trainer(grid, device, v["trunk"], graph=True), steps)
+    state = run_check(float64_trainer(grid, device, v["trunk"], graph=True,
+                                      optimizer=v.get("optimizer", "torch")), steps)
     worst = 0.0
     for a, b in zip(state, reference):
         a, b = a.double().cpu(), b.double().cpu()
@@ -86,7 +93,8 @@ def time_variant(v: dict, runs: int, device, steps: int, warmup: int) -> float:
     grid = grid_of_size(runs)
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": 64 * (steps + warmup)}),
                           device)
-    trainer = Trainer(grid, grid.runs(), data, trunk=v["trunk"], cuda_graph=True)
+    trainer = Trainer(grid, grid.runs(), data, trunk=v["trunk"], cuda_graph=True,
+                      optimizer=v.get("optimizer", "torch"))
     if trainer.graph_error:  # the trainer fell back to the eager step: not this variant's speed
         raise RuntimeError(f"capture failed ({trainer.graph_error})")
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in grid.runs()], device=device)
@@ -117,7 +125,8 @@ def measured(what: str, errors: list, measure, *args):
         return None
 
 
-FALLBACK = {"trunk": "grouped", "cudnn_benchmark": False, "cuda_graph": False}
+FALLBACK = {"trunk": "grouped", "cudnn_benchmark": False, "optimizer": "torch",
+            "cuda_graph": False}
 
 
 def probe(args, device) -> dict:
@@ -168,7 +177,7 @@ def probe(args, device) -> dict:
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
             "torch": torch.__version__, "runs": 14, "steps": args.steps, "rtol": args.rtol,
             "rows": rows, "choice": {k: choice[k] for k in ("trunk", "cudnn_benchmark",
-                                                           "cuda_graph", "name")},
+                                                           "optimizer", "cuda_graph", "name")},
             "projection": projection, "errors": errors,
             "seconds": time.perf_counter() - start}
 

@@ -52,6 +52,7 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
 def step_name(env: dict) -> str:
     kind = "CUDA graph replay" if env.get("cuda_graph") else "eager"
     extra = ", cudnn.benchmark" if env.get("cudnn_benchmark") else ""
+    extra += ", flat SGD" if env.get("optimizer") == "flat" else ""
     return f"{kind}, trunk {env.get('trunk', 'grouped')}{extra}"
 
 

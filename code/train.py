@@ -171,15 +171,15 @@ def add_running_args(r, d: GridConfig) -> None:
                         "--no-cuda-graph runs it eagerly (default: on; no effect on the CPU)")
     r.add_argument("--trunk", choices=StackedLeNet.TRUNKS, default="grouped",
                    help="how the stacked trunk is computed, the same function: grouped (one "
-                        "grouped convolution, channels-last: fastest on the CPU), grouped-nchw, "
-                        "or streams (each run's convolutions on its own CUDA stream) "
-                        "(default: grouped)")
+                        "grouped convolution, channels-last), grouped-nchw, or streams (each "
+                        "run's convolutions, on CUDA each on its own stream); the CPU's last "
+                        "bits differ between them (default: grouped)")
     r.add_argument("--optimizer", choices=("auto", "torch", "flat"), default="auto",
                    help="torch: torch.optim.SGD, each run's weight decay on its rows; flat: the "
                         "same rule on one buffer for every parameter (equal bit for bit at "
-                        "momentum 0.5, within float32 rounding at others); auto: torch on the "
-                        "CPU (flat is no faster there: code/bench_train.py), flat on CUDA (the "
-                        "rehearsed GPU path, not yet measured against torch) (default: auto)")
+                        "momentum 0.5, within float32 rounding at others); auto: torch (flat is "
+                        "no faster on the CPU: code/bench_train.py; on CUDA the GPU job's probe "
+                        "times both and passes its choice) (default: auto)")
     r.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN time its convolution algorithms and keep the fastest (may "
                         "pick Winograd/FFT: other fp32 rounding) (default: off; CUDA only)")

@@ -41,7 +41,8 @@ def test_a_grid_carried_between_jobs_ends_as_one_uninterrupted(tmp_path, monkeyp
                       checkpoint_every=1, **TINY)
     al2.train_grid(grid, tmp_path / "whole", device="cpu", progress=False)
     with monkeypatch.context() as m:
-        m.setattr(al2.training.grid, "out_of_budget", lambda budget, start, done: done == 1)
+        m.setattr(al2.training.grid.Clock, "out_of_budget",
+                  lambda clock, budget: clock.epochs == 1)
         al2.train_grid(grid, tmp_path / "lease1", device="cpu", progress=False,
                        time_budget_s=60.0)
     info = carry.export(tmp_path / "lease1", tmp_path / "out1", part_mib=0.5)
@@ -177,6 +178,8 @@ def test_without_a_passing_probe_the_job_trains_eagerly(tmp_path):
     assert choice(tmp_path, {"choice": fallback}) == "--trunk grouped --no-cuda-graph"
     chosen = {"trunk": "streams", "cudnn_benchmark": True, "cuda_graph": True, "name": "x"}
     assert choice(tmp_path, {"choice": chosen}) == "--trunk streams --cudnn-benchmark"
+    flat = {**chosen, "cudnn_benchmark": False, "optimizer": "flat"}
+    assert choice(tmp_path, {"choice": flat}) == "--trunk streams --optimizer flat"
     (tmp_path / "probe.json").write_text("{truncated")
     assert choice(tmp_path) == "--trunk grouped --no-cuda-graph"
 
@@ -264,6 +267,18 @@ def test_the_probe_survives_any_one_failing_measurement(monkeypatch, failing):
         assert result["projection"]["steps_per_s"] > 0
 
 
+def test_on_cuda_the_probe_also_decides_the_optimiser():
+    """On CUDA every trunk is a candidate with and without cuDNN's search and with either
+    optimiser (the flat one is no default anywhere until the probe finds it faster); on the CPU
+    only the trunks, with torch.optim.SGD, the CPU bench's default."""
+    cuda = probe_step.variants(["grouped", "streams"], torch.device("cuda"))
+    assert len(cuda) == 8 and {v["optimizer"] for v in cuda} == {"torch", "flat"}
+    assert sum(probe_step.name(v).endswith("+ flat SGD") for v in cuda) == 4
+    cpu = probe_step.variants(["grouped", "streams"], torch.device("cpu"))
+    assert [(v["trunk"], v["optimizer"]) for v in cpu] == [("grouped", "torch"),
+                                                          ("streams", "torch")]
+
+
 def test_the_probe_keeps_its_time_budget():
     """A probe whose budget is spent skips the variants left (named in its table) and chooses
     the eager step; it never runs on past its budget into the job's training time."""
@@ -340,6 +355,8 @@ def test_the_probe_fails_a_variant_that_computes_another_function(monkeypatch):
     reference = probe_step.run_check(probe_step.float64_trainer(grid, cpu, "grouped", False), 1)
     variant = {"trunk": "streams", "cudnn_benchmark": False}
     assert probe_step.check(variant, grid, cpu, 1, reference) < 1e-12
-    streams = StackedLeNet.trunk_streams
-    monkeypatch.setattr(StackedLeNet, "trunk_streams", lambda self, x: streams(self, x).flip(1))
+    from al2.speed.trunks import Streams
+    streams = Streams.__call__  # (N, R*50, 4, 4): hand run R-1's channels to run 0's head, ...
+    monkeypatch.setattr(Streams, "__call__",
+                        lambda self, x: streams(self, x).unflatten(1, (-1, 50)).flip(1).flatten(1, 2))
     assert probe_step.check(variant, grid, cpu, 1, reference) > 1e-6

@@ -64,6 +64,25 @@ def test_stacked_forward_equals_plain_models():
         assert torch.allclose(features[:, r], f, atol=1e-6)
 
 
+def test_the_model_reads_each_run_from_one_plan():
+    """The stacked model's per-run facts come from its ModelPlan, which a grid's StackPlan gives
+    from the runs (batch norm, dropout rate, input group); models that disagree with the plan
+    are refused rather than stacked into runs they are not."""
+    grid = GridConfig(**{**EQUIV_GRID, "subset": 64, "replicates": 2})
+    runs = grid.runs()
+    plan = al2.training.plan.StackPlan(runs).model
+    assert plan.batch_norm == tuple(r.batch_norm for r in runs)
+    assert plan.dropout == tuple(r.dropout for r in runs)
+    assert plan.group_of_run == tuple(r.replicate for r in runs)  # each replicate its batch
+    models = [lenet_from_seed(r.init_seed, r.batch_norm, r.dropout) for r in runs]
+    stacked = StackedLeNet(models, plan=plan)
+    assert stacked.bn_runs == [i for i, r in enumerate(runs) if r.batch_norm]
+    assert stacked.dropout_runs.tolist() == [i for i, r in enumerate(runs) if r.dropout > 0]
+    assert len(stacked.group_slices) == 2
+    with pytest.raises(ValueError, match="differ from the plan"):
+        StackedLeNet(models[::-1], plan=plan)
+
+
 # The paper's baseline -> regulariser table (Sec. 4), written here rather than read from the
 # code's RunSpec, so that the equivalence tests below also check the wiring.
 REGULARISERS = {"bare": dict(batch_norm=False, dropout=False, weight_decay=False),
@@ -608,7 +627,8 @@ def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkey
                       checkpoint_every=10, **TINY)
     al2.train_grid(grid, tmp_path / "a", device="cpu", progress=False)
     with monkeypatch.context() as m:
-        m.setattr(al2.training.grid, "out_of_budget", lambda budget, start, done: done == 2)
+        m.setattr(al2.training.grid.Clock, "out_of_budget",
+                  lambda clock, budget: clock.epochs == 2)
         summary = al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False,
                                  time_budget_s=60.0)
     assert summary["stopped_at"] == 2

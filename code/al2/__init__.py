@@ -9,16 +9,19 @@ Four folders, in the order a reader meets them:
   training/  training a grid of runs at once
              config       GridConfig, RunSpec, PRESETS: a grid's settings
              data         MNIST (byte-exact), label corruption, the grid's data on the device
-             model        smallNet: LeNet (trunk + head), StackedLeNet (R runs at once)
-             plan         what each run of a stack does: input groups, labels, data terms
-             rng          each run's batch order and dropout masks, from its own seeds
+             model        smallNet: LeNet (trunk + head), StackedLeNet (R runs at once) and
+                          ModelPlan (what it knows of each run)
+             plan         StackPlan, the one per-run plan: input groups, labels, data terms,
+                          AL2 weights, weight decay, the model's plan
+             rng          each run's batch order and dropout streams, from its own seeds
              stack        Trainer: the stacked runs, the step, one epoch, the test pass
-             grid         train_grid: the epoch loop
+             grid         train_grid: the epoch loop (Part: one stack's epochs and stops)
              folder       GridFolder: a grid's folder, the one owner of its files
-             records      what each epoch writes: metric rows, checkpoints, resume state
+             records      what each epoch writes: metric rows, progress, checkpoints, resume
              shards, stopping, inference   --shard K/N; stopping on a signal; all runs' outputs
              device       device choice, TF32, cuDNN's algorithm search, environment
-  speed/     the variants around the plain step: graph (a CUDA graph), flat_sgd (one buffer)
+  speed/     the variants around the plain step: graph (a CUDA graph), flat_sgd (one buffer),
+             trunks (other kernels for the stacked trunk)
   analyses/  what code/evaluate.py computes from a folder of runs
              runs, checkpoints   the runs and their checkpoints read back (load_checkpoint)
              report       Table 1 beside the paper's

@@ -78,6 +78,7 @@ try:
 except (OSError, ValueError, KeyError, TypeError):
     c, graph = {'trunk': 'grouped', 'cudnn_benchmark': False}, False
 print('--trunk', c['trunk'], '--cudnn-benchmark' if c['cudnn_benchmark'] else '',
+      '--optimizer flat' if c.get('optimizer') == 'flat' else '',
       '' if graph else '--no-cuda-graph')" "$NOTES/probe.json"
 }
 

@@ -1,8 +1,9 @@
 """The optimiser on one flat buffer: training.sgd.RunSGD's rule (torch.optim.SGD with each run's
 weight decay) in fewer kernels; equal to it bit for bit at momentum 0.5. Not the default: on 2
-CPU cores code/bench_train.py measures it 0.995x torch.optim.SGD's speed (the bar is 1.10);
-on CUDA, where its few kernels were meant to help, it stays the default (train.py --optimizer
-auto) until a GPU measurement decides."""
+CPU cores code/bench_train.py measures it 0.995x torch.optim.SGD's speed (the bar is 1.10).
+On CUDA, where its few kernels were meant to help, it is a candidate of the step probe
+(code/probe_step.py), which the GPU job runs: `--optimizer flat` when the probe finds it faster;
+it has not been measured there yet."""
 from __future__ import annotations
 
 import torch

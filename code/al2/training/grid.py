@@ -21,9 +21,28 @@ from .data import load_grid_data
 from .device import environment, select_device, set_cudnn_benchmark, set_tf32
 from .folder import AFRESH, GridFolder
 from .plan import label_seeds
-from .records import METRIC_COLUMNS, EpochRecorder, check_finite, metrics_rows
+from .records import (METRIC_COLUMNS, EpochRecorder, check_finite, epoch_rows,
+                      progress_summary)
 from .shards import shard_runs
 from .stack import Trainer
+
+
+class Clock:
+    """The training call's clock: its start and the epochs it has trained, in every part."""
+
+    def __init__(self):
+        self.start, self.epochs = time.perf_counter(), 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def out_of_budget(self, budget_s: float | None) -> bool:
+        """Whether one more epoch, at this call's mean epoch time so far, would pass the
+        budget."""
+        if budget_s is None or self.epochs == 0:
+            return False
+        elapsed = self.elapsed()
+        return elapsed + elapsed / self.epochs > budget_s
 
 
 @dataclass
@@ -39,6 +58,61 @@ class Part:
     start_epoch: int
     t0: float                         # the trainer's clock: perf_counter() - seconds so far
     position: dict | None = None      # epoch start_epoch + 1 stopped part-way (a signal)
+    bar: object = None                # the progress bar, when shown
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def epochs(self, o: "TrainOptions"):
+        """Epochs start_epoch + 1 .. grid.epochs (with a progress bar when o.progress), after
+        row 0, the initialisation before any training, if it is not written yet."""
+        if not self.history[0]:
+            rows = epoch_rows(self.trainer, 0, None, torch.full((len(self.runs),), math.nan),
+                              self.t0)
+            self.recorder.record(0, rows, self.trainer, self.wall())
+            if o.on_epoch_end:
+                o.on_epoch_end(0, rows)
+        epochs = range(self.start_epoch + 1, self.grid.epochs + 1)
+        if not o.progress:
+            return epochs
+        from tqdm import tqdm
+        self.bar = tqdm(epochs, initial=self.start_epoch, total=self.grid.epochs, unit="epoch",
+                        file=sys.stderr, desc=f"{len(self.runs)} runs")
+        return self.bar
+
+    def position_at(self, epoch: int) -> dict | None:
+        """Where a signal stopped inside `epoch`, to continue it there (the first epoch only)."""
+        return self.position if epoch == self.start_epoch + 1 else None
+
+    def end_epoch(self, epoch: int, sums: dict, o: "TrainOptions",
+                  clock: Clock) -> int | tuple | None:
+        """After Trainer.train_epoch: the epoch's metrics and files, then whether to stop: None
+        to go on, else where it stopped: (epoch, step) inside an epoch (a signal: the exact state
+        is saved), or the epoch after which a signal or the time budget stops the call."""
+        t = self.trainer
+        if "partial" in sums:
+            self.recorder.save_state(epoch - 1, t, self.wall(), sums["partial"])
+            return epoch, sums["partial"]["steps"]
+        rows = epoch_rows(t, epoch, sums, self.weights[epoch - 1], self.t0)
+        check_finite(rows, self.runs, epoch, self.folder)
+        self.recorder.record(epoch, rows, t, self.wall())
+        if self.bar is not None:
+            self.bar.set_postfix_str(progress_summary(self.runs, rows))
+        if o.on_epoch_end:
+            o.on_epoch_end(epoch, rows)
+        clock.epochs += 1
+        if epoch == self.grid.epochs:
+            return None
+        checkpointed = epoch in self.recorder.checkpoint_epochs  # resume.pt is this epoch's
+        if o.stop is not None and o.stop.check():
+            if not checkpointed:
+                self.recorder.save_state(epoch, t, self.wall())
+            return epoch
+        if clock.out_of_budget(o.time_budget_s):
+            if not checkpointed:  # every run's state at the stop
+                self.recorder.save_checkpoints(epoch, t, self.wall())
+            return epoch
+        return None
 
 
 @dataclass
@@ -74,30 +148,36 @@ class TrainOptions:
 def train_grid(grid: GridConfig, out: Path, options: TrainOptions | None = None,
                **settings) -> dict:
     """Train every run of `grid`, writing run folders under `out`, as `options` say (or
-    TrainOptions(**settings)). Returns a summary dict."""
+    TrainOptions(**settings)): for each noise level a stack of its runs (start_part), then its
+    epochs: Trainer.train_epoch trains one, Part.end_epoch writes it and says whether to stop.
+    Returns a summary dict."""
     o = options if options is not None else TrainOptions(**settings)
     grid.validate()
+    runs = grid.runs() if o.shard is None else shard_runs(grid.runs(), *o.shard)
     folder, dev = GridFolder(out), select_device(o.device)
     set_tf32(grid.tf32)
     set_cudnn_benchmark(o.cudnn_benchmark)
-    runs = grid.runs() if o.shard is None else shard_runs(grid.runs(), *o.shard)
     resumed = folder.check(grid, o.resume, o.shard)
-    call_start, done, stopped_at, final = time.perf_counter(), 0, None, {}
-    signal = None
+    clock, stopped_at, final = Clock(), None, {}
     with folder.lock_part(o.shard):  # a second process on this part is refused
         for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
-            part_runs = [r for r in runs if r.level == level]
-            part = start_part(grid, folder, dev, part_runs, level, resumed, o)
-            stopped_at, done = train_epochs(part, o, call_start, done)
-            final.update({r.name: h[-1] for r, h in zip(part_runs, part.history)})
+            part = start_part(grid, folder, dev, [r for r in runs if r.level == level], level,
+                              resumed, o)
+            for epoch in part.epochs(o):
+                sums = part.trainer.train_epoch(epoch - 1, part.weights[epoch - 1], stop=o.stop,
+                                                position=part.position_at(epoch))
+                stopped_at = part.end_epoch(epoch, sums, o, clock)
+                if stopped_at is not None:
+                    break
+            final.update({r.name: h[-1] for r, h in zip(part.runs, part.history)})
             if stopped_at is not None:
-                signal = o.stop.requested if o.stop is not None else None
                 break
         if stopped_at is None:
             folder.mark_done(o.shard, runs, grid.epochs)
+    signal = o.stop.requested if stopped_at is not None and o.stop is not None else None
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
-            "wall_time_s": time.perf_counter() - call_start, "stopped_at": stopped_at,
-            "signal": signal, "final": final}
+            "wall_time_s": clock.elapsed(), "stopped_at": stopped_at, "signal": signal,
+            "final": final}
 
 
 def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOptions) -> Part:
@@ -131,84 +211,5 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
     folder.write_run_configs(runs, o.command, env, data, configs, start_epoch, METRIC_COLUMNS)
     recorder = EpochRecorder(folder, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)
-    return Part(grid, folder, runs, trainer, trainer.plan.al2_weights(grid, dev), recorder,
+    return Part(grid, folder, runs, trainer, trainer.weights, recorder,
                 history, start_epoch, time.perf_counter() - wall_before, position)
-
-
-def train_epochs(part: Part, o: TrainOptions, call_start: float,
-                 done: int) -> tuple[int | tuple | None, int]:
-    """Epochs start_epoch + 1 .. grid.epochs. Returns (where it stopped or None: the epoch a
-    time budget or a signal stopped after, or (epoch, step) for a signal inside an epoch;
-    epochs trained in this call so far, `done` of them before this part)."""
-    g, p, t = part.grid, part, part.trainer
-    if not p.history[0]:  # row 0: the initialisation, before any training
-        rows = epoch_rows(t, 0, None, torch.full((len(p.runs),), math.nan), p.t0)
-        p.recorder.record(0, rows, t, time.perf_counter() - p.t0)
-        if o.on_epoch_end:
-            o.on_epoch_end(0, rows)
-    bar = progress_bar(range(p.start_epoch + 1, g.epochs + 1), p.start_epoch, g.epochs,
-                       len(p.runs), o.progress)
-    for epoch in bar:
-        i = epoch - 1  # zero-based index of the epoch being trained, as in get_map_weights
-        sums = t.train_epoch(i, p.weights[i], stop=o.stop,
-                             position=p.position if epoch == p.start_epoch + 1 else None)
-        if "partial" in sums:  # a signal: the exact state, then stop
-            p.recorder.save_state(epoch - 1, t, time.perf_counter() - p.t0, sums["partial"])
-            return (epoch, sums["partial"]["steps"]), done
-        rows = epoch_rows(t, epoch, sums, p.weights[i], p.t0)
-        check_finite(rows, p.runs, epoch, p.folder)
-        p.recorder.record(epoch, rows, t, time.perf_counter() - p.t0)
-        if o.progress:
-            bar.set_postfix_str(progress_summary(p.runs, rows))
-        if o.on_epoch_end:
-            o.on_epoch_end(epoch, rows)
-        done += 1
-        if epoch < g.epochs and o.stop is not None and o.stop.check():
-            if epoch not in p.recorder.checkpoint_epochs:  # else resume.pt is this epoch's
-                p.recorder.save_state(epoch, t, time.perf_counter() - p.t0)
-            return epoch, done
-        if epoch < g.epochs and out_of_budget(o.time_budget_s, call_start, done):
-            if epoch not in p.recorder.checkpoint_epochs:  # every run's state at the stop
-                p.recorder.save_checkpoints(epoch, t, time.perf_counter() - p.t0)
-            return epoch, done
-    return None, done
-
-
-def out_of_budget(budget_s: float | None, start: float, epochs_done: int) -> bool:
-    """Whether one more epoch, at this call's mean epoch time so far, would pass the budget."""
-    if budget_s is None or epochs_done == 0:
-        return False
-    elapsed = time.perf_counter() - start
-    return elapsed + elapsed / epochs_done > budget_s
-
-
-def epoch_rows(trainer: Trainer, epoch: int, sums: dict | None, al2_weight: torch.Tensor,
-               t0: float) -> list[dict]:
-    """The epoch's metrics per run: test accuracy and loss of every run (one batched pass), the
-    same on the noisy validation set if there is one, and the training sums (read back once per
-    epoch by Trainer.train_epoch)."""
-    acc, loss = trainer.test()
-    val = trainer.validate()
-    val = None if val is None else (val[0].tolist(), val[1].tolist())
-    return metrics_rows(epoch, acc.tolist(), loss.tolist(), sums, al2_weight.tolist(),
-                        time.perf_counter() - t0, val)
-
-
-def progress_bar(epochs, start: int, total: int, runs: int, show: bool):
-    if not show:
-        return epochs
-    from tqdm import tqdm
-    return tqdm(epochs, initial=start, total=total, unit="epoch", file=sys.stderr,
-                desc=f"{runs} runs")
-
-
-def progress_summary(runs, rows) -> str:
-    """'plain TA 25.1-31.0 Lr 1.2 | al2 TA 68.2-90.3 Lr 0.003': the two groups' ranges."""
-    parts = []
-    for flag, label in ((False, "plain"), (True, "al2")):
-        group = [row for r, row in zip(runs, rows) if r.use_al2 == flag]
-        if group:
-            ta = [g["test_acc"] for g in group]
-            lr = [g["train_Lr"] for g in group]
-            parts.append(f"{label} TA {min(ta):.1f}-{max(ta):.1f} Lr {max(lr):.3g}")
-    return " | ".join(parts)

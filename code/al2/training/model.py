@@ -2,17 +2,20 @@
 
 `LeNet` is the plain network, written to be read next to the paper (Sec. 4) and used as the
 reference. `StackedLeNet` holds R independent copies and computes all of them in one pass: the
-head as batched matrix products, the trunk in one of three ways (TRUNKS). Each run keeps its own
-weights, batch-norm statistics, dropout rate and masks. tests/test_training.py proves that R runs
-trained stacked end where R plain LeNets trained alone end, with every trunk.
+head as batched matrix products, the trunk as one grouped convolution (other kernels for it:
+al2.speed.trunks). Each run keeps its own weights, batch-norm statistics, dropout rate and
+masks, as its ModelPlan says. tests/test_training.py proves that R runs trained stacked end
+where R plain LeNets trained alone end, with every trunk.
 """
 from __future__ import annotations
 
-import contextlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..speed.trunks import VARIANTS as TRUNK_VARIANTS
 
 CHANNELS, POSITIONS = 50, 4 * 4  # the trunk's output: 50 channels on a 4 x 4 grid
 FEATURES = CHANNELS * POSITIONS  # 800 features per image, in (C, H, W) order
@@ -66,46 +69,69 @@ def lenet_from_seed(seed: int, batch_norm: bool = False, dropout: float = 0.0,
         return LeNet(batch_norm, dropout, bn_init)
 
 
+@dataclass(frozen=True)
+class ModelPlan:
+    """What the stacked model knows of each run: batch norm or not, its dropout rate, and the
+    input group it reads (None: every run reads one batch). A grid's runs give it through
+    plan.StackPlan.model; ModelPlan.of(models) reads it off plain LeNets (the analyses, tests)."""
+    batch_norm: tuple[bool, ...]
+    dropout: tuple[float, ...]
+    group_of_run: tuple[int, ...] | None = None
+
+    @classmethod
+    def of(cls, models: list[LeNet]) -> "ModelPlan":
+        return cls(tuple(m.batch_norm for m in models), tuple(m.dropout for m in models))
+
+    @property
+    def runs(self) -> int:
+        return len(self.batch_norm)
+
+    @property
+    def bn_runs(self) -> list[int]:
+        return [r for r, bn in enumerate(self.batch_norm) if bn]
+
+    @property
+    def dropout_runs(self) -> list[int]:
+        return [r for r, p in enumerate(self.dropout) if p > 0]
+
+
 class StackedLeNet(nn.Module):
     """R LeNets computed together. Parameters carry a leading run dimension R.
 
+    models: the runs' LeNets, whose weights it stacks; plan: what each run is (ModelPlan; by
+    default read off the models), which the models must agree with.
     Input: one batch (N, 1, 28, 28) that every run reads (a paired grid, and every test pass), or
-    a batch per input group (G, N, 1, 28, 28) when `groups` (the group of each run, runs in group
-    order) says which runs read which (plan.py: replicates with their own batch order, mixup).
-    BN parameters and statistics exist for the runs with batch norm only (B of them, in run
-    order); dropout[r] = 0 means no mask for run r.
+    a batch per input group (G, N, 1, 28, 28) when the plan's group_of_run (the group of each
+    run, runs in group order) says which runs read which (plan.py: replicates with their own
+    batch order, mixup). BN parameters and statistics exist for the runs with batch norm only (B
+    of them, in run order); dropout[r] = 0 means no mask for run r.
 
-    How the trunk is computed (the same function, different kernels; `trunk`):
-      grouped       the first convolution of all runs is one wider convolution (they share the
-                    input), the second one grouped convolution on channels-last input (~20%
-                    faster than NCHW with oneDNN on the CPU, measured)
-      grouped-nchw  the same on NCHW input (cuDNN's grouped kernels prefer it, reportedly)
-      streams       each run's trunk as ordinary, ungrouped convolutions: on CUDA each run on its
-                    own stream (parallel kernels instead of one grouped kernel; the backward runs
-                    on the same streams), on the CPU one run after another
+    The trunk is one grouped convolution over every run (`convolutions`); `trunk` names another
+    kernel for the same function (TRUNKS: the speed variants in al2.speed.trunks).
     Exact rewrites used for speed: ReLU and max-pool commute (both monotone), so we pool first and
     apply ReLU to 4x fewer values; batch norm runs on the BN runs' channels alone.
     """
 
-    TRUNKS = ("grouped", "grouped-nchw", "streams")
+    TRUNKS = ("grouped", *TRUNK_VARIANTS)
 
-    def __init__(self, models: list[LeNet], trunk: str = "grouped",
-                 groups: list[int] | None = None):
+    def __init__(self, models: list[LeNet], trunk: str = "grouped", plan: ModelPlan | None = None):
         super().__init__()
         if trunk not in self.TRUNKS:
             raise ValueError(f"trunk must be one of {', '.join(self.TRUNKS)}, got {trunk!r}")
-        R = len(models)
-        self.runs, self.trunk_kind = R, trunk
-        self.group_of_run = list(groups) if groups is not None else [0] * R
+        plan = plan if plan is not None else ModelPlan.of(models)
+        if ModelPlan.of(models) != ModelPlan(plan.batch_norm, plan.dropout):
+            raise ValueError("the models' batch norm and dropout differ from the plan's")
+        R = plan.runs
+        self.plan, self.runs, self.trunk_kind = plan, R, trunk
+        self.group_of_run = list(plan.group_of_run) if plan.group_of_run is not None else [0] * R
         if len(self.group_of_run) != R or self.group_of_run != sorted(self.group_of_run):
             raise ValueError("groups: one input group per run, runs in group order")
         # the runs of each group, a slice of the stack: group g reads x[g]
         self.group_slices = [slice(self.group_of_run.index(g), R - self.group_of_run[::-1].index(g))
                              for g in dict.fromkeys(self.group_of_run)]
-        self.batch_norm = [m.batch_norm for m in models]
-        self.dropout = [m.dropout for m in models]
+        self.batch_norm, self.dropout = list(plan.batch_norm), list(plan.dropout)
         sd = [m.state_dict() for m in models]
-        bn_sd = [s for s, bn in zip(sd, self.batch_norm) if bn]
+        bn_sd = [sd[r] for r in plan.bn_runs]
 
         def stack(key, dicts=sd, transpose=False):
             return torch.stack([s[key].T if transpose else s[key] for s in dicts])
@@ -122,8 +148,7 @@ class StackedLeNet(nn.Module):
             self.register_buffer("bn_batches", stack("trunk.4.num_batches_tracked", bn_sd))
             # (B * 50,) the BN runs' channels among the R * 50 of the second convolution
             self.register_buffer("bn_channels", torch.cat(
-                [torch.arange(r * CHANNELS, (r + 1) * CHANNELS)
-                 for r, bn in enumerate(self.batch_norm) if bn]))
+                [torch.arange(r * CHANNELS, (r + 1) * CHANNELS) for r in plan.bn_runs]))
         # The head's weights are stored as the batched product reads them, (R, in, out): their
         # gradients come out in that layout, with no copy into nn.Linear's (out, in).
         self.fc1_w = nn.Parameter(stack("head.0.weight", transpose=True))    # (R, 800, 500)
@@ -131,34 +156,32 @@ class StackedLeNet(nn.Module):
         self.fc2_w = nn.Parameter(stack("head.2.weight", transpose=True))    # (R, 500, 10)
         self.fc2_b = nn.Parameter(stack("head.2.bias"))                      # (R, 10)
         # the runs with dropout (D of them) and their keep probabilities (D, 1, 1)
-        do_runs = [r for r, p in enumerate(self.dropout) if p > 0]
+        do_runs = plan.dropout_runs
         self.register_buffer("dropout_runs", torch.tensor(do_runs, dtype=torch.long))
         self.register_buffer("keep_prob", 1.0 - torch.tensor(
             [self.dropout[r] for r in do_runs], dtype=torch.get_default_dtype()).view(-1, 1, 1))
-        self._streams = []  # CUDA streams of the "streams" trunk, made on first use
+        # a speed variant wraps the model (al2.speed.trunks); None: the grouped convolutions
+        self.variant = None if trunk == "grouped" else TRUNK_VARIANTS[trunk](self)
 
     @property
     def uses_dropout(self) -> bool:
-        return any(p > 0 for p in self.dropout)
+        return bool(self.plan.dropout_runs)
 
     @property
     def bn_runs(self) -> list[int]:
-        return [r for r, bn in enumerate(self.batch_norm) if bn]
+        return self.plan.bn_runs
 
     def trunk(self, x, dropout_u=None):
         """x (N, 1, 28, 28), or (G, N, 1, 28, 28) a batch per input group -> features
         (N, R, 800), in each run's (C, H, W) order.
         dropout_u (D, N, 800): uniforms in [0, 1) for the masks of the D runs with dropout, in
-        training mode; drawn by the caller, one stream per run (rng.draw_dropout), so that a
+        training mode; drawn by the caller, one stream per run (stack.Trainer.draw_dropout), so that a
         run's masks do not depend on the other runs of its grid and a CUDA graph can read them
         from a buffer."""
         N = x.shape[-4]
         if x.dim() == 5 and x.shape[0] != len(self.group_slices):
             raise ValueError(f"{x.shape[0]} input groups for a stack of {len(self.group_slices)}")
-        if self.trunk_kind == "streams":
-            features = self.trunk_streams(x).reshape(N, self.runs, FEATURES)
-        else:
-            features = self.trunk_grouped(x).reshape(N, self.runs, FEATURES)   # (N, R, 800)
+        features = self.convolutions(x).reshape(N, self.runs, FEATURES)     # (N, R, 800)
         if self.training and self.uses_dropout:
             # inverted dropout on the D dropout runs, one mask per element; the others untouched
             scale = ((dropout_u < self.keep_prob) / self.keep_prob).transpose(0, 1)  # (N, D, 800)
@@ -166,13 +189,18 @@ class StackedLeNet(nn.Module):
             features = features.index_copy(1, self.dropout_runs, dropped)
         return features
 
-    def trunk_grouped(self, x):
+    def convolutions(self, x):
+        """The trunk before dropout -> (N, R*50, 4, 4), by the chosen kernels."""
+        return self.grouped_convolutions(x) if self.variant is None else self.variant(x)
+
+    def grouped_convolutions(self, x, channels_last: bool = True):
         """Every run's trunk in one pass -> (N, R*50, 4, 4): the first convolution as one
         1 -> R*20 convolution (one per input group), the second as one grouped convolution
-        (groups = R)."""
+        (groups = R), on channels-last input (1.06x faster than NCHW at 8 and 14 runs on 2 CPU
+        cores, code/bench_train.py; the kernels every committed CPU number came from)."""
         R = self.runs
         h = F.relu(self.first_convolution(x))                                # (N, R*20, 12, 12)
-        if self.trunk_kind == "grouped":
+        if channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         h = F.conv2d(h, self.conv2_w.flatten(0, 1), self.conv2_b.flatten(), groups=R)
         if self.bn_runs:                                                     # (N, R*50, 8, 8)
@@ -202,50 +230,11 @@ class StackedLeNet(nn.Module):
             self.bn_batches += 1
         return h.index_copy(1, self.bn_channels, normed)
 
-    def trunk_streams(self, x):
-        """Each run's trunk as ordinary convolutions -> (N, R, 50, 4, 4). On CUDA run r's
-        kernels go to stream r: R small convolutions run side by side where the grouped kernel
-        runs them as one (pytorch/pytorch#73764: grouped convolutions can be slower than separate
-        ones on streams), and autograd runs each backward op on its forward op's stream. Every
-        stream waits for the current one before its first kernel and the current one for every
-        stream before the stack (the fork and join a CUDA graph's capture needs). The weights are
-        unbound on the current stream, so their gradients are stacked there, after the joins."""
-        streams = self.run_streams(x)
-        w1, b1, w2, b2 = (p.unbind(0) for p in (self.conv1_w, self.conv1_b, self.conv2_w,
-                                                self.conv2_b))
-        bn = {r: (self.bn_mean[b], self.bn_var[b], w, bias) for b, (r, w, bias) in
-              enumerate(zip(self.bn_runs, self.bn_w.unbind(0), self.bn_b.unbind(0)))} \
-            if self.bn_runs else {}
-        outs = []
-        for r in range(self.runs):
-            xr = x if x.dim() == 4 else x[self.group_of_run[r]]              # (N, 1, 28, 28)
-            with (torch.cuda.stream(streams[r]) if streams else contextlib.nullcontext()):
-                h = F.relu(F.max_pool2d(F.conv2d(xr, w1[r], b1[r]), 2))       # (N, 20, 12, 12)
-                h = F.conv2d(h, w2[r], b2[r])                                # (N, 50, 8, 8)
-                if r in bn:  # running statistics are views of the stacked buffers: in place
-                    h = F.batch_norm(h, *bn[r], self.training, BN_MOMENTUM, BN_EPS)
-                outs.append(F.relu(F.max_pool2d(h, 2)))                      # (N, 50, 4, 4)
-        if self.training and bn:
-            self.bn_batches += 1
-        if streams:
-            current = torch.cuda.current_stream(x.device)
-            for s, out in zip(streams, outs):
-                current.wait_stream(s)
-                out.record_stream(current)  # allocated on s, read here: keep it until done
-        return torch.stack(outs, 1)
-
-    def run_streams(self, x) -> list:
-        """The R side streams of the "streams" trunk on x's CUDA device, each made to wait for
-        the current stream (x is ready); [] on the CPU."""
-        if not x.is_cuda:
-            return []
-        if len(self._streams) != self.runs:
-            self._streams = [torch.cuda.Stream(x.device) for _ in range(self.runs)]
-        current = torch.cuda.current_stream(x.device)
-        for s in self._streams:
-            s.wait_stream(current)
-            x.record_stream(s)
-        return self._streams
+    def batch_norm_of(self, h, b: int):
+        """Batch norm of the b-th BN run alone on its (N, 50, 8, 8); its running statistics are
+        views of the stacked buffers, updated in place (bn_batches is the caller's)."""
+        return F.batch_norm(h, self.bn_mean[b], self.bn_var[b], self.bn_w[b], self.bn_b[b],
+                            self.training, BN_MOMENTUM, BN_EPS)
 
     def head(self, features):
         """features (N, R, 800) -> log_probs (R, N, 10)."""

@@ -8,8 +8,9 @@ what the model, the loss and the optimiser read (stack.Trainer builds it once).
   label sets    the corrupted labels of each group: the grid's, or with
                 corruption_per_replicate each replicate's own
   fits          each run's data term: cross-entropy (Eq. 1's L_c) or a remedy's loss
-  per run       AL2 on/off and its weight per epoch (al2_weights), weight decay (batch norm
-                and dropout live in the model's LeNets)
+  per run       AL2 on/off and its weight per epoch (al2_weights), weight decay
+  model         batch norm, dropout and input group of each run (model.ModelPlan), which the
+                stacked model reads
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 
 from ..method.schedule import get_map_weights
 from .config import RunSpec
+from .model import ModelPlan
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class StackPlan:
         self.use_al2 = [r.use_al2 for r in runs]
         self.weight_decay = [r.weight_decay for r in runs]
         self.remedy_params = runs[0].grid.remedy_params()
+        self.model = ModelPlan(tuple(r.batch_norm for r in runs), tuple(r.dropout for r in runs),
+                               None if self.shared_input else tuple(self.group_of_run))
 
     @property
     def shared_input(self) -> bool:
@@ -72,6 +76,3 @@ class StackPlan:
         w = torch.tensor(get_map_weights(grid.epochs, grid.map_start, grid.map_threshold,
                                          grid.map_fac1, grid.map_fac2), dtype=torch.float32)
         return (w[:, None] * torch.tensor([float(a) for a in self.use_al2])).to(device)
-
-    def index(self, values: list[int], device) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.long, device=device)

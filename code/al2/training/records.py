@@ -5,6 +5,7 @@ grid's folder (folder.GridFolder, which alone knows the files and their names).
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -46,6 +47,30 @@ def metrics_rows(epoch: int, test_acc: list, test_loss: list, sums: dict | None,
                        train_fit=sums["loss_fit"][r] / b)
         rows.append(row)
     return rows
+
+
+def epoch_rows(trainer, epoch: int, sums: dict | None, al2_weight: torch.Tensor,
+               t0: float) -> list[dict]:
+    """The epoch's metrics per run: test accuracy and loss of every run (one batched pass), the
+    same on the noisy validation set if there is one, and the training sums (read back once per
+    epoch by Trainer.train_epoch)."""
+    acc, loss = trainer.test()
+    val = trainer.validate()
+    val = None if val is None else (val[0].tolist(), val[1].tolist())
+    return metrics_rows(epoch, acc.tolist(), loss.tolist(), sums, al2_weight.tolist(),
+                        time.perf_counter() - t0, val)
+
+
+def progress_summary(runs, rows) -> str:
+    """'plain TA 25.1-31.0 Lr 1.2 | al2 TA 68.2-90.3 Lr 0.003': the two groups' ranges."""
+    parts = []
+    for flag, label in ((False, "plain"), (True, "al2")):
+        group = [row for r, row in zip(runs, rows) if r.use_al2 == flag]
+        if group:
+            ta = [g["test_acc"] for g in group]
+            lr = [g["train_Lr"] for g in group]
+            parts.append(f"{label} TA {min(ta):.1f}-{max(ta):.1f} Lr {max(lr):.3g}")
+    return " | ".join(parts)
 
 
 def check_finite(rows: list[dict], runs: list[RunSpec], epoch: int, folder: GridFolder) -> None:

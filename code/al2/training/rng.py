@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 
 from .config import RunSpec
-from .model import FEATURES, StackedLeNet
 
 ORDER_STREAM, DROPOUT_STREAM = 0, 1
 
@@ -34,17 +33,3 @@ def dropout_generators(runs: list[RunSpec], seed: int, epoch: int,
     masks are the same in any grid, shard or stacking order that contains it."""
     return [epoch_generator(seed, epoch, DROPOUT_STREAM, device, r.key, r.replicate_key)
             for r in runs if r.dropout > 0]
-
-
-def draw_dropout(model: StackedLeNet, batch: int, generators, out=None):
-    """Uniforms (D, batch, 800) for the masks of the D dropout runs of one step, one draw from
-    each run's own generator (dropout_generators); None without dropout. out: (D, B, 800)."""
-    if not model.uses_dropout:
-        return None
-    dev, dtype = model.conv1_w.device, model.conv1_w.dtype  # the same draw as into `out`
-    if out is None:
-        return torch.stack([torch.rand((batch, FEATURES), generator=g, device=dev, dtype=dtype)
-                            for g in generators])
-    for d, g in enumerate(generators):
-        torch.rand((batch, FEATURES), generator=g, device=dev, out=out[d])
-    return out

@@ -9,7 +9,7 @@ ends (no host sync inside an epoch).
 
     code/train.py -> training.grid.train_grid -> Trainer.train_epoch -> Trainer.step -> al2_loss
     (Eq. 1); the speed variants (al2.speed) wrap the step: the optimiser on one flat buffer,
-    the step replayed as a CUDA graph.
+    the step replayed as a CUDA graph, other kernels for the model's trunk.
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from ..speed.graph import StaticStep, graph_capture_possible
 from .config import GridConfig, RunSpec
 from .data import GridData
 from .inference import evaluate_stacked
-from .model import StackedLeNet, lenet_from_seed
+from .model import FEATURES, StackedLeNet, lenet_from_seed
 from .plan import StackPlan
-from .rng import ORDER_STREAM, dropout_generators, draw_dropout, epoch_generator
+from .rng import ORDER_STREAM, dropout_generators, epoch_generator
 from .sgd import RunSGD
 
 class MetricSums:
@@ -72,41 +72,45 @@ class Trainer:
     data: their data on the device; trunk: how the trunk is computed (StackedLeNet.TRUNKS, the
     same function); cuda_graph: on CUDA, capture the step once and replay it (StaticStep);
     optimizer: "torch" (sgd.RunSGD: torch.optim.SGD) or "flat" (speed.flat_sgd.FlatSGD, the
-    same rule on one buffer); "auto": torch on the CPU (flat is no faster there,
-    code/bench_train.py), flat on CUDA (the rehearsed GPU path, not measured against torch).
+    same rule on one buffer); "auto": torch (flat is no faster on the CPU, code/bench_train.py;
+    on CUDA the GPU job's probe, code/probe_step.py, times both and passes its choice).
     """
 
     def __init__(self, grid: GridConfig, runs: list[RunSpec], data: GridData,
                  trunk: str = "grouped", cuda_graph: bool = False, optimizer: str = "auto"):
         self.grid, self.runs, self.data = grid, runs, data
+        self.device = dev = data.train_x.device
+        self.sums = MetricSums(len(runs), dev)
         self.plan = p = StackPlan(runs)
         if data.label_seeds != p.label_seeds:
             raise ValueError(f"the data holds the labels of corruption seeds {data.label_seeds}, "
                              f"the runs need {p.label_seeds}")
-        self.device = dev = data.train_x.device
+        self.weights = p.al2_weights(grid, dev)                             # (epochs, R): w_e
         self.model = StackedLeNet([lenet_from_seed(r.init_seed, r.batch_norm, r.dropout,
-                                                   r.grid.bn_init) for r in runs], trunk=trunk,
-                                  groups=None if p.shared_input else p.group_of_run)
+                                                   r.grid.bn_init) for r in runs], trunk, p.model)
         self.model = self.model.to(device=dev, dtype=data.train_x.dtype).train()
+
+        def index(values):
+            return torch.tensor(values, dtype=torch.long, device=dev)
+
         # the plan as index tensors: each group's batch order and label set, each run's group
         self.group_order, self.group_labels, self.run_group = (
-            p.index(v, dev) for v in (p.order_of_group, p.labels_of_group, p.group_of_run))
+            index(v) for v in (p.order_of_group, p.labels_of_group, p.group_of_run))
         self.mixup_groups = [(g, p.order_of_group[g]) for g, grp in enumerate(p.groups)
                              if grp.mixup]
         self.run_mixup = torch.tensor([r.mixup for r in runs], device=dev)             # (R,)
-        self.fit_rows = [(fit, p.index([r for r, f in enumerate(p.fits) if f == fit], dev))
+        self.fit_rows = [(fit, index([r for r, f in enumerate(p.fits) if f == fit]))
                          for fit in dict.fromkeys(p.fits)]
         self.fit_inverse = torch.cat([rows for _, rows in self.fit_rows]).argsort()
         wd = torch.tensor(p.weight_decay, device=dev)                                  # (R,)
         bn_wd = wd[self.model.bn_runs]          # the BN parameters' rows are the BN runs (B,)
         named = list(self.model.named_parameters())
         if optimizer == "auto":
-            optimizer = "flat" if dev.type == "cuda" else "torch"
+            optimizer = "torch"
         self.optimizer = optimizer
         optimiser = {"flat": FlatSGD, "torch": RunSGD}[optimizer]
         self.sgd = optimiser([param for _, param in named], grid.lr, grid.momentum,
                              [bn_wd if name.startswith("bn_") else wd for name, _ in named])
-        self.sums = MetricSums(len(runs), dev)
         self.static, self.graph_error = None, None
         if cuda_graph and graph_capture_possible(dev):
             self.static = self.captured_step()
@@ -149,8 +153,19 @@ class Trainer:
         return Batch(x, y[runs], d.train_clean[rows][runs], y_mixed[runs], lam)
 
     def draw_dropout(self, batch: int, generators, out=None):
-        """The dropout uniforms of one step (rng.draw_dropout), into `out` if given."""
-        return draw_dropout(self.model, batch, generators, out)
+        """Uniforms (D, batch, 800) for the masks of the D dropout runs of one step, one draw from
+        each run's own generator (rng.dropout_generators); None without dropout. out: (D, B, 800),
+        the same draw into a buffer (speed.graph.StaticStep)."""
+        model = self.model
+        if not model.uses_dropout:
+            return None
+        dev, dtype = model.conv1_w.device, model.conv1_w.dtype  # the same draw as into `out`
+        if out is None:
+            return torch.stack([torch.rand((batch, FEATURES), generator=g, device=dev,
+                                           dtype=dtype) for g in generators])
+        for d, g in enumerate(generators):
+            torch.rand((batch, FEATURES), generator=g, device=dev, out=out[d])
+        return out
 
     def step(self, idx, al2_weight, dropout_u=None, mix=None) -> None:
         """One minibatch for every run: Eq. 1 (or a remedy's data term + the same AL2 term),
@@ -197,14 +212,6 @@ class Trainer:
             self.grid.order_seed, epoch_index, ORDER_STREAM, dev, replicate_key=key))
             for key in self.plan.replicate_keys])
 
-    def mixup_draws(self, epoch_index: int) -> remedies.MixupDraws | None:
-        """The epoch's mixup draws, one lam and permutation per replicate and step."""
-        if not self.plan.mixup:
-            return None
-        return remedies.mixup_draws(self.grid.mixup_alpha, self.grid.order_seed, epoch_index,
-                                    self.plan.replicate_keys, len(self.data.train_x),
-                                    self.grid.batch_size, self.device, self.data.train_x.dtype)
-
     def train_epoch(self, epoch_index: int, al2_weight: torch.Tensor,
                     max_steps: int | None = None, perm: torch.Tensor | None = None,
                     stop=None, position: dict | None = None) -> dict:
@@ -221,9 +228,13 @@ class Trainer:
         self.model.train()
         perms = self.orders(epoch_index) if perm is None else \
             perm.to(dev).view(1, -1).expand(len(self.plan.replicate_keys), -1)     # (K, N)
-        n = perms.shape[1]
-        mix = self.mixup_draws(epoch_index)
         dropout_gens = dropout_generators(self.runs, g.dropout_seed, epoch_index, dev)
+        n = perms.shape[1]
+        mix = None  # mixup's draws: one lam and permutation per replicate and step
+        if self.plan.mixup:
+            mix = remedies.mixup_draws(g.mixup_alpha, g.order_seed, epoch_index,
+                                       self.plan.replicate_keys, len(self.data.train_x),
+                                       g.batch_size, dev, self.data.train_x.dtype)
         self.sums.zero()
         batches = self.continue_epoch(position, epoch_index, dropout_gens) if position else 0
         samples = batches * g.batch_size        # only the epoch's last batch can be partial
@@ -241,8 +252,8 @@ class Trainer:
             if self.static is not None and idx.shape[1] == g.batch_size:
                 self.static(idx, dropout_gens, step_mix)
             else:
-                self.step(idx, weight, draw_dropout(self.model, idx.shape[1], dropout_gens),
-                          step_mix)
+                dropout_u = self.draw_dropout(idx.shape[1], dropout_gens)
+                self.step(idx, weight, dropout_u, step_mix)
             batches, samples = batches + 1, samples + idx.shape[1]
         return {**self.sums.read(), "batches": batches, "samples": samples}
 
