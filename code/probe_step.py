@@ -13,7 +13,10 @@ function; on a GPU each runs as a replayed CUDA graph. For every variant:
          (batch index copy, dropout draws, replay), after --warmup steps, timed with CUDA
          events (wall clock on the CPU).
 
-The fastest variant that passed its check is the choice; the chosen one is also timed at
+On CUDA the plain step (the eager grouped step with torch.optim.SGD, train.py --no-cuda-graph)
+is timed too, and a variant is chosen over it only when it is at least BAR (1.10x) faster: a
+speed variant earns its place by a measurement, on the machine that runs it. The fastest
+variant that passed its check is the choice; the chosen one is also timed at
 --project-runs (R = 24: 3 seeds of every cell) for the projection. A table is printed last;
 --json keeps the rows and the choice for the job script and speed_report.py.
 
@@ -42,15 +45,23 @@ from al2.training.stack import Trainer
 PAPER_STEPS = 700 * 938   # Table 1: 700 epochs of ceil(60000 / 64) steps
 
 
+BAR = 1.10  # how much faster than the plain step a variant must be to be chosen
+
+
 def variants(trunks: list[str], device: torch.device) -> list[dict]:
-    """The candidates: on the CPU only the trunks (its defaults are the CPU bench's to set)."""
+    """The candidates, each replayed as a CUDA graph; on CUDA first the plain step itself. On the
+    CPU only the trunks (its defaults are the CPU bench's to set)."""
     cuda = device.type == "cuda"
-    return [{"trunk": t, "cudnn_benchmark": b, "optimizer": o} for t in trunks
-            for b in ((False, True) if cuda else (False,))
-            for o in (("torch", "flat") if cuda else ("torch",))]
+    plain = [{"trunk": "grouped", "cudnn_benchmark": False, "optimizer": "torch",
+              "cuda_graph": False}] if cuda else []
+    return plain + [{"trunk": t, "cudnn_benchmark": b, "optimizer": o, "cuda_graph": True}
+                    for t in trunks for b in ((False, True) if cuda else (False,))
+                    for o in (("torch", "flat") if cuda else ("torch",))]
 
 
 def name(v: dict) -> str:
+    if not v.get("cuda_graph", True):
+        return "plain step (eager, grouped, torch.optim.SGD)"
     return v["trunk"] + (" + cudnn.benchmark" if v["cudnn_benchmark"] else "") + \
         (" + flat SGD" if v.get("optimizer") == "flat" else "")
 
@@ -77,7 +88,7 @@ def run_check(trainer: Trainer, steps: int) -> list[torch.Tensor]:
 def check(v: dict, grid: GridConfig, device, steps: int, reference: list) -> float:
     """Largest relative difference of the variant's float64 state from the reference's."""
     set_cudnn_benchmark(v["cudnn_benchmark"])
-    state = run_check(float64_trainer(grid, device, v["trunk"], graph=True,
+    state = run_check(float64_trainer(grid, device, v["trunk"], graph=v.get("cuda_graph", True),
                                       optimizer=v.get("optimizer", "torch")), steps)
     worst = 0.0
     for a, b in zip(state, reference):
@@ -93,8 +104,8 @@ def time_variant(v: dict, runs: int, device, steps: int, warmup: int) -> float:
     grid = grid_of_size(runs)
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": 64 * (steps + warmup)}),
                           device)
-    trainer = Trainer(grid, grid.runs(), data, trunk=v["trunk"], cuda_graph=True,
-                      optimizer=v.get("optimizer", "torch"))
+    trainer = Trainer(grid, grid.runs(), data, trunk=v["trunk"],
+                      cuda_graph=v.get("cuda_graph", True), optimizer=v.get("optimizer", "torch"))
     if trainer.graph_error:  # the trainer fell back to the eager step: not this variant's speed
         raise RuntimeError(f"capture failed ({trainer.graph_error})")
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in grid.runs()], device=device)
@@ -127,6 +138,16 @@ def measured(what: str, errors: list, measure, *args):
 
 FALLBACK = {"trunk": "grouped", "cudnn_benchmark": False, "optimizer": "torch",
             "cuda_graph": False}
+
+
+def pick(passed: list[dict]) -> dict:
+    """The fastest variant that passed, unless the plain step passed too and the fastest is
+    less than BAR times faster than it: then the plain step."""
+    best = max(passed, key=lambda r: r["steps_per_s"])
+    plain = [r for r in passed if not r.get("cuda_graph", True)]
+    if plain and best["steps_per_s"] < BAR * plain[0]["steps_per_s"]:
+        return plain[0]
+    return best
 
 
 def probe(args, device) -> dict:
@@ -165,7 +186,7 @@ def probe(args, device) -> dict:
         if len(errors) > failed:
             row["error"] = errors[-1].split(": ", 1)[1]
     passed = [r for r in rows if r["passed"]]
-    choice = {**max(passed, key=lambda r: r["steps_per_s"]), "cuda_graph": True} if passed else \
+    choice = pick(passed) if passed else \
         {**FALLBACK, "name": "grouped, eager (fallback: no variant passed)"}
     projection = {}
     if passed and args.project_runs and time.perf_counter() - start <= args.budget_s:

@@ -272,11 +272,20 @@ def test_on_cuda_the_probe_also_decides_the_optimiser():
     optimiser (the flat one is no default anywhere until the probe finds it faster); on the CPU
     only the trunks, with torch.optim.SGD, the CPU bench's default."""
     cuda = probe_step.variants(["grouped", "streams"], torch.device("cuda"))
-    assert len(cuda) == 8 and {v["optimizer"] for v in cuda} == {"torch", "flat"}
+    assert len(cuda) == 9 and {v["optimizer"] for v in cuda} == {"torch", "flat"}
     assert sum(probe_step.name(v).endswith("+ flat SGD") for v in cuda) == 4
+    assert [v for v in cuda if not v["cuda_graph"]] == [cuda[0]]  # the plain step, timed too
     cpu = probe_step.variants(["grouped", "streams"], torch.device("cpu"))
     assert [(v["trunk"], v["optimizer"]) for v in cpu] == [("grouped", "torch"),
                                                           ("streams", "torch")]
+
+
+def test_the_probe_chooses_a_variant_only_when_it_beats_the_plain_step_by_ten_percent():
+    plain = {"name": "plain", "cuda_graph": False, "steps_per_s": 100.0}
+    graph = {"name": "graph", "cuda_graph": True, "steps_per_s": 109.0}
+    assert probe_step.pick([plain, graph])["name"] == "plain"
+    assert probe_step.pick([plain, {**graph, "steps_per_s": 111.0}])["name"] == "graph"
+    assert probe_step.pick([graph])["name"] == "graph"  # no plain step timed (the CPU)
 
 
 def test_the_probe_keeps_its_time_budget():
