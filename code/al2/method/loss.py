@@ -14,6 +14,16 @@ from __future__ import annotations
 import torch
 
 
+def nll(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log p(target) per sample: (..., N, C), (..., N) or (N,) -> (..., N)."""
+    return -log_probs.gather(-1, targets.expand(log_probs.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+
+
+def cross_entropy(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """L_c: the mean NLL of the target class, (..., N, C) -> (...,): one per run when stacked."""
+    return nll(log_probs, targets).mean(-1)
+
+
 def activation_loss(features: torch.Tensor, dims=None) -> torch.Tensor:
     """L_r = mean(a**2) over the batch and all 800 features. `dims` (e.g. (0, 2) for stacked
     features (N, R, 800)) keeps the other dimensions: one L_r per run."""
@@ -50,8 +60,6 @@ def al2_loss(log_probs: torch.Tensor, features: torch.Tensor, targets: torch.Ten
     The total is a sum over runs, not a mean, so that each run's gradient is its own Eq. 1.
     A single model is R = 1: al2_loss(log_probs[None], features[:, None], y, w[None]).
     """
-    R = log_probs.shape[0]
-    # L_c per run: the mean NLL of the target class, (R, N, 10) -> (R,)
-    loss_c = -log_probs.gather(2, targets.expand(R, -1).unsqueeze(2)).squeeze(2).mean(1)
+    loss_c = cross_entropy(log_probs, targets)                            # (R,)
     loss_r = activation_loss(features, dims=(0, 2))                       # (R,)
     return eq1(loss_c, loss_r, al2_weight).sum(), loss_c, loss_r

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .loss import cross_entropy, nll
+
 # name -> (default, source). The grid's fields of the same names (config.GridConfig) take these.
 DEFAULTS = {
     # Szegedy et al., "Rethinking the Inception architecture", CVPR 2016, Sec. 7: epsilon 0.1.
@@ -40,14 +42,7 @@ DEFAULTS = {
 }
 
 
-def nll(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """-log p(target) per sample: (..., N, C), (..., N) -> (..., N)."""
-    return -log_probs.gather(-1, targets.expand(log_probs.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-
-
-def cross_entropy_loss(log_probs, targets):
-    """L_c of Eq. 1: mean -log p(y)."""
-    return nll(log_probs, targets).mean(-1)
+cross_entropy_loss = cross_entropy  # L_c of Eq. 1 (loss.py), the data term the others replace
 
 
 def label_smoothing_loss(log_probs, targets, smoothing: float = DEFAULTS["label_smoothing"][0]):
