@@ -46,14 +46,16 @@ PAPER_STEPS = 700 * 938   # Table 1: 700 epochs of ceil(60000 / 64) steps
 
 
 BAR = 1.10  # how much faster than the plain step a variant must be to be chosen
+# the plain step: eager (no CUDA graph), the model's own trunk, torch.optim.SGD; also the choice
+# when no variant passed
+PLAIN = {"trunk": "grouped", "cudnn_benchmark": False, "optimizer": "torch", "cuda_graph": False}
 
 
 def variants(trunks: list[str], device: torch.device) -> list[dict]:
     """The candidates, each replayed as a CUDA graph; on CUDA first the plain step itself. On the
     CPU only the trunks (its defaults are the CPU bench's to set)."""
     cuda = device.type == "cuda"
-    plain = [{"trunk": "grouped", "cudnn_benchmark": False, "optimizer": "torch",
-              "cuda_graph": False}] if cuda else []
+    plain = [dict(PLAIN)] if cuda else []
     return plain + [{"trunk": t, "cudnn_benchmark": b, "optimizer": o, "cuda_graph": True}
                     for t in trunks for b in ((False, True) if cuda else (False,))
                     for o in (("torch", "flat") if cuda else ("torch",))]
@@ -136,10 +138,6 @@ def measured(what: str, errors: list, measure, *args):
         return None
 
 
-FALLBACK = {"trunk": "grouped", "cudnn_benchmark": False, "optimizer": "torch",
-            "cuda_graph": False}
-
-
 def pick(passed: list[dict]) -> dict:
     """The fastest variant that passed, unless the plain step passed too and the fastest is
     less than BAR times faster than it: then the plain step."""
@@ -187,7 +185,7 @@ def probe(args, device) -> dict:
             row["error"] = errors[-1].split(": ", 1)[1]
     passed = [r for r in rows if r["passed"]]
     choice = pick(passed) if passed else \
-        {**FALLBACK, "name": "grouped, eager (fallback: no variant passed)"}
+        {**PLAIN, "name": "grouped, eager (fallback: no variant passed)"}
     projection = {}
     if passed and args.project_runs and time.perf_counter() - start <= args.budget_s:
         rate = measured(f"projection at R = {args.project_runs}", errors, time_variant, choice,

@@ -52,7 +52,6 @@ class Part:
     folder: GridFolder
     runs: list
     trainer: Trainer
-    weights: torch.Tensor             # (epochs, R): w_e per run
     recorder: EpochRecorder
     history: list
     start_epoch: int
@@ -93,7 +92,7 @@ class Part:
         if "partial" in sums:
             self.recorder.save_state(epoch - 1, t, self.wall(), sums["partial"])
             return epoch, sums["partial"]["steps"]
-        rows = epoch_rows(t, epoch, sums, self.weights[epoch - 1], self.t0)
+        rows = epoch_rows(t, epoch, sums, t.weights[epoch - 1], self.t0)
         check_finite(rows, self.runs, epoch, self.folder)
         self.recorder.record(epoch, rows, t, self.wall())
         if self.bar is not None:
@@ -163,9 +162,10 @@ def train_grid(grid: GridConfig, out: Path, options: TrainOptions | None = None,
         for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
             part = start_part(grid, folder, dev, [r for r in runs if r.level == level], level,
                               resumed, o)
+            t = part.trainer
             for epoch in part.epochs(o):
-                sums = part.trainer.train_epoch(epoch - 1, part.weights[epoch - 1], stop=o.stop,
-                                                position=part.position_at(epoch))
+                sums = t.train_epoch(epoch - 1, t.weights[epoch - 1], stop=o.stop,
+                                     position=part.position_at(epoch))
                 stopped_at = part.end_epoch(epoch, sums, o, clock)
                 if stopped_at is not None:
                     break
@@ -211,5 +211,5 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
     folder.write_run_configs(runs, o.command, env, data, configs, start_epoch, METRIC_COLUMNS)
     recorder = EpochRecorder(folder, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)
-    return Part(grid, folder, runs, trainer, trainer.weights, recorder,
-                history, start_epoch, time.perf_counter() - wall_before, position)
+    return Part(grid, folder, runs, trainer, recorder, history, start_epoch,
+                time.perf_counter() - wall_before, position)

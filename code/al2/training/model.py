@@ -122,14 +122,13 @@ class StackedLeNet(nn.Module):
         if ModelPlan.of(models) != ModelPlan(plan.batch_norm, plan.dropout):
             raise ValueError("the models' batch norm and dropout differ from the plan's")
         R = plan.runs
-        self.plan, self.runs, self.trunk_kind = plan, R, trunk
+        self.plan, self.runs = plan, R
         self.group_of_run = list(plan.group_of_run) if plan.group_of_run is not None else [0] * R
         if len(self.group_of_run) != R or self.group_of_run != sorted(self.group_of_run):
             raise ValueError("groups: one input group per run, runs in group order")
         # the runs of each group, a slice of the stack: group g reads x[g]
         self.group_slices = [slice(self.group_of_run.index(g), R - self.group_of_run[::-1].index(g))
                              for g in dict.fromkeys(self.group_of_run)]
-        self.batch_norm, self.dropout = list(plan.batch_norm), list(plan.dropout)
         sd = [m.state_dict() for m in models]
         bn_sd = [sd[r] for r in plan.bn_runs]
 
@@ -159,7 +158,7 @@ class StackedLeNet(nn.Module):
         do_runs = plan.dropout_runs
         self.register_buffer("dropout_runs", torch.tensor(do_runs, dtype=torch.long))
         self.register_buffer("keep_prob", 1.0 - torch.tensor(
-            [self.dropout[r] for r in do_runs], dtype=torch.get_default_dtype()).view(-1, 1, 1))
+            [plan.dropout[r] for r in do_runs], dtype=torch.get_default_dtype()).view(-1, 1, 1))
         # a speed variant wraps the model (al2.speed.trunks); None: the grouped convolutions
         self.variant = None if trunk == "grouped" else TRUNK_VARIANTS[trunk](self)
 
@@ -251,7 +250,7 @@ class StackedLeNet(nn.Module):
         """Run r as a plain LeNet state_dict (keys exactly as LeNet(batch_norm, dropout) has)."""
         sd = {"trunk.0.weight": self.conv1_w[r], "trunk.0.bias": self.conv1_b[r],
               "trunk.3.weight": self.conv2_w[r], "trunk.3.bias": self.conv2_b[r]}
-        if self.batch_norm[r]:
+        if self.plan.batch_norm[r]:
             b = self.bn_runs.index(r)
             sd.update({"trunk.4.weight": self.bn_w[b], "trunk.4.bias": self.bn_b[b],
                        "trunk.4.running_mean": self.bn_mean[b],
@@ -263,6 +262,6 @@ class StackedLeNet(nn.Module):
                 for k, v in sd.items()}
 
     def run_model(self, r: int) -> LeNet:
-        model = LeNet(self.batch_norm[r], self.dropout[r])
+        model = LeNet(self.plan.batch_norm[r], self.plan.dropout[r])
         model.load_state_dict(self.run_state_dict(r), strict=True)
         return model
