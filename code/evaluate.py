@@ -1,11 +1,13 @@
 """Regenerate the paper's Table 1, training curves, SVCCA/PWCCA analysis and cumulative ablation
-from a folder of trained runs. Never trains.
+from a folder of trained runs, with the per-run rows behind them and, beyond the paper, a linear
+probe of the trunks and (for replicates or remedies) how sure each difference is. Never trains.
 
     python code/evaluate.py --runs results/runs/quick --out results/quick
     python code/evaluate.py                       # results/runs/paper -> results/paper
 
-Writes table1.csv/.md/.png, curves.png, similarity.csv/.png, ablation.csv/.png under --out;
-anything that could not be computed is listed in MISSING.md and makes the exit code 2.
+Every file it may write under --out, and what it holds: al2.analyses.output.OUTPUTS (the
+README's "Outputs"). Anything that could not be computed is listed in MISSING.md and makes the
+exit code 2.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from al2.cli import int_list
 from al2.training.device import select_device
 from al2.errors import UserError
-from al2.analyses.evaluation import evaluate_runs
+from al2.analyses.evaluation import Settings, evaluate_runs
 from al2.paths import RESULTS_DIR, resolve, shown
 from al2.analyses.runs import discover_runs
 from al2.analyses.similarity import AUTHORS_STATISTICS
@@ -36,6 +38,7 @@ def build_parser():
     p.add_argument("--out", type=Path, default=None, help="where the outputs go")
     for name, what in (("table", "Table 1 (csv, md, png)"), ("curves", "training curves"),
                        ("similarity", f"similarity, Sec. 5.1 ({', '.join(AUTHORS_STATISTICS)}, ...)"),
+                       ("probe", "a linear probe of each trunk on clean-labelled images"),
                        ("ablation", "cumulative ablation, Sec. 5.2")):
         p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=True,
                        help=f"{what} (default: on)")
@@ -54,6 +57,9 @@ def build_parser():
                    help="first N training and N test images used for ablation (default: 1000)")
     p.add_argument("--ablation-draws", type=int, default=3,
                    help="random draws averaged per ablation fraction (default: 3)")
+    p.add_argument("--probe-images", type=int, default=1000,
+                   help="first N training images, with their clean labels, the probe is fitted "
+                        "on (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the ablation draws and the "
                                                        "random floor (default: 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -66,8 +72,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.similarity_images is not None and not 1 <= args.similarity_images <= 10000:
         parser.error("--similarity-images must lie in 1..10000")
-    if args.ablation_images < 1 or args.ablation_draws < 1:
-        parser.error("--ablation-images and --ablation-draws must be >= 1")
+    if min(args.ablation_images, args.ablation_draws, args.probe_images) < 1:
+        parser.error("--ablation-images, --ablation-draws and --probe-images must be >= 1")
     try:
         device = str(select_device(args.device))
     except UserError as e:
@@ -81,12 +87,14 @@ def main(argv=None) -> int:
         images = args.similarity_images
         if images is None and min(r.epochs for r in runs) >= 100:
             images = AUTHORS_SIMILARITY_IMAGES
-        result = evaluate_runs(runs, runs_dir, out, table=args.table, curves=args.curves,
-                               similarity=args.similarity, ablation=args.ablation,
-                               similarity_images=images, similarity_epochs=args.similarity_epochs,
-                               ablation_epochs=args.ablation_epochs,
-                               ablation_images=args.ablation_images,
-                               ablation_draws=args.ablation_draws, seed=args.seed, device=device)
+        settings = Settings(table=args.table, curves=args.curves, similarity=args.similarity,
+                            ablation=args.ablation, probe=args.probe, similarity_images=images,
+                            similarity_epochs=args.similarity_epochs,
+                            ablation_epochs=args.ablation_epochs,
+                            ablation_images=args.ablation_images,
+                            ablation_draws=args.ablation_draws, probe_images=args.probe_images,
+                            seed=args.seed)
+        result = evaluate_runs(runs, runs_dir, out, settings, device)
     except UserError as e:
         parser.exit(2, f"evaluate.py: error: {e}\n")
     except OSError as e:  # an output that cannot be written

@@ -2,10 +2,10 @@
 and with the progressive activation loss, then compared as the paper compares its networks.
 
 The ResNet-18 is torchvision's, adapted to 28 x 28 grey images: its first convolution takes 1
-channel (3 x 3, stride 1, padding 1: the 7 x 7 stride-2 one would leave 14 x 14 after one layer
-and 7 x 7 after its max-pool), 10 classes; the rest is unchanged, so the maps are 14, 7, 4 and
-2 pixels wide in its four stages and the trunk ends at "avgpool" (512 features), whose output
-the head (fc) reads. AL2 is the three lines marked in train(): the hook, the penalty, the step.
+channel (torchvision's 7 x 7, stride 2, padding 3), 10 classes; the rest is unchanged, so the
+maps are 14 pixels wide after that convolution, 7 after the max-pool, and 7, 4, 2 and 1 in the
+four stages, and the trunk ends at "avgpool" (512 features), whose output the head (fc)
+reads. AL2 is the three lines marked in train(): the hook, the penalty, the step.
 
 Both runs start from the same initialisation and see the same batches. CPU-sized by default (a
 subset and a few epochs); --device cuda and larger --subset / --epochs for more.
@@ -25,6 +25,8 @@ import torch.nn.functional as F
 
 import al2
 from al2.analyses.ablation import ablation_fractions, cumulative_ablation
+from al2.method.schedule import MAP_START
+from al2.training.presets import QUICK_RAMP
 from al2.training.device import select_device
 from al2.errors import UserError
 from al2.files import save_text
@@ -125,11 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    # the AL2 schedule compressed for a few epochs: the quick preset's (al2.training.config.PRESETS)
-    p.add_argument("--map-start", type=float, default=0.01, help="AL2 weight at epoch 0")
-    p.add_argument("--map-threshold", type=float, default=50.0)
-    p.add_argument("--map-fac1", type=float, default=1.86, help="growth below the threshold")
-    p.add_argument("--map-fac2", type=float, default=1.068, help="growth from the threshold on")
+    # the AL2 schedule compressed for a few epochs: the quick preset's (config.QUICK_RAMP)
+    p.add_argument("--map-start", type=float, default=MAP_START, help="AL2 weight at epoch 0")
+    p.add_argument("--map-threshold", type=float, default=QUICK_RAMP["map_threshold"])
+    p.add_argument("--map-fac1", type=float, default=QUICK_RAMP["map_fac1"],
+                   help="growth below the threshold")
+    p.add_argument("--map-fac2", type=float, default=QUICK_RAMP["map_fac2"],
+                   help="growth from the threshold on")
     p.add_argument("--seed", type=int, default=0, help="initialisation, batch order, noise")
     p.add_argument("--out", default=str(RESULTS_DIR / "resnet-example"),
                    help="where summary.md goes")

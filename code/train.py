@@ -4,8 +4,9 @@
     python code/train.py --preset quick     # a CPU-sized grid showing the same effect (10-25 min)
     python code/train.py --dry-run          # a few steps, nothing written
 
-Every run writes <out>/<baseline>_<plain|al2>_s<seed>/: config.json, metrics.csv,
-checkpoints/epoch_<E>.pt, activations/epoch_<E>.pt. --resume continues an interrupted grid.
+Every run writes its folder <out>/<baseline>_<plain|al2>_s<seed>[...]/ beside the grid's files;
+the whole layout: code/al2/training/folder.py. --resume continues an interrupted grid, or with a
+larger --epochs extends a finished one.
 
 Exit codes: 0 done (or stopped by --time-budget); 75 stopped by SIGTERM, SIGUSR1 or Ctrl-C
 after finishing the step under way, the exact state saved: the same command plus --resume
@@ -30,16 +31,18 @@ if __name__ == "__main__":
         signal.signal(getattr(signal, _name),
                       lambda signum, frame: EARLY_SIGNALS.append(signal.Signals(signum).name))
 
-from al2.cli import baseline_seeds, int_list, noise_levels, shard_spec, str_list
-from al2.training.config import BASELINES, PRESETS, REMEDIES, GridConfig
+from al2.cli import (baseline_seeds, int_list, noise_levels, optimizer_name, shard_spec,
+                     str_list)
+from al2.training.config import BASELINES, REMEDIES, GridConfig
+from al2.training.presets import PRESETS
 from al2.method.remedies import DEFAULTS as REMEDY_DEFAULTS
 from al2.errors import UserError
 from al2.files import WriteError
-from al2.training.model import StackedLeNet
 from al2.training.records import NonFiniteLoss
 from al2.paths import RESULTS_DIR, resolve, shown
 from al2.training.stopping import STOPPED_EXIT, StopOnSignal
 from al2.training.grid import TrainOptions, train_grid
+from al2.speed.variants import OPTIMIZERS, TRUNKS, Variants
 
 DEFAULTS = GridConfig()
 
@@ -49,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Defaults are the paper's setting (Sec. 4, Table 1, Fig. 1); --preset quick "
-               "replaces some of them (al2.training.config.PRESETS, README.md); an explicit flag "
+               "replaces some of them (al2.training.presets.PRESETS, README.md); an explicit flag "
                "beats the preset.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_grid_args(p.add_argument_group("grid"), d)
@@ -135,6 +138,10 @@ def add_study_args(g, d: GridConfig) -> None:
                         "with its own initialisation, batch order and dropout masks, runs named "
                         "..._r<k>; replicate 0 is the grid of one replicate "
                         f"(default: {d.replicates})")
+    g.add_argument("--first-replicate", type=int, default=None, metavar="K",
+                   help="number the replicates from K: fresh replicates of a grid whose first K "
+                        "were used for a choice, e.g. an out-of-sample test "
+                        f"(default: {d.first_replicate})")
     g.add_argument("--corruption-per-replicate", action="store_true", default=None,
                    help="each replicate its own corrupted labels (default: the grid's labels "
                         "for every replicate)")
@@ -169,20 +176,23 @@ def add_running_args(r, d: GridConfig) -> None:
     r.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, capture the training step once as a CUDA graph and replay it; "
                         "--no-cuda-graph runs it eagerly (default: on; no effect on the CPU)")
-    r.add_argument("--trunk", choices=StackedLeNet.TRUNKS, default="grouped",
+    r.add_argument("--trunk", choices=TRUNKS, default="grouped",
                    help="how the stacked trunk is computed, the same function: grouped (one "
                         "grouped convolution, channels-last), grouped-nchw, or streams (each "
                         "run's convolutions, on CUDA each on its own stream); the CPU's last "
                         "bits differ between them (default: grouped)")
-    r.add_argument("--optimizer", choices=("auto", "torch", "flat"), default="auto",
+    r.add_argument("--optimizer", type=optimizer_name, choices=OPTIMIZERS, default="torch",
                    help="torch: torch.optim.SGD, each run's weight decay on its rows; flat: the "
                         "same rule on one buffer for every parameter (equal bit for bit at "
-                        "momentum 0.5, within float32 rounding at others); auto: torch (flat is "
-                        "no faster on the CPU: code/bench_train.py; on CUDA the GPU job's probe "
-                        "times both and passes its choice) (default: auto)")
+                        "momentum 0.5, within float32 rounding at others; no faster on 2 CPU "
+                        "cores: code/bench/bench_train.py; on CUDA the GPU job's probe times "
+                        "both); 'auto' of older commands is torch (default: torch)")
     r.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN time its convolution algorithms and keep the fastest (may "
                         "pick Winograd/FFT: other fp32 rounding) (default: off; CUDA only)")
+    r.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (another count rounds differently); share a machine's "
+                        "cores out (default: Slurm's CPUs per task, else every core)")
     r.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop cleanly, with a checkpoint of every run, after the epoch past "
                         "which the next would not fit in this many minutes; continue with "
@@ -192,7 +202,8 @@ def add_running_args(r, d: GridConfig) -> None:
                         "processes (e.g. a Slurm array, scripts/slurm/) together train the grid "
                         "(default: the whole grid)")
     r.add_argument("--resume", action="store_true",
-                   help="continue the grid in --out from its newest complete checkpoint")
+                   help="continue the grid in --out from its newest state (resume.pt, inside an "
+                        "epoch after a signal); with a larger --epochs, extend a finished grid")
     r.add_argument("--checkpoint-epochs", type=int, default=None, metavar="K",
                    help=f"checkpoint at epoch 0, every K epochs and the last "
                         f"(default: {d.checkpoint_every})")
@@ -243,10 +254,10 @@ def main(argv=None) -> int:
             stop.requested = (globals().get("EARLY_SIGNALS") or [None])[0]
             options = TrainOptions(
                 device=args.device, resume=args.resume, command=command,
-                progress=not args.no_progress and not args.dry_run, cuda_graph=args.cuda_graph,
+                progress=not args.no_progress and not args.dry_run,
+                speed=Variants(args.trunk, args.optimizer, args.cuda_graph),
                 time_budget_s=None if args.time_budget is None else 60 * args.time_budget,
-                shard=args.shard, trunk=args.trunk, optimizer=args.optimizer,
-                cudnn_benchmark=args.cudnn_benchmark,
+                shard=args.shard, cudnn_benchmark=args.cudnn_benchmark, threads=args.threads,
                 stop=stop)
             summary = train_grid(grid, out, options)
     except WriteError as e:

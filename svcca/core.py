@@ -59,7 +59,7 @@ class Moments:
 def raw_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b.T of uncentred activations. On the CPU numpy's matmul runs it (for a is b it uses
     the symmetric rank-k BLAS routine, half the work): measured ~1.5x torch's float64 matmul
-    here (code/bench_svcca.py)."""
+    here (code/bench/bench_svcca.py)."""
     if a.device.type == "cpu":
         an = a.numpy()
         return torch.from_numpy(an @ (an if b is a else b.numpy()).T)

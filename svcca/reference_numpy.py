@@ -1,6 +1,6 @@
 """A straightforward numpy implementation of the public reference algorithm (google/svcca's
 cca_core and pwcca, as Raghu et al. 2017 and Morcos et al. 2018 describe it), step by step
-(np.cov, pinv, eigh, svd, QR). It is the baseline of code/bench_svcca.py
+(np.cov, pinv, eigh, svd, QR). It is the baseline of code/bench/bench_svcca.py
 and an independent check in the tests; the package's own functions are the fast path.
 Written here from the description, not copied; the Y-branch slip of the public PWCCA is fixed."""
 from __future__ import annotations

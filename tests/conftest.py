@@ -33,6 +33,8 @@ def mnist():
 def script(path):
     """A script of the repository as a module (scripts import the library, not each other)."""
     path = REPO_ROOT / path
+    if str(path.parent) not in sys.path:  # as Python runs a script: its folder first
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -42,10 +44,16 @@ def script(path):
 SCRIPTS = {}
 
 
+def script_path(name):
+    """code/<name>.py, code/bench/<name>.py or code/studies/<name>.py: where the script is."""
+    return next(f"{room}/{name}.py" for room in ("code", "code/bench", "code/studies")
+                if (REPO_ROOT / room / f"{name}.py").exists())
+
+
 def main(name, *args):
-    """code/<name>.py's main(argv) in this process, as the command line would call it:
-    (returncode, stdout, stderr), SystemExit's code included."""
-    module = SCRIPTS.setdefault(name, script(f"code/{name}.py"))
+    """A script's main(argv) in this process (name: its file's stem, script_path), as the
+    command line would call it: (returncode, stdout, stderr), SystemExit's code included."""
+    module = SCRIPTS.setdefault(name, script(script_path(name)))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:

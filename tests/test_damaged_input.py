@@ -240,14 +240,14 @@ def test_evaluate_paths_that_are_files(grid, tmp_path):
 def test_missing_md_names_paths_relative_to_the_repository(tmp_path):
     """Committed outputs name no machine's folders: a grid inside the repository is named from
     its root in MISSING.md."""
-    from al2.analyses.evaluation import missing_parts
+    from al2.analyses.evaluation import Evaluation, missing
     from al2.paths import shown
     from al2.analyses.runs import discover_runs
     inside = REPO_ROOT / "results" / "runs" / f"test-{tmp_path.name}"
     try:
         assert main("train", *TINY, "--epochs", "2", "--time-budget", "0.00001",
                     "--out", str(inside)).returncode == 0
-        problems = missing_parts(discover_runs(inside), inside)
+        problems = missing(Evaluation(discover_runs(inside), inside, tmp_path))
         assert problems and f"results/runs/test-{tmp_path.name} has not finished" in problems[0]
         assert str(REPO_ROOT) not in "".join(problems)
         assert shown(tmp_path) == str(tmp_path)   # outside the repository: as it is

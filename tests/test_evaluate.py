@@ -161,9 +161,9 @@ def test_recomputed_representations_equal_the_saved_ones(grid_dir):
     authors' layout: (N, 50, 4, 4) -> (N, 4, 4, 50) -> (16 N, 50), transposed."""
     runs = al2.analyses.runs.discover_runs(grid_dir)
     x = normalize(al2.load_mnist()[2][:40])
-    problems = []
-    recomputed = al2.analyses.similarity.recomputed_representations(runs, 2, x, problems)
-    assert not problems and set(recomputed) == {r.name for r in runs}
+    ev = al2.analyses.evaluation.Evaluation(runs, grid_dir, grid_dir.parent / "eval")
+    recomputed = al2.analyses.similarity.recomputed_representations(ev, 2, x)
+    assert not ev.problems and set(recomputed) == {r.name for r in runs}
     for r in runs:
         saved = al2.analyses.similarity.saved_representation(r, 2, None)
         assert saved.shape == recomputed[r.name].shape == (50, 40 * 16)

@@ -22,13 +22,15 @@ from al2.training.config import GridConfig
 from al2.files import save_torch
 from al2.training.inference import trunk_features
 from al2.training.model import StackedLeNet
+import al2.speed.variants
+from al2.speed.variants import Variants
 from al2.paths import REPO_ROOT
 from conftest import script
 from test_training import TINY, assert_same_run
 
 
 carry = script("scripts/gpu_job/carry.py")
-probe_step = script("code/probe_step.py")
+probe_step = script("code/bench/probe_step.py")
 JOB = REPO_ROOT / "scripts" / "gpu_job" / "run.sh"
 
 
@@ -134,8 +136,8 @@ def test_the_job_path_imports_everything_on_a_machine_without_the_repository_ins
     assert done.returncode != 0 and "No module named 'al2'" in done.stderr
     export = next(line for line in JOB.read_text().splitlines()
                   if line.startswith("export PYTHONUNBUFFERED"))
-    entry_points = ["code/train.py", "code/probe_step.py", "code/evaluate.py",
-                    "code/speed_report.py", "scripts/gpu_job/carry.py"]
+    entry_points = ["code/train.py", "code/bench/probe_step.py", "code/evaluate.py",
+                    "code/bench/speed_report.py", "scripts/gpu_job/carry.py"]
     # each entry point as `python ENTRY --help` runs it (as __main__, its folder first on the
     # path), in one interpreter so that torch is imported once
     run_all = ("import runpy, sys\n"
@@ -193,7 +195,7 @@ def cpu_stands_in_for_cuda(monkeypatch, capture_error: str):
 
     def refuse(*args, **kwargs):
         raise RuntimeError(capture_error)
-    monkeypatch.setattr(al2.training.stack, "graph_capture_possible", lambda device: True)
+    monkeypatch.setattr(al2.speed.variants, "graph_capture_possible", lambda device: True)
     monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: Stream())
     monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: Stream())
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
@@ -205,11 +207,12 @@ def test_a_failed_capture_trains_eagerly_from_the_same_state(tmp_path, monkeypat
     stderr, the warm-up undone, and the grid trains eagerly to the same end as a grid trained
     eagerly from the start; config.json records the step and the error."""
     grid = GridConfig(baselines=["bare", "do"], al2="both", epochs=2, lr=0.05, **TINY)
-    al2.train_grid(grid, tmp_path / "eager", device="cpu", progress=False, cuda_graph=False)
+    al2.train_grid(grid, tmp_path / "eager", device="cpu", progress=False,
+                   speed=Variants(cuda_graph=False))
     with monkeypatch.context() as m:
         cpu_stands_in_for_cuda(m, "CUDA error: operation not permitted when stream is capturing")
         al2.train_grid(grid, tmp_path / "fallback", device="cpu", progress=False,
-                       cuda_graph=True)
+                       speed=Variants(cuda_graph=True))
     err = capfd.readouterr().err
     assert err.count("the CUDA graph capture failed") == 1 and "runs eagerly" in err, err
     for run in grid.runs():
@@ -243,12 +246,12 @@ def test_the_probe_survives_any_one_failing_measurement(monkeypatch, failing):
             v["trunk"] == "streams" if failing == "timing" else runs == 8) else
             timing(v, runs, *a))
     else:  # the streams trainer fell back to the eager step: not that variant's speed
-        class FellBack(probe_step.Trainer):
-            def __init__(self, *args, trunk="grouped", **kwargs):
-                super().__init__(*args, trunk=trunk, **kwargs)
-                if trunk == "streams":
-                    self.graph_error = "RuntimeError: capture refused"
-        monkeypatch.setattr(probe_step, "Trainer", FellBack)
+        class FellBack(probe_step.Variants):
+            def __call__(self, trainer):
+                env = super().__call__(trainer)
+                return {**env, "cuda_graph_error": "RuntimeError: capture refused"} \
+                    if self.trunk == "streams" else env
+        monkeypatch.setattr(probe_step, "Variants", FellBack)
     result = probe_step.probe(SimpleNamespace(**PROBE), torch.device("cpu"))
     result["table"] = table = probe_step.table(result)
     rows = {r["trunk"]: r for r in result["rows"]}
@@ -359,7 +362,7 @@ def test_the_probe_fails_a_variant_that_computes_another_function(monkeypatch):
     hands the runs' features to the head in the wrong order is refused, the correct one passes
     (CPU: the variants' static-buffer path)."""
     from dataclasses import asdict
-    grid = GridConfig(**{**asdict(al2.training.config.grid_of_size(14)), "subset": 64, "test_subset": 64})
+    grid = GridConfig(**{**asdict(al2.training.presets.grid_of_size(14)), "subset": 64, "test_subset": 64})
     cpu = torch.device("cpu")
     reference = probe_step.run_check(probe_step.float64_trainer(grid, cpu, "grouped", False), 1)
     variant = {"trunk": "streams", "cudnn_benchmark": False}

@@ -38,7 +38,7 @@ def test_the_top_level_table1_is_the_one_the_readme_names():
 
 
 def test_every_flag_the_readme_names_exists():
-    bench = SCRIPTS.setdefault("bench_train", script("code/bench_train.py"))
+    bench = SCRIPTS.setdefault("bench_train", script("code/bench/bench_train.py"))
     helps = main("train", "--help").stdout + main("evaluate", "--help").stdout + \
         bench.build_parser().format_help() + \
         (REPO_ROOT / "scripts" / "gpu_job" / "run.sh").read_text()

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import al2
+import al2.method.loss
 from al2 import remedies
 from al2.training.config import GridConfig
 
@@ -38,7 +39,7 @@ def test_each_loss_equals_its_formula_per_sample(batch):
         "sce": (lambda lp, t: remedies.sce_loss(lp, t, alpha, beta, A),
                 lambda p, c: alpha * -math.log(p[c]) +
                 beta * -sum(p[k] * (0.0 if k == c else A) for k in range(10))),
-        "ce": (remedies.cross_entropy_loss, lambda p, c: -math.log(p[c])),
+        "ce": (al2.method.loss.cross_entropy, lambda p, c: -math.log(p[c])),
     }
     for name, (loss, formula) in formulas.items():
         stacked = loss(log_probs, y)                                        # (R,) one per run
@@ -51,7 +52,7 @@ def test_each_loss_equals_its_formula_per_sample(batch):
     assert remedies.label_smoothing_loss(log_probs[0], y, 0.1).item() == pytest.approx(
         F.cross_entropy(log_probs[0], y, label_smoothing=0.1).item(), rel=1e-12)
     assert remedies.gce_loss(log_probs[0], y, 1e-6).item() == pytest.approx(
-        remedies.cross_entropy_loss(log_probs[0], y).item(), rel=1e-5)
+        al2.method.loss.cross_entropy(log_probs[0], y).item(), rel=1e-5)
 
 
 def test_mixup_loss_and_inputs(batch):

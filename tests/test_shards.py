@@ -9,7 +9,8 @@ import torch
 
 import al2
 import al2.analyses.runs
-from al2.training.config import PRESETS, GridConfig, GridError
+from al2.training.config import GridConfig, GridError
+from al2.training.presets import PRESETS
 from al2.paths import REPO_ROOT
 from al2.training.shards import shard_runs
 from conftest import evaluate, main, read

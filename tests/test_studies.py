@@ -1,5 +1,5 @@
-"""The studies' own measurements (code/diagnose_collapse.py, code/study_ramps.py,
-code/claims.py) against independent computations: the AL2 term's gradient at the trunk output
+"""The studies' own measurements (code/studies/diagnose_collapse.py, code/studies/study_ramps.py,
+code/studies/claims.py) against independent computations: the AL2 term's gradient at the trunk output
 in closed form, the probe changing no weight, the ramp study's choice and intervals recomputed
 from its run folders, the claims' figures recomputed from the committed CSVs."""
 import math
@@ -9,7 +9,8 @@ import torch
 from scipy import stats
 
 import al2.training.plan
-from al2.training.config import PRESETS, GridConfig
+from al2.training.config import GridConfig
+from al2.training.presets import PRESETS
 from al2.training.data import load_grid_data
 from al2.paths import REPO_ROOT
 from al2.analyses.runs import discover_runs
@@ -21,7 +22,7 @@ def test_the_probe_gives_the_closed_form_al2_gradient_and_changes_no_weight():
     """d(w mean(a^2))/da = 2 w a / (n * 800): its norm is 2 w ||a|| / (n * 800) per run; the
     fit loss's gradient is the autograd of that loss alone; the weights and their gradients
     are untouched."""
-    diagnose = script("code/diagnose_collapse.py")
+    diagnose = script("code/studies/diagnose_collapse.py")
     grid = GridConfig(**{**PRESETS["remedies-quick"], "baselines": ["bare", "gce", "mixup"],
                          "replicates": 1, "subset": 128, "validation": 0})
     runs = grid.runs()
@@ -29,10 +30,11 @@ def test_the_probe_gives_the_closed_form_al2_gradient_and_changes_no_weight():
                                                  label_seeds=al2.training.plan.label_seeds(runs)))
     trainer.train_epoch(0, torch.full((len(runs),), 0.5))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    grads = [q.grad.clone() for q in trainer.model.parameters()]   # the last step's
     w = torch.tensor([0.0, 2.0] * 3)
     p = diagnose.probe(trainer, w, 64)
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
-    assert all(q.grad is None for q in trainer.model.parameters())
+    assert all(torch.equal(q.grad, g) for q, g in zip(trainer.model.parameters(), grads))
     trainer.model.eval()
     with torch.no_grad():
         _, features = trainer.model(trainer.batch(torch.arange(64)[None]).x)   # (64, R, 800)
@@ -52,10 +54,20 @@ def test_the_probe_gives_the_closed_form_al2_gradient_and_changes_no_weight():
 def test_the_ramp_study_chooses_on_validation_and_states_paired_intervals(tmp_path):
     """Three tiny ramp grids: ramps.csv's choice is the ramp with the best mean last-epoch
     noisy-validation accuracy (recomputed from the run folders), and the chosen-minus-preset
-    difference in ramps.md is scipy's paired t-interval."""
-    study = script("code/study_ramps.py")
-    assert study.main(["--epochs", "1", "--subset", "128", "--replicates", "2",
-                       "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    difference in ramps.md is scipy's paired t-interval. The fresh replicates (2 and 3) are
+    runs of their own, never of the choice, and out_of_sample.csv's figures are their paired
+    differences against the loss alone."""
+    study = script("code/studies/study_ramps.py")
+    assert study.main(["--epochs", "1", "--subset", "128", "--replicates", "2", "--fresh", "2",
+                       "--fresh-first", "2", "--runs", str(tmp_path / "runs"),
+                       "--out", str(tmp_path / "out")]) == 0
+    fresh = discover_runs(tmp_path / "runs" / "fresh-threshold-50")
+    assert {r.replicate for r in fresh} == {2, 3} and len(fresh) == 12
+    out = [r for r in read(tmp_path / "out" / "out_of_sample.csv")
+           if r["loss"] == "cross-entropy" and r["measure"] == "final"]
+    test = {(r.baseline, r.use_al2, r.replicate): r.metric("test_acc", 1) for r in fresh}
+    d = [test[("bare", True, k)] - test[("bare", False, k)] for k in (2, 3)]
+    assert float(out[0]["mean_diff"]) == pytest.approx(sum(d) / 2) and out[0]["n"] == "2"
     rows = read(tmp_path / "out" / "ramps.csv")
     grids = {t: discover_runs(tmp_path / "runs" / f"threshold-{t:g}") for t in study.THRESHOLDS}
     for baseline, loss in study.FITS.items():
@@ -77,36 +89,49 @@ def test_the_ramp_study_chooses_on_validation_and_states_paired_intervals(tmp_pa
         assert math.isfinite(mean)
 
 
-def test_the_claims_figures_recomputed_from_the_committed_results(tmp_path):
-    """code/claims.py on the committed results: a paired difference and its t-interval, and an
-    ablation relative to the unablated network, recomputed here with scipy from the CSVs; a
-    results folder without them is one line and exit 2, nothing written."""
-    result = main("claims", "--out", str(tmp_path))
+def test_the_claims_figures_recomputed_from_the_committed_per_run_rows(tmp_path):
+    """code/studies/claims.py on the committed results: figures of three kinds recomputed here
+    with scipy from the per-run rows (a paired t-interval from selection.csv, the ablation's
+    share of above-chance accuracy kept from ablation.csv, a paired L_r ratio from runs.csv);
+    the README's claims table is exactly what it writes (--check); a results folder without the
+    rows is one line and exit 2, nothing written."""
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO_ROOT / "README.md").read_text())
+    result = main("claims", "--out", str(tmp_path), "--readme", str(readme))
     assert result.returncode == 0, result.stderr
+    assert readme.read_text() == (REPO_ROOT / "README.md").read_text(), \
+        "the README's claims table differs from what code/studies/claims.py writes: run it"
+    assert main("claims", "--check").returncode == 0
     rows = {r["measure"]: r for r in read(tmp_path / "claims.csv")}
-    assert (tmp_path / "claims.md").read_text().count("**") == 2 * len(rows)
-    sel = read(REPO_ROOT / "results" / "replicates-quick" / "selection.csv")
+    results = REPO_ROOT / "results" / "replicates-quick"
 
-    def final(baseline, al2):
-        return {r["replicate"]: float(r["final_test_acc"]) for r in sel
-                if r["baseline"] == baseline and r["al2"] == str(al2)}
-    a, b = final("bare", True), final("bn", False)
-    d = [a[k] - b[k] for k in sorted(a)]
-    low, high = stats.t.interval(0.95, len(d) - 1, loc=stats.tmean(d), scale=stats.sem(d))
+    def interval(d):
+        return stats.t.interval(0.95, len(d) - 1, loc=sum(d) / len(d), scale=stats.sem(d))
+    sel = read(results / "selection.csv")
+    final = {(r["baseline"], r["al2"], int(r["replicate"])): float(r["final_test_acc"])
+             for r in sel}
+    d = [final[("bare", "True", k)] - final[("bn", "False", k)] for k in range(5)]
     got = rows["final test acc., Bare + AL2 - BN"]
-    assert float(got["mean"]) == pytest.approx(sum(d) / len(d))
-    assert (float(got["low"]), float(got["high"])) == pytest.approx((low, high))
-    assert int(got["ahead"]) == sum(x > 0 for x in d) and int(got["n"]) == len(d)
+    assert (float(got["mean"]), float(got["low"]), float(got["high"])) == \
+        pytest.approx((sum(d) / 5, *interval(d)))
+    assert int(got["ahead"]) == sum(x > 0 for x in d) and int(got["n"]) == 5
     abl = {(r["run"], r["fraction"]): float(r["acc_test"])
-           for r in read(REPO_ROOT / "results" / "replicates-quick" / "ablation.csv")
-           if r["mode"] == "unit"}
-    rel = [abl[(f"bare_al2_s0_r{k}", "0.5")] / abl[(f"bare_al2_s0_r{k}", "0.0")]
-           - abl[(f"bare_plain_s0_r{k}", "0.5")] / abl[(f"bare_plain_s0_r{k}", "0.0")]
-           for k in range(5)]
-    got = rows["BARE, 50% of channels zeroed, relative: AL2 - plain"]
-    assert float(got["mean"]) == pytest.approx(sum(rel) / 5)
+           for r in read(results / "ablation.csv") if r["mode"] == "element"}
+
+    def kept(run):
+        return (abl[(run, "0.5")] - 10) / (abl[(run, "0.0")] - 10)
+    d = [kept(f"bare_al2_s0_r{k}") - kept(f"bare_plain_s0_r{k}") for k in range(5)]
+    got = rows["element mode, 50% zeroed, share above chance: Bare + AL2 - Bare"]
+    assert (float(got["mean"]), float(got["low"]), float(got["high"])) == \
+        pytest.approx((sum(d) / 5, *interval(d)))
+    lr = {(r["baseline"], r["al2"], int(r["replicate"])): float(r["train_Lr"])
+          for r in read(results / "runs.csv") if r["epoch"] == "35"}
+    logs = [math.log(lr[("bare", "False", k)] / lr[("do", "False", k)]) for k in range(5)]
+    got = rows["L_r at epoch 35, Bare / DO (paired ratio)"]
+    assert float(got["mean"]) == pytest.approx(math.exp(sum(logs) / 5))
+    assert float(got["low"]) == pytest.approx(math.exp(interval(logs)[0]))
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = main("claims", "--results", str(empty))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    result = main("claims", "--results", str(empty), "--readme", str(readme))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "claims.py: error:" in result.stderr and not any(empty.iterdir())

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import al2
 import al2.analyses.evaluation
+import al2.training.folder
 import al2.training.plan
 import al2.analyses.runs
 from al2.training.config import GridConfig
@@ -18,6 +19,7 @@ from al2.training.data import load_grid_data
 from al2.training.model import LeNet, StackedLeNet, lenet_from_seed
 from al2.method.remedies import mixup_draws
 from al2.speed.graph import StaticStep
+from al2.speed.variants import TRUNKS, Variants, install_trunk
 from al2.training.rng import DROPOUT_STREAM, ORDER_STREAM, epoch_generator
 from al2.training.stack import Trainer
 from al2.paths import REPO_ROOT
@@ -175,7 +177,8 @@ def train_stacked_and_compare_in_float64(grid, trunk):
     runs, cpu = grid.runs(), torch.device("cpu")
     data = load_grid_data(grid, cpu, label_seeds=al2.training.plan.label_seeds(runs))
     data.train_x = data.train_x.double()
-    trainer = Trainer(grid, runs, data, trunk=trunk)
+    trainer = Trainer(grid, runs, data)
+    install_trunk(trainer, trunk)
     weights = hand_weights(grid, grid.epochs)
     lc_means = []
     for i in range(grid.epochs):
@@ -197,7 +200,7 @@ def train_stacked_and_compare_in_float64(grid, trunk):
     return trainer
 
 
-@pytest.mark.parametrize("trunk", StackedLeNet.TRUNKS)
+@pytest.mark.parametrize("trunk", TRUNKS)
 def test_stacked_engine_equals_runs_trained_alone_in_float64(float64, trunk):
     """The stacked trainer (StackedLeNet + Eq. 1 summed over runs + the flat per-run SGD) is
     the same computation as R plain LeNets with torch.optim.SGD on the same batches: all four
@@ -231,7 +234,8 @@ def test_train_grid_matches_runs_trained_alone(tmp_path, trunk):
     winner and move a weight by ~1e-3, rightly either way: their weights are compared in
     float64 (test_stacked_engine_equals_runs_trained_alone_in_float64)."""
     grid = GridConfig(**EQUIV_GRID)
-    summary = al2.train_grid(grid, tmp_path / "g", device="cpu", progress=False, trunk=trunk)
+    summary = al2.train_grid(grid, tmp_path / "g", device="cpu", progress=False,
+                             speed=Variants(trunk))
     assert summary["runs"] == [r.name for r in grid.runs()]
     data = load_grid_data(grid, torch.device("cpu"))
     for r, run in enumerate(grid.runs()):
@@ -279,7 +283,7 @@ def test_checkpoint_reproduces_metrics_and_activations(tmp_path):
     for run in grid.runs():
         rows = read_metrics(tmp_path / run.name / "metrics.csv")
         assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-        assert list(rows[0]) == al2.training.records.METRIC_COLUMNS
+        assert list(rows[0]) == al2.training.folder.METRIC_COLUMNS
         config = json.loads((tmp_path / run.name / "config.json").read_text())
         assert config["activation_images"] == 8 and config["grid"]["epochs"] == 2
         assert "torch" in config["environment"]
@@ -574,7 +578,7 @@ def test_static_step_equals_the_eager_step(grid_changes):
     for use_step in (False, True):
         trainer = Trainer(grid, grid.runs(), data)
         if use_step:
-            trainer.static = StaticStep(trainer, graph=False)
+            trainer.fast_step = StaticStep(trainer, graph=False)
         sums = []
         for i, w in enumerate((0.5, 2.0)):
             s = trainer.train_epoch(i, torch.tensor([w if r.use_al2 else 0.0
@@ -590,7 +594,7 @@ def test_static_step_equals_the_eager_step(grid_changes):
 
 @pytest.mark.parametrize("momentum", [0.5, 0.9])
 def test_the_flat_optimiser_equals_torch_sgd(momentum):
-    """speed.flat_sgd.FlatSGD (a speed variant, CUDA's default) against the plain optimiser
+    """speed.flat_sgd.FlatSGD (a speed variant the GPU probe may choose) against the plain optimiser
     (training.sgd.RunSGD: torch.optim.SGD with each run's weight decay added to its rows): two
     epochs of the paper's baselines with and without AL2 (weight decay, batch norm and dropout
     runs, the last partial batch). With the paper's momentum 0.5 they end with the same weights, momentum and metric
@@ -602,7 +606,8 @@ def test_the_flat_optimiser_equals_torch_sgd(momentum):
     data = load_grid_data(grid, torch.device("cpu"))
     results = []
     for optimizer in ("torch", "flat"):
-        trainer = Trainer(grid, grid.runs(), data, optimizer=optimizer)
+        trainer = Trainer(grid, grid.runs(), data)
+        Variants(optimizer=optimizer)(trainer)
         sums = [trainer.train_epoch(i, torch.tensor([w if r.use_al2 else 0.0
                                                      for r in grid.runs()]))
                 for i, w in enumerate((0.5, 2.0))]
@@ -667,3 +672,41 @@ def test_a_runs_dropout_masks_do_not_depend_on_its_grid(float64):
     for k in alone:
         assert torch.allclose(alone[k], first[k], atol=1e-12, rtol=0), k
         assert torch.allclose(alone[k], last[k], atol=1e-12, rtol=0), k
+
+
+def test_a_finished_grid_extended_equals_one_trained_that_long(tmp_path):
+    """`--epochs 6 --resume` on a finished 4-epoch grid (a noise sweep of two levels, with
+    dropout: every stack resumes, every mask stream continues) ends bit for bit where the
+    6-epoch grid trained from the start ends: every epoch's metrics, the weights, momentum and
+    metric history of the resume state. The configs and grid.json say 6 epochs and when the
+    grid was extended; the evaluation finds it finished. Another change is still refused in
+    one line, and so is a shorter grid."""
+    flags = ["--baselines", "bare,do", "--percent-corrupt", "50,75", "--lr", "0.05",
+             "--subset", "128", "--test-subset", "64", "--activation-images", "8",
+             "--checkpoint-epochs", "3", "--no-progress"]
+    assert main("train", *flags, "--epochs", "6", "--out", str(tmp_path / "a")).returncode == 0
+    assert main("train", *flags, "--epochs", "4", "--out", str(tmp_path / "b")).returncode == 0
+    shorter = main("train", *flags, "--epochs", "3", "--resume", "--out", str(tmp_path / "b"))
+    other = main("train", *flags, "--epochs", "6", "--lr", "0.1", "--resume",
+                 "--out", str(tmp_path / "b"))
+    for refused in (shorter, other):
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "not shortened" in shorter.stderr and "differs in epochs, lr)" in other.stderr
+    assert main("train", *flags, "--epochs", "6", "--resume",
+                "--out", str(tmp_path / "b")).returncode == 0
+    for run in al2.analyses.runs.discover_runs(tmp_path / "a"):
+        assert_same_run(tmp_path / "a" / run.name, tmp_path / "b" / run.name, epochs=6)
+        config = json.loads((tmp_path / "b" / run.name / "config.json").read_text())
+        assert config["grid"]["epochs"] == 6 and config["resumes"][-1]["epochs_before"] == 4
+        assert set(config["checkpoint_epochs"]) == {0, 1, 3, 4, 6}
+    for level in ("50", "75"):
+        a, b = (torch.load(tmp_path / x / f"resume-n{level}.pt") for x in "ab")
+        assert a["epoch"] == b["epoch"] == 6 and a["runs"] == b["runs"]
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        assert all(torch.equal(x, y) for x, y in zip(a["momentum"], b["momentum"]))
+        def history(state):  # NaN (epoch 0's training metrics) compared as text
+            return repr([[{k: v for k, v in row.items() if k != "wall_time_s"} for row in h]
+                         for h in state["history"]])
+        assert history(a) == history(b)
+    assert json.loads((tmp_path / "b" / "grid.json").read_text())["epochs"] == 6
+    assert al2.training.folder.GridFolder(tmp_path / "b").split.finished()

@@ -13,37 +13,46 @@ Four folders, in the order a reader meets them:
                           ModelPlan (what it knows of each run)
              plan         StackPlan, the one per-run plan: input groups, labels, data terms,
                           AL2 weights, weight decay, the model's plan
-             rng          each run's batch order and dropout streams, from its own seeds
-             stack        Trainer: the stacked runs, the step, one epoch, the test pass
+             rng          each run's batch order and dropout streams, from its own seeds;
+                          what an epoch draws (EpochDraws)
+             sgd          the optimiser: torch.optim.SGD with each run's weight decay
+             stack        Trainer: the stacked runs, the plain step, one epoch, the test pass
              grid         train_grid: the epoch loop (Part: one stack's epochs and stops)
              folder       GridFolder: a grid's folder, the one owner of its files
              records      what each epoch writes: metric rows, progress, checkpoints, resume
-             shards, stopping, inference   --shard K/N; stopping on a signal; all runs' outputs
-             device       device choice, TF32, cuDNN's algorithm search, environment
-  speed/     the variants around the plain step: graph (a CUDA graph), flat_sgd (one buffer),
-             trunks (other kernels for the stacked trunk)
+             shards, lock, stopping, inference   --shard K/N and the folder's split; its
+                          locks; stopping on a signal; all runs' outputs
+             device       device choice, threads, TF32, cuDNN's algorithm search, environment
+  speed/     the variants around the plain step, installed on a trainer from outside
+             (variants): graph (a CUDA graph), flat_sgd (one buffer), trunks (other kernels
+             for the stacked trunk)
   analyses/  what code/evaluate.py computes from a folder of runs
              runs, checkpoints   the runs and their checkpoints read back (load_checkpoint)
              report       Table 1 beside the paper's
              similarity   Sec. 5.1: the authors' statistics between representations
              ablation     Sec. 5.2: cumulative ablation for any head
              replicates   how sure a result is: early stopping, paired t-intervals
-             comparison   the remedies side by side; plotting; evaluation (all of it)
+             probe        beyond the paper: a linear probe of each trunk on clean labels
+             comparison   the remedies side by side; plotting; evaluation (all of it: the
+                          Evaluation that owns an output folder)
   errors, files, paths, cli   UserError; atomic writes, checked reads; paths; argparse types
+  moved       the module paths of before the sub-packages (al2.similarity, al2.schedule, ...)
 
-`import al2` loads the method and the training side; the analyses (al2.similarity, al2.ablation,
-al2.replicates, al2.comparison, ...: they need svcca, scipy and matplotlib) load on first use of
-their name.
+`import al2` loads the method, the training side and the checkpoint readers; the other analyses
+(al2.similarity, al2.ablation, al2.replicates, al2.comparison, ...: they need svcca, scipy and
+matplotlib) load on first use of their name.
 """
 import importlib
 
+from . import moved
 from .analyses.checkpoints import CheckpointError, load_checkpoint, load_trunk
 from .errors import UserError
 from .method import remedies
 from .method.loss import activation_loss, al2_loss
 from .method.regularizer import AL2, trunk_outputs
 from .method.schedule import AL2Schedule, get_map_weights
-from .training.config import BASELINES, PRESETS, GridConfig, GridError, RunSpec
+from .training.config import BASELINES, GridConfig, GridError, RunSpec
+from .training.presets import PRESETS
 from .training.data import DataError, corrupt_labels, load_mnist, normalize
 from .training.grid import TrainOptions, train_grid
 from .training.model import LeNet, StackedLeNet, lenet_from_seed
@@ -59,7 +68,8 @@ __all__ = ["AL2", "AL2Schedule", "BASELINES", "CheckpointError", "DataError", "G
            "remedies", "train_grid", "trunk_outputs"]
 
 ANALYSES = ("similarity", "ablation", "replicates", "comparison", "evaluation", "plotting",
-            "report", "runs")
+            "report", "runs", "probe")
+moved.install()
 
 
 def __getattr__(name: str):

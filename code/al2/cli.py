@@ -50,3 +50,8 @@ def shard_spec(text: str) -> tuple[int, int]:
     if not sep or n < 1 or not 0 <= k < n:
         raise argparse.ArgumentTypeError(f"--shard K/N needs N >= 1 and 0 <= K < N, got {text!r}")
     return k, n
+
+
+def optimizer_name(value: str) -> str:
+    """--optimizer's value; "auto" (older commands' default) is torch, what it always meant."""
+    return "torch" if value == "auto" else value

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -73,6 +74,12 @@ def save_json(obj, path: Path) -> None:
 
 def save_text(text: str, path: Path) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def significant(value: float, digits: int) -> float:
+    """`value` rounded to `digits` significant digits (NaN and infinities as they are): what a
+    results CSV carries of a float, so that the last bits of a kernel never show as a change."""
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else value
 
 
 def save_csv(rows: list[dict], path: Path, columns: list[str] | None = None) -> None:

@@ -64,14 +64,14 @@ def trained_epoch(runs: Path) -> int:
 
 
 def finished(runs: Path) -> bool:
-    return GridFolder(runs).finished()
+    return GridFolder(runs).split.finished()
 
 
 def folder_state(runs: Path) -> str:
     """none (no grid there), unfinished or finished."""
     folder = GridFolder(runs)
     return "none" if not folder.grid_file.exists() else \
-        "finished" if folder.finished() else "unfinished"
+        "finished" if folder.split.finished() else "unfinished"
 
 
 def copy_records(runs: Path, out: Path) -> int:

@@ -65,8 +65,8 @@ PY
 
 probe() {  # once per machine: the choice is kept in $NOTES/probe.json for a resumed call
     [ -s "$NOTES/probe.json" ] && return 0
-    say "probe: every step variant checked in float64, then timed (code/probe_step.py)"
-    timeout 120 "$PY" code/probe_step.py --device "$DEVICE" --json "$NOTES/probe.json" \
+    say "probe: every step variant checked in float64, then timed (code/bench/probe_step.py)"
+    timeout 120 "$PY" code/bench/probe_step.py --device "$DEVICE" --json "$NOTES/probe.json" \
         ${PROBE_ARGS:-} || say "probe failed: training takes the default step"
 }
 
@@ -102,7 +102,7 @@ evaluate() {  # whatever is trained: a grid short of its end gets MISSING.md bes
     timeout $(( $(left) - PACK_S )) "$PY" code/evaluate.py --runs "$RUNS" --out "$RESULTS" \
         --device "$DEVICE" ${EVAL_ARGS:-} 2>&1 | tee -a "$NOTES/job.log" \
         || say "evaluate.py listed gaps (MISSING.md) or stopped"
-    "$PY" code/speed_report.py --runs "$RUNS" --out "$RESULTS/speed.md" \
+    "$PY" code/bench/speed_report.py --runs "$RUNS" --out "$RESULTS/speed.md" \
         --train-seconds "$(awk '{s += $1} END {print s + 0}' "$NOTES/train-seconds")" \
         --train-calls "$(wc -l < "$NOTES/train-seconds")" \
         --evaluate-seconds $(( $(date +%s) - start )) --probe "$NOTES/probe.json" > /dev/null \

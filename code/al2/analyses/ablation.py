@@ -8,19 +8,18 @@ For any trunk/head model: `cumulative_ablation(head, features, labels)`. For a g
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..files import save_csv
-from ..training.data import load_mnist, normalize
-from ..training.folder import GridFolder
 from ..training.inference import trunk_chunk, trunk_features
 from ..training.model import CHANNELS, POSITIONS, StackedLeNet
 from . import plotting
-from .checkpoints import stack_checkpoints
-from .runs import Run, label_groups
+from .runs import label_groups
+
+if TYPE_CHECKING:
+    from .output import Evaluation, Settings
 
 MODES = ("element", "unit")
 ABLATION_COLUMNS = ["run", "baseline", "al2", "seed", "epoch", "mode", "fraction", "draws",
@@ -105,53 +104,50 @@ def stacked_ablation(model: StackedLeNet, features: torch.Tensor, labels: dict, 
                                fractions, draws, seed, shared_dims=1)
 
 
-def write_ablation(runs: list[Run], grid, out: Path, epochs: list[int] | None, images: int,
-                   draws: int, seed: int, problems: list, runs_dir: Path,
-                   device: torch.device) -> list[dict]:
-    """ablation.csv/.png: every run at its last epoch (or `epochs`), element and unit mode, on
-    the first `images` training images (noisy and clean labels) and as many test images."""
-    train_x, train_y, test_x, test_y = load_mnist()
-    n_train = min(images, grid.subset or len(train_y))
-    n_test = min(images, grid.test_subset or len(test_y))
-    xs = {"train": normalize(train_x[:n_train]).to(device),
-          "test": normalize(test_x[:n_test]).to(device)}
+def write_ablation(ev: "Evaluation", s: "Settings") -> None:
+    """ablation.csv/.png: every run at its last epoch (or s.ablation_epochs), element and unit
+    mode, on the first s.ablation_images training images (noisy and clean labels) and as many
+    test images."""
+    n, grid = s.ablation_images, ev.grid
+    (train_x, train_y), (test_x, test_y) = (ev.images("train", min(n, grid.subset or n)),
+                                            ev.images("test", min(n, grid.test_subset or n)))
     rows = []
     # each noise level (and with labels per replicate, each replicate) has its own labels
-    for (level, _), group in label_groups(runs).items():
-        noisy = GridFolder(runs_dir).noisy_labels(grid, group[0], train_y, problems)
-        labels = {"train": {"acc_train_noisy": noisy[:n_train].to(device),
-                            "acc_train_clean": train_y[:n_train].to(device)},
-                  "test": {"acc_test": test_y[:n_test].to(device)}}
-        rows += ablation_rows(group, epochs, xs, labels, draws, seed, problems, device)
+    for (level, _), group in label_groups(ev.runs).items():
+        noisy = ev.noisy_labels(group[0])[:len(train_y)].to(ev.device)
+        sets = {"train": (train_x, {"acc_train_noisy": noisy, "acc_train_clean": train_y}),
+                "test": (test_x, {"acc_test": test_y})}
+        rows += ablation_rows(ev, group, s.ablation_epochs, sets, s.ablation_draws, s.seed)
     if rows:
-        save_csv(rows, out / "ablation.csv", ABLATION_COLUMNS)
-        plotting.ablation_png(rows, out / "ablation.png", {r.name: r.base_name for r in runs})
-    return rows
+        ev.save_csv(rows, "ablation.csv", ABLATION_COLUMNS)
+        names = {r.name: r.base_name for r in ev.runs}
+        ev.save_png("ablation.png", lambda path: plotting.ablation_png(rows, path, names))
 
 
-def ablation_rows(runs, epochs, xs, labels, draws, seed, problems, device) -> list[dict]:
+def ablation_rows(ev: "Evaluation", runs, epochs, sets: dict, draws: int,
+                  seed: int) -> list[dict]:
     """Ablation rows of runs that share their labels: at each run's last epoch (or `epochs`),
-    all runs' heads in one stacked pass."""
+    all runs' heads in one stacked pass. sets: name -> (images, {column: labels})."""
     fractions = ablation_fractions()
     rows = []
     for epoch in (epochs or sorted({r.epochs for r in runs})):
         due = [r for r in runs if epochs is not None or r.epochs == epoch]
         # by default each run is ablated at its own last epoch
-        model, group = stack_checkpoints(due, epoch, problems, device)
+        model, group = ev.stack(due, epoch)
         if model is None:
             continue
-        chunk = trunk_chunk(device, model.runs)
-        feats = {k: trunk_features(model, x, chunk) for k, x in xs.items()}  # (R, n, 800)
+        chunk = trunk_chunk(ev.device, model.runs)
+        feats = {k: trunk_features(model, x, chunk) for k, (x, _) in sets.items()}  # (R, n, 800)
         for mode in MODES:
             acc = {}
-            for k in xs:
-                acc.update(stacked_ablation(model, feats[k], labels[k], mode, fractions, draws,
+            for k, (_, labels) in sets.items():
+                acc.update(stacked_ablation(model, feats[k], labels, mode, fractions, draws,
                                             seed))
             for j, r in enumerate(group):
                 for i, frac in enumerate(fractions):
                     rows.append({"run": r.name, "baseline": r.baseline, "al2": r.use_al2,
                                  "seed": r.seed, "epoch": epoch, "mode": mode,
                                  "fraction": float(frac), "draws": draws,
-                                 "images": len(xs["train"]),
+                                 "images": len(sets["train"][0]),
                                  **{k: float(v[j, i]) for k, v in acc.items()}})
     return rows

@@ -13,19 +13,18 @@ trains remedies (config.REMEDIES) beside Bare, each without and with AL2, over r
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..files import save_csv, save_text
-from ..training.data import load_mnist, normalize
-from ..training.folder import GridFolder
 from ..training.inference import evaluate_stacked
 from . import plotting
-from .checkpoints import stack_checkpoints
 from .replicates import (CONFIDENCE, fmt_mean_sd, interval_text, mean_sd, selection,
                          t_interval)
 from .runs import Run, grid_order, label_groups
+
+if TYPE_CHECKING:
+    from .output import Evaluation
 
 NAMES = {"bare": "none (cross-entropy)", "bn": "batch norm", "do": "dropout",
          "wd": "weight decay", "ls": "label smoothing", "gce": "GCE", "sce": "SCE",
@@ -38,19 +37,16 @@ MEASURES = {"final": "final_test_acc", "early": "early_stopped_test_acc",
 
 
 @torch.no_grad()
-def training_fit(runs: list[Run], grid, runs_dir: Path, device: torch.device,
-                 problems: list) -> dict:
+def training_fit(ev: "Evaluation") -> dict:
     """run name -> {"train_Lc", "fitted"} at its last epoch, in eval mode on the grid's training
     images: the mean NLL of their noisy labels, and the % of the corrupted ones predicted as
     their (wrong) noisy label: how much of the noise the network memorised."""
-    train_x, train_y = load_mnist()[:2]
-    n = grid.train_images()
-    x = normalize(train_x[:n]).to(device)
+    x, clean = ev.images("train", ev.grid.train_images())
     out = {}
-    for _, group in label_groups(runs).items():
-        noisy = GridFolder(runs_dir).noisy_labels(grid, group[0], train_y, problems)[:n].to(device)
-        corrupted = noisy != train_y[:n].to(device)
-        model, kept = stack_checkpoints(group, lambda r: r.epochs, problems, device)
+    for _, group in label_groups(ev.runs).items():
+        noisy = ev.noisy_labels(group[0])[:len(x)].to(ev.device)
+        corrupted = noisy != clean
+        model, kept = ev.stack(group, lambda r: r.epochs)
         if model is None:
             continue
         _, loss_c = evaluate_stacked(model, x, noisy)
@@ -161,15 +157,13 @@ def ranking(rows: list[dict], configs: dict, short: str, label: str) -> list[str
     return lines
 
 
-def write_comparison(runs: list[Run], grid, out: Path, runs_dir: Path, device: torch.device,
-                     problems: list, title: str) -> list[str]:
+def write_comparison(ev: "Evaluation", title: str) -> None:
     """comparison.csv/.md/.png and comparison_curves.png for the grid's runs."""
-    fit = training_fit(runs, grid, runs_dir, device, problems)
-    rows = comparison_rows(runs, fit)
-    save_csv(rows, out / "comparison.csv", COLUMNS)
-    save_text(comparison_markdown(rows, runs, title), out / "comparison.md")
+    runs = ev.runs
+    rows = comparison_rows(runs, training_fit(ev))
+    ev.save_csv(rows, "comparison.csv", COLUMNS)
+    ev.save_text(comparison_markdown(rows, runs, title), "comparison.md")
     points = {(r["level"], r["baseline"], r["al2"]): [selection(x) for x in group]
               for r, group in zip(rows, configurations(runs).values())}
-    plotting.comparison_png(rows, points, out / "comparison.png")
-    plotting.curves_png(runs, out / "comparison_curves.png")
-    return ["comparison.csv", "comparison.md", "comparison.png", "comparison_curves.png"]
+    ev.save_png("comparison.png", lambda path: plotting.comparison_png(rows, points, path))
+    ev.save_png("comparison_curves.png", lambda path: plotting.curves_png(runs, path))

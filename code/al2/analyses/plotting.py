@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..files import atomic_write  # noqa: E402
-from .report import METRICS  # noqa: E402
+from ..training.data import CHANCE  # noqa: E402
 
 BASELINE_STYLE = {"bare": ("0.0", "o"), "bn": ("0.35", "s"), "do": ("0.55", "^"),
                   "wd": ("0.75", "D"),
@@ -38,9 +38,10 @@ def table1_png(rows: list[dict], path: Path, title: str) -> None:
     epochs = sorted({r["epoch"] for r in rows})
     index = {(r["baseline"], r["metric"], r["al2"], r["epoch"]): r for r in rows}
     baselines = list(dict.fromkeys(r["baseline"] for r in rows))
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))      # report.METRICS' order
     cell_text, row_labels, bold, shade = [], [], [], []
     for b in baselines:
-        for metric in METRICS:
+        for metric in metrics:
             for al2 in ("without", "with"):
                 if not any((b, metric, al2, e) in index for e in epochs):
                     continue
@@ -173,10 +174,19 @@ def similarity_png(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+def kept_above_chance(values: np.ndarray) -> np.ndarray:
+    """Accuracies (F, ...) with fraction 0 first -> the share (%) of the unablated accuracy
+    above chance that is kept: 100 (a - 10) / (a_0 - 10). Networks that start at different
+    accuracies compare on it without the chance floor favouring the one that starts lower."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # a network at chance: no share
+        return 100.0 * (values - CHANCE) / (values[:1] - CHANCE)
+
+
 def ablation_png(rows: list[dict], path: Path, groups: dict | None = None) -> None:
-    """Accuracy against the ablated fraction, per mode (rows) and evaluation set (columns): a
-    line per run, or with replicates (groups: run -> its name without the replicate) the mean
-    over a run's replicates with their min-max shaded."""
+    """The share of above-chance accuracy kept (kept_above_chance) against the ablated
+    fraction, per mode (rows) and evaluation set (columns): a line per run, or with replicates
+    (groups: run -> its name without the replicate) the mean over a run's replicates with their
+    min-max shaded. ablation.csv holds the raw accuracies."""
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     sets = [("acc_train_noisy", "train, noisy labels"), ("acc_train_clean", "train, clean labels"),
             ("acc_test", "test")]
@@ -192,8 +202,9 @@ def ablation_png(rows: list[dict], path: Path, groups: dict | None = None) -> No
                 if not sel:
                     continue
                 fractions = sorted({r["fraction"] for r in sel})
-                values = np.array([[r[column] for r in sel if r["fraction"] == f]
-                                   for f in fractions])                  # (F, replicates)
+                values = kept_above_chance(np.array(
+                    [[r[column] for r in sel if r["fraction"] == f] for f in fractions]))
+                # (F, replicates); fractions start at 0
                 gray, marker = BASELINE_STYLE.get(sel[0]["baseline"], ("0.0", "x"))
                 x = [100 * f for f in fractions]
                 ax.plot(x, values.mean(1), AL2_STYLE[sel[0]["al2"]], color=gray, marker=marker,
@@ -204,7 +215,7 @@ def ablation_png(rows: list[dict], path: Path, groups: dict | None = None) -> No
                                     lw=0)
             ax.set_title(f"{mode} ablation, {label} (epoch {last})", fontsize=9)
             ax.set_xlabel("activations zeroed (%)")
-            ax.set_ylabel("accuracy (%)")
+            ax.set_ylabel("above-chance accuracy kept (%)")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
@@ -269,31 +280,4 @@ def comparison_png(rows: list[dict], points: dict, path: Path) -> None:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
-    save_figure(fig, path)
-
-
-FIT_BASELINE = {"ce": "bare", "gce": "gce", "mixup": "mixup", "ls": "ls", "sce": "sce"}
-
-
-def collapse_png(rows: list[dict], path: Path) -> None:
-    """code/diagnose_collapse.py: per AL2 run, the gradient norms reaching the trunk's output
-    from the fit loss (solid) and the AL2 term (dashed), and the fraction of live outputs."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
-    for fit in dict.fromkeys(r["fit"] for r in rows):
-        mine = [r for r in rows if r["fit"] == fit and r["al2"]]
-        gray, marker = BASELINE_STYLE[FIT_BASELINE[fit]]
-        epochs = [r["epoch"] for r in mine]
-        for key, style in (("grad_fit", "-"), ("grad_al2", "--")):
-            top.semilogy(epochs, [max(r[key], 1e-12) for r in mine], style, color=gray,
-                         marker=marker, markersize=3,
-                         label=f"{fit} + AL2: {'fit loss' if key == 'grad_fit' else 'AL2 term'}")
-        bottom.plot(epochs, [100 * r["active"] for r in mine], "-", color=gray, marker=marker,
-                    markersize=3, label=f"{fit} + AL2")
-    top.set_ylabel("gradient norm at the trunk output")
-    top.legend(fontsize=7, ncol=2)
-    bottom.set_ylabel("trunk outputs > 0 (%)")
-    bottom.set_xlabel("epoch")
-    bottom.legend(fontsize=8)
-    top.set_title("Gradients reaching the trunk, and the trunk's live outputs (probe: 1,000 "
-                  "training images)", fontsize=9)
     save_figure(fig, path)

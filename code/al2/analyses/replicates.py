@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 import statistics
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scipy import stats
 
-from ..files import save_csv, save_text
+from .report import table_columns
 from .runs import Run, grid_order
+
+if TYPE_CHECKING:
+    from .output import Evaluation
 
 SELECTION_COLUMNS = ["run", "baseline", "al2", "seed", "replicate", "level", "epoch",
                      "final_test_acc", "val_epoch", "val_acc", "early_stopped_test_acc",
@@ -175,19 +178,16 @@ def selection_markdown(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_replicates(runs: list[Run], out: Path, epochs: list[int], title: str,
-                     paired: bool = True) -> list[str]:
+def write_replicates(ev: "Evaluation", title: str, paired: bool = True) -> None:
     """selection.csv/.md and, with `paired` (a grid of replicates), paired.csv/.md where AL2
-    and plain runs are paired. Returns the names written."""
-    runs = sorted(runs, key=grid_order)
+    and plain runs are paired, at Table 1's epoch columns."""
+    runs = sorted(ev.runs, key=grid_order)
     rows = [selection(r) for r in runs]
-    save_csv(rows, out / "selection.csv", SELECTION_COLUMNS)
-    save_text(selection_markdown(rows, title), out / "selection.md")
-    written = ["selection.csv", "selection.md"]
+    ev.save_csv(rows, "selection.csv", SELECTION_COLUMNS)
+    ev.save_text(selection_markdown(rows, title), "selection.md")
     early = any(not math.isnan(r["val_epoch"]) for r in rows)
+    epochs = [e for e, _ in table_columns(runs)]
     rows = paired_rows(runs, epochs, early) if paired else []
     if rows:
-        save_csv(rows, out / "paired.csv", PAIRED_COLUMNS)
-        save_text(paired_markdown(rows, title), out / "paired.md")
-        written += ["paired.csv", "paired.md"]
-    return written
+        ev.save_csv(rows, "paired.csv", PAIRED_COLUMNS)
+        ev.save_text(paired_markdown(rows, title), "paired.md")

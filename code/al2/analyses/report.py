@@ -1,13 +1,19 @@
-"""Table 1 of the paper, ours beside theirs (long CSV and Markdown; the picture is in plotting)."""
+"""Table 1 of the paper, ours beside theirs (long CSV and Markdown; the picture is in plotting),
+and the noise sweep's table."""
 from __future__ import annotations
 
 import csv
 import math
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..training.config import BASELINES
+from . import plotting
 from .runs import Run
+
+if TYPE_CHECKING:
+    from .output import Evaluation
 
 PAPER_TABLE = Path(__file__).parents[1] / "paper" / "table1.csv"  # the published numbers
 PAPER_EPOCHS = (100, 200, 300, 400, 500, 600, 700)
@@ -122,3 +128,76 @@ def table1_markdown(rows: list[dict], title: str) -> str:
                 cells.append(" / ".join(parts))
             lines.append(f"| {baseline.upper()} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+TABLE_LEVEL = 75.0  # Table 1's label noise (%)
+
+
+def table_level(runs: list[Run]) -> float:
+    """The noise level Table 1 shows: the paper's 75% if the grid has it, else its first."""
+    levels = sorted({r.level for r in runs})
+    return TABLE_LEVEL if TABLE_LEVEL in levels else levels[0]
+
+
+def table_runs(runs: list[Run]) -> list[Run]:
+    """The runs Table 1 averages: every baseline over the grid's `seeds` (extra instances of a
+    baseline, trained for Fig. 1, are left out so that every cell has the same seeds), at
+    Table 1's noise level."""
+    level = table_level(runs)
+    return [r for r in runs if r.in_table and r.level == level]
+
+
+def scale(runs: list[Run]) -> str:
+    """'quick preset, 35 epochs x 5 replicates': the scale a table's title names."""
+    g = runs[0].grid
+    return f"{g.preset} preset, {g.epochs} epochs" + \
+        (f" x {g.replicates} replicates" if g.replicates > 1 else "")
+
+
+def title(runs: list[Run]) -> str:
+    g = runs[0].grid
+    replicates = f" x {g.replicates} replicates (mean ± sd)" if g.replicates > 1 else ""
+    return (f"Table 1 reproduced, {g.preset} preset: {g.epochs} epochs, "
+            f"{g.train_images()} training images, {table_level(runs):g}% noise, "
+            f"{len(g.seeds)} seed(s){replicates}")
+
+
+def write_table1(ev: "Evaluation", title: str) -> None:
+    """Table 1's files; a problem instead while no run has reached the table's first epoch
+    column (a grid stopped early)."""
+    runs = table_runs(ev.runs)
+    rows = table1_rows(runs) if runs else []
+    if not rows:
+        if runs:
+            ev.problems.append("Table 1: no run has reached the table's first epoch column yet "
+                               "(train further, or --resume)")
+        return
+    ev.save_csv(rows, "table1.csv", TABLE_COLUMNS)
+    ev.save_text(table1_markdown(rows, title), "table1.md")
+    ev.save_png("table1.png", lambda path: plotting.table1_png(rows, path, title))
+
+
+NOISE_COLUMNS = ["baseline", "al2", "level", "epoch", "seeds", "test_acc", "test_acc_std",
+                 "train_Lc", "train_acc_noisy"]
+
+
+def write_noise(ev: "Evaluation") -> None:
+    """noise.csv / noise.png of a noise sweep: final test accuracy (mean and std over seeds and
+    replicates), L_c and the fit of the noisy labels against the noise level, per baseline,
+    without and with AL2."""
+    rows, groups = [], {}
+    for r in ev.runs:
+        groups.setdefault((r.baseline, r.use_al2, r.level), []).append(r)
+    for (baseline, use_al2, level), group in sorted(groups.items()):
+        epoch = min(r.epochs for r in group)
+        values = {c: [r.metric(c, epoch) for r in group]
+                  for c in ("test_acc", "train_Lc", "train_acc_noisy")}
+        rows.append({"baseline": baseline, "al2": "with" if use_al2 else "without",
+                     "level": level, "epoch": epoch, "seeds": len(group),
+                     "test_acc": statistics.fmean(values["test_acc"]),
+                     "test_acc_std": statistics.stdev(values["test_acc"]) if len(group) > 1
+                     else 0.0,
+                     "train_Lc": statistics.fmean(values["train_Lc"]),
+                     "train_acc_noisy": statistics.fmean(values["train_acc_noisy"])})
+    ev.save_csv(rows, "noise.csv", NOISE_COLUMNS)
+    ev.save_png("noise.png", lambda path: plotting.noise_png(rows, path))

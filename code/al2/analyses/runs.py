@@ -27,10 +27,11 @@ GRID_KEYS = ("epochs", "seeds", "preset", "subset", "test_subset", "percent_corr
 @dataclass
 class Run(RunSpec):
     """A trained run read back from its folder: the run type training builds from the grid
-    (config.RunSpec), rebuilt from its config.json, with the folder, the config as saved and
-    the metrics of every epoch (one dict per epoch, values as floats)."""
+    (config.RunSpec), rebuilt from its config.json, with the folder, that config.json as saved
+    (saved_config; RunSpec.config() is what training writes into it) and the metrics of every
+    epoch (one dict per epoch, values as floats)."""
     path: Path | None = None
-    config: dict = field(default_factory=dict)
+    saved_config: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
 
     @classmethod

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 import svcca
 
-from ..files import FileError, read_torch, save_csv, save_text
+from ..files import FileError, read_torch, significant
 from ..method.regularizer import trunk_outputs
 from ..paths import shown
 from ..training.inference import trunk_features
 from ..training.model import CHANNELS, FEATURES
 from . import plotting
-from .checkpoints import CheckpointError, stack_checkpoints
+from .checkpoints import CheckpointError
 from .replicates import mean_sd
 from .runs import Run
+
+if TYPE_CHECKING:
+    from .output import Evaluation, Settings
 
 # Our column name -> svcca.pairwise's statistic. The first three are what the authors'
 # evaluate.py reports (google/svcca, epsilon 1e-10): the truncated mean CCA (threshold 0.98),
@@ -149,7 +152,7 @@ def similarity_epochs(runs: list[Run]) -> list[int]:
     """The checkpoint epochs every run has. For grids of 100 epochs or more, the authors'
     choice (their evaluate.py: epochs 0, 100, ..., 500), extended to the run's end: 0, 1 (the
     authors' `epoch_0` file is written after the first epoch), then every 100th."""
-    planned = set.intersection(*(set(r.config.get("checkpoint_epochs", [])) for r in runs))
+    planned = set.intersection(*(set(r.saved_config.get("checkpoint_epochs", [])) for r in runs))
     trained = min(r.epochs for r in runs)   # less than planned when --time-budget stopped it
     common = sorted(e for e in planned if e <= trained)
     if all(r.checkpoint(trained).exists() for r in runs):
@@ -172,50 +175,61 @@ def saved_representation(run: Run, epoch: int, images: int | None) -> torch.Tens
     return spatial_points(feats[:images] if images else feats)
 
 
-def recomputed_representations(runs: list[Run], epoch: int, test_x: torch.Tensor,
-                               problems: list) -> dict:
+def recomputed_representations(ev: "Evaluation", epoch: int, test_x: torch.Tensor) -> dict:
     """name -> (50, 16 n) representations of every run at `epoch` on the images `test_x`,
     recomputed from the checkpoints' trunks: all runs in one StackedLeNet on test_x's device."""
-    model, kept = stack_checkpoints(runs, epoch, problems, test_x.device, trunk_only=True)
+    model, kept = ev.stack(ev.runs, epoch, trunk_only=True)
     if model is None:
         return {}
     feats = trunk_features(model, test_x)                                   # (R, n, 800)
     return {r.name: spatial_points(f) for r, f in zip(kept, feats)}
 
 
-def write_similarity(runs, out: Path, images: int | None, epochs: list[int] | None,
-                     problems: list, test_x, seed: int, device: torch.device,
-                     summary: bool = True) -> list[dict]:
-    """similarity.csv/.png (Sec. 5.1), and with `summary` similarity_summary.csv/.md (over the
-    instance pairs of a grid of replicates). test_x: the normalised test images on `device`
-    when the representations are recomputed from checkpoints (more images than were saved),
-    else None."""
-    pairs = similarity_pairs(runs)
-    rows = []
-    for epoch in epochs or similarity_epochs(runs):
-        if test_x is not None:
-            reps = recomputed_representations(runs, epoch, test_x[:images], problems)
-        else:
-            reps = {}
-            for r in runs:
-                try:
-                    reps[r.name] = saved_representation(r, epoch, images).to(device)
-                except CheckpointError as e:
-                    problems.append(str(e))
+def representations(ev: "Evaluation", epoch: int, images: int | None, test_x) -> dict:
+    """name -> (50, 16 n) representation of every run at `epoch`: recomputed on test_x (the
+    normalised test images, when more are asked for than were saved), else the saved ones."""
+    if test_x is not None:
+        return recomputed_representations(ev, epoch, test_x[:images])
+    reps = {}
+    for r in ev.runs:
+        try:
+            reps[r.name] = saved_representation(r, epoch, images).to(ev.device)
+        except CheckpointError as e:
+            ev.problems.append(str(e))
+    return reps
+
+
+VALUE_DIGITS = 6   # similarity values in the CSVs: a BLAS's last bits never show as a change
+
+
+def write_similarity(ev: "Evaluation", s: "Settings") -> None:
+    """similarity.csv/.png (Sec. 5.1), and for a grid of replicates similarity_summary.csv/.md
+    (over its instance pairs), at s.similarity_epochs (default: similarity_epochs) on
+    s.similarity_images test images (recomputed from the checkpoints when more than were saved
+    during training)."""
+    runs, images, test_x = ev.runs, s.similarity_images, None
+    if images and images > min(r.saved_config.get("activation_images", 0) for r in runs):
+        test_x = ev.images("test", images)[0]
+    pairs, rows = similarity_pairs(runs), []
+    for epoch in s.similarity_epochs or similarity_epochs(runs):
+        reps = representations(ev, epoch, images, test_x)
         usable = [p for p in pairs if p[1] in reps and (p[2].startswith("random:")
                                                          or p[2] in reps)]
-        for row in similarity_rows(reps, usable, epoch, seed):
-            row["datapoints"] = next(iter(reps.values())).shape[1]
-            rows.append(row)
-    if rows:
-        save_csv(rows, out / "similarity.csv", SIMILARITY_COLUMNS)
-        baseline_of = {r.name: r.baseline for r in runs}
-        plotting.similarity_png(figure_rows(rows, baseline_of), out / "similarity.png")
-        if summary:
-            table = similarity_summary(rows, baseline_of)
-            save_csv(table, out / "similarity_summary.csv", SUMMARY_COLUMNS)
-            save_text(summary_markdown(table), out / "similarity_summary.md")
-    return rows
+        for row in similarity_rows(reps, usable, epoch, s.seed):
+            rows.append({**row, "value": significant(row["value"], VALUE_DIGITS),
+                         "datapoints": next(iter(reps.values())).shape[1]})
+    if not rows:
+        return
+    ev.save_csv(rows, "similarity.csv", SIMILARITY_COLUMNS)
+    baseline_of = {r.name: r.baseline for r in runs}
+    ev.save_png("similarity.png",
+                lambda path: plotting.similarity_png(figure_rows(rows, baseline_of), path))
+    if ev.grid.replicates > 1:
+        table = similarity_summary(rows, baseline_of)
+        ev.save_csv([{k: significant(v, VALUE_DIGITS) if isinstance(v, float) else v
+                      for k, v in row.items()} for row in table],
+                    "similarity_summary.csv", SUMMARY_COLUMNS)
+        ev.save_text(summary_markdown(table), "similarity_summary.md")
 
 
 FIG1_BASELINE = "bare"   # Fig. 1 compares Bare instances (Sec. 5.1)
@@ -254,7 +268,8 @@ SUMMARY_KINDS = {"seeds_plain": "instances without AL2", "seeds_al2": "instances
 
 def summary_markdown(summary: list[dict]) -> str:
     """Fig. 1 as numbers: for the Bare baseline (or the first with instance pairs), each of the
-    authors' statistics per epoch over its pairs: mean ± sd (pairs) [min, max]."""
+    authors' statistics per epoch over its pairs: mean ± sd (pairs), range min–max (a range,
+    not an interval: the pairs share networks)."""
     with_pairs = [r["baseline"] for r in summary if r["pair"] == "seeds_plain"]
     if not with_pairs:
         return "No baseline has two instances of one type: no pairs to summarise.\n"
@@ -264,8 +279,9 @@ def summary_markdown(summary: list[dict]) -> str:
     epochs = sorted({r["epoch"] for r in summary if r["baseline"] == baseline})
     lines = [f"### Representation similarity of independently trained {baseline.upper()} "
              f"networks (Sec. 5.1, Fig. 1)", "",
-             "Each cell: mean ± sd (number of pairs) [min, max] over every pair of instances of "
-             "a type; the floor is each run against uniform random activations of its shape.",
+             "Each cell: mean ± sd (number of pairs), then the range min–max over every pair of "
+             "instances of a type (pairs share networks: no interval); the floor is each run "
+             "against uniform random activations of its shape.",
              ""]
     for stat in AUTHORS_STATISTICS:
         lines += [f"**{stat}**", "", "| epoch | " + " | ".join(SUMMARY_KINDS.values()) + " |",
@@ -276,7 +292,7 @@ def summary_markdown(summary: list[dict]) -> str:
                 r = index.get((e, kind, stat))
                 cells.append("–" if r is None or not r["pairs"] else
                              f"{r['mean']:.3f}" + (f" ± {r['sd']:.3f}" if r["pairs"] > 1 else "")
-                             + f" ({r['pairs']}) [{r['min']:.3f}, {r['max']:.3f}]")
+                             + f" ({r['pairs']}), {r['min']:.3f}–{r['max']:.3f}")
             lines.append(f"| {e} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

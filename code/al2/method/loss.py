@@ -31,14 +31,12 @@ def activation_loss(features: torch.Tensor, dims=None) -> torch.Tensor:
 
 
 def activation_l2(outputs: list[torch.Tensor]) -> torch.Tensor:
-    """L_r = mean(a**2) over every element of several outputs together (a trunk called more
-    than once between two penalties), in float32 at least (half-precision outputs are upcast,
-    float64 stays): AL2 on any network (regularizer.py)."""
-    device_type = outputs[0].device.type
-    with torch.autocast(device_type, enabled=False):
-        squares = sum(a.to(torch.promote_types(a.dtype, torch.float32)).pow(2).sum()
-                      for a in outputs)
-        return squares / sum(a.numel() for a in outputs)
+    """L_r (activation_loss) over every element of several outputs together (a trunk called
+    more than once between two penalties), in float32 at least (half-precision outputs are
+    upcast, float64 stays): AL2 on any network (regularizer.py)."""
+    with torch.autocast(outputs[0].device.type, enabled=False):
+        a = [o.to(torch.promote_types(o.dtype, torch.float32)) for o in outputs]
+        return activation_loss(a[0] if len(a) == 1 else torch.cat([o.flatten() for o in a]))
 
 
 def al2_term(loss_r: torch.Tensor, al2_weight) -> torch.Tensor:

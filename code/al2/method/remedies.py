@@ -42,9 +42,6 @@ DEFAULTS = {
 }
 
 
-cross_entropy_loss = cross_entropy  # L_c of Eq. 1 (loss.py), the data term the others replace
-
-
 def label_smoothing_loss(log_probs, targets, smoothing: float = DEFAULTS["label_smoothing"][0]):
     """Cross-entropy against (1 - eps) one-hot(y) + eps / C: (1 - eps)(-log p_y) + eps mean_k
     (-log p_k); torch.nn.functional.cross_entropy(..., label_smoothing=eps) per sample."""
@@ -115,8 +112,8 @@ FITS = ("ce", "ls", "gce", "sce", "mixup")   # the data term of a run (config.Ru
 def fit_loss(fit: str, log_probs, targets, params: dict, targets_b=None, lam=None):
     """The data term of a run of kind `fit` (FITS), its parameters from `params` (the grid's
     fields named in DEFAULTS); mixup also needs its second targets and lam."""
-    if fit == "ce":
-        return cross_entropy_loss(log_probs, targets)
+    if fit == "ce":  # L_c of Eq. 1 (loss.py), the data term the others replace
+        return cross_entropy(log_probs, targets)
     if fit == "ls":
         return label_smoothing_loss(log_probs, targets, params["label_smoothing"])
     if fit == "gce":
@@ -127,3 +124,11 @@ def fit_loss(fit: str, log_probs, targets, params: dict, targets_b=None, lam=Non
     if fit == "mixup":
         return mixup_loss(log_probs, targets, targets_b, lam)
     raise ValueError(f"unknown fit {fit!r}; choose from {FITS}")
+
+
+def __getattr__(name: str):
+    """cross_entropy_loss, this module's name for L_c before Eq. 1 had one home (loss.py): a
+    user's older code still imports it."""
+    if name == "cross_entropy_loss":
+        return cross_entropy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

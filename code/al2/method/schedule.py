@@ -18,9 +18,14 @@ def get_map_weights(epochs: int, start: float = MAP_START, threshold: float = MA
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     weights = [float(start)] if epochs else []
     for _ in range(1, epochs):
-        w = weights[-1]
-        weights.append(w * (fac1 if w < threshold else fac2))
+        weights.append(next_map_weight(weights[-1], threshold, fac1, fac2))
     return weights
+
+
+def next_map_weight(w: float, threshold: float, fac1: float, fac2: float) -> float:
+    """The authors' rule, one epoch on: w * fac1 while w is below the threshold, w * fac2
+    from it on."""
+    return w * (fac1 if w < threshold else fac2)
 
 
 class AL2Schedule:
@@ -41,7 +46,7 @@ class AL2Schedule:
     def step(self) -> float:
         """End of an epoch: the next epoch's weight, the authors' rule (fac1 below the
         threshold, fac2 from it on)."""
-        self.value *= self.fac1 if self.value < self.threshold else self.fac2
+        self.value = next_map_weight(self.value, self.threshold, self.fac1, self.fac2)
         self.epoch += 1
         return self.value
 

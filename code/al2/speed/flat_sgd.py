@@ -1,9 +1,9 @@
 """The optimiser on one flat buffer: training.sgd.RunSGD's rule (torch.optim.SGD with each run's
 weight decay) in fewer kernels; equal to it bit for bit at momentum 0.5. Not the default: on 2
-CPU cores code/bench_train.py measures it 0.995x torch.optim.SGD's speed (the bar is 1.10).
+CPU cores code/bench/bench_train.py measures it 0.995x torch.optim.SGD's speed (the bar is 1.10).
 On CUDA, where its few kernels were meant to help, it is a candidate of the step probe
-(code/probe_step.py), which the GPU job runs: `--optimizer flat` when the probe finds it faster;
-it has not been measured there yet."""
+(code/bench/probe_step.py), which the GPU job runs: `--optimizer flat` when the probe finds it
+faster; it has not been measured there yet. Installed from outside (variants.install_flat_sgd)."""
 from __future__ import annotations
 
 import torch
@@ -46,6 +46,8 @@ class FlatSGD:
         d.addcmul_(self.decay, self.flat)                                    # grad + wd_r p
         torch.add(d, self.momentum_buffer, alpha=self.momentum, out=self.momentum_buffer)
         self.flat.add_(self.momentum_buffer, alpha=-self.lr)
+
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 

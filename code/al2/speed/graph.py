@@ -1,4 +1,5 @@
-"""The training step replayed as a CUDA graph (on the CPU the same buffers run it eagerly)."""
+"""The training step replayed as a CUDA graph (on the CPU the same buffers run it eagerly):
+variants.install_graph makes it the trainer's `fast_step`."""
 from __future__ import annotations
 
 import torch
@@ -34,16 +35,23 @@ class StaticStep:
                     torch.arange(batch, device=dev).repeat(orders, 1)) \
             if trainer.plan.mixup else None                                     # (K,), (K, B)
         self.al2_weight = torch.zeros(model.runs, device=dev)                    # (R,)
+        self.weight_of_epoch = None             # the tensor al2_weight was last copied from
         self.graph = self.capture() if graph else None
 
     def eager(self) -> None:
         """The step itself, reading the static buffers."""
         self.trainer.step(self.idx, self.al2_weight, self.u, self.mix)
 
-    def __call__(self, idx: torch.Tensor, dropout_gens: list | None, mix=None) -> None:
-        """One step on the batch `idx` (K, B): copy it in, draw the dropout uniforms into their
-        buffer (the same draw as the eager path's), copy mixup's draws in, run or replay."""
+    def __call__(self, idx: torch.Tensor, al2_weight: torch.Tensor, dropout_gens: list,
+                 mix=None) -> None:
+        """One step on the batch `idx` (K, B) (Trainer.take_step's full batches): copy it in,
+        the AL2 weight (R,) when it is a new tensor (once an epoch), draw the dropout uniforms
+        into their buffer (the same draw as the eager path's), copy mixup's draws in, run or
+        replay."""
         self.idx.copy_(idx)
+        if al2_weight is not self.weight_of_epoch:
+            self.al2_weight.copy_(al2_weight)
+            self.weight_of_epoch = al2_weight
         if self.u is not None:
             self.trainer.draw_dropout(idx.shape[1], dropout_gens, out=self.u)
         if self.mix is not None:

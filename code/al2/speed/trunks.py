@@ -4,12 +4,12 @@ model's weights and returns what its `convolutions` returns, (N, R*50, 4, 4); `-
 CUDA, the step probe) picks one, and tests/test_training.py trains with each against R plain
 LeNets in float64.
 
-Measured by `python code/bench_train.py --trunks grouped,grouped-nchw,streams` on 2 CPU cores
+Measured by `python code/bench/bench_train.py --trunks grouped,grouped-nchw,streams` on 2 CPU cores
 (2026-12-05, torch.optim.SGD): 8 runs 7.81 / 8.30 / 8.36 s, 14 runs 15.71 / 16.50 / 13.86 s.
 Neither variant is the CPU default: grouped-nchw is slower at both sizes, and streams, 1.13x
 faster at 14 runs but 0.93x at 8, rounds differently in the last bits, so making it the
 default would change every number a CPU run gives. On CUDA they are candidates the probe times
-(code/probe_step.py); none has been measured there yet.
+(code/bench/probe_step.py); none has been measured there yet.
 """
 from __future__ import annotations
 

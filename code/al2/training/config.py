@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import UserError
 from ..method.remedies import DEFAULTS as REMEDY_DEFAULTS
+from ..method.schedule import MAP_FAC1, MAP_FAC2, MAP_START, MAP_THRESHOLD
 from .model import BN_INITS
 
 BASELINES = ("bare", "bn", "do", "wd")          # Table 1's (paper Sec. 4)
@@ -47,10 +48,10 @@ class GridConfig:
     batch_size: int = 64              # last partial batch kept
     weight_decay: float = 5e-4        # WD baseline (authors' help text: 5e-3 or 5e-4; README)
     dropout: float = 0.5              # DO baseline (authors' scripts)
-    map_start: float = 0.01           # get_map_weights(start, threshold, fac1, fac2)
-    map_threshold: float = 5.0
-    map_fac1: float = 1.1
-    map_fac2: float = 1.01
+    map_start: float = MAP_START      # get_map_weights(start, threshold, fac1, fac2): the
+    map_threshold: float = MAP_THRESHOLD  # authors' defaults (schedule.py)
+    map_fac1: float = MAP_FAC1
+    map_fac2: float = MAP_FAC2
     subset: int | None = None         # first N training images (None: all 60,000)
     test_subset: int | None = None    # first N test images for the per-epoch test metrics
     checkpoint_every: int = 10        # checkpoints at epoch 0, every K epochs, and the last
@@ -59,6 +60,9 @@ class GridConfig:
     tf32: bool = False                # CUDA: strict fp32 (the authors' 2019 GPUs had no TF32)
     # Beyond the paper: how sure a result is, and what a user without clean labels can do.
     replicates: int = 1               # independent repetitions of the whole grid (one: the paper)
+    # the number of the first replicate: fresh replicates, never trained before, of a grid whose
+    # first ones were used for a choice (code/studies/ramps.py's out-of-sample test)
+    first_replicate: int = 0
     corruption_per_replicate: bool = False  # each replicate its own corrupted labels
     validation: int = 0               # held-out training images with their corrupted labels
     # The remedies' parameters (remedies.DEFAULTS: their papers' values and sources).
@@ -100,6 +104,8 @@ class GridConfig:
             (self.checkpoint_every >= 1, "checkpoint interval must be >= 1"),
             (0 <= self.activation_images <= 10000, "activation images must lie in 0..10000"),
             (self.replicates >= 1, f"replicates must be >= 1, got {self.replicates}"),
+            (self.first_replicate >= 0,
+             f"the first replicate must be >= 0, got {self.first_replicate}"),
             (self.validation >= 0, f"validation images must be >= 0, got {self.validation}"),
             (self.train_images() >= 1 and self.train_images() + self.validation <= MNIST_TRAIN,
              f"{self.train_images()} training and {self.validation} validation images do not "
@@ -139,8 +145,12 @@ class GridConfig:
         flags = {"off": [False], "on": [True], "both": [False, True]}[self.al2]
         baselines = sorted(self.baselines, key=lambda b: b == "mixup")
         return [RunSpec(b, a, s, self, level, k) for level in self.levels()
-                for k in range(self.replicates) for b in baselines for a in flags
+                for k in self.replicate_numbers() for b in baselines for a in flags
                 for s in self.seeds_of(b)]
+
+    def replicate_numbers(self) -> range:
+        """The replicates' numbers: first_replicate, then the next replicates - 1."""
+        return range(self.first_replicate, self.first_replicate + self.replicates)
 
     def remedy_params(self) -> dict:
         """The remedies' parameters (remedies.fit_loss reads them)."""
@@ -186,7 +196,8 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return self.base_name + (f"_r{self.replicate}" if self.grid.replicates > 1 else "")
+        numbered = self.grid.replicates > 1 or self.grid.first_replicate > 0
+        return self.base_name + (f"_r{self.replicate}" if numbered else "")
 
     @property
     def key(self) -> int:
@@ -264,47 +275,3 @@ def full_grid(saved: dict) -> dict:
 
 class GridError(UserError):
     """A user-level problem with a grid, its output folder or the device; one-line message."""
-
-
-# Presets: named replacements of GridConfig's defaults (results/quick/README.md for quick).
-# paper: Table 1 (GridConfig's defaults) plus Fig. 1's 4 independently initialised Bare
-# instances. quick: a CPU-sized grid that still shows the paper's effect. The paper trains
-# 700 x 938 steps at lr 0.001; quick trains 35 x 125 steps at lr 0.05 on the first 8,000 images.
-# Its AL2 ramp is compressed by SGD progress (lr x steps): the paper's 66 ramp epochs are ~10
-# epochs here (fac1 1.86) and its first ~200 slow-phase epochs the remaining 25 (fac2 1.068).
-# The slow phase starts at 50 instead of 5: with 5, the bare AL2 run was memorising by epoch 30
-# in our trials (L_c 1.71, 15 points above plain). Fig. 1's comparison needs a seed pair of
-# each type: Bare gets one extra instance (seed 1).
-PRESETS = {
-    "paper": {"extra_seeds": {"bare": [1, 2, 3]}},
-    "quick": {"epochs": 35, "subset": 8000, "test_subset": 2000, "lr": 0.05,
-              "map_fac1": 1.86, "map_threshold": 50.0, "map_fac2": 1.068,
-              "checkpoint_every": 5, "extra_seeds": {"bare": [1]}},
-}
-# The studies beyond the paper (results/<name>/README.md), at the quick scale; the same flags on
-# top of the paper preset give them at paper scale. Fig. 1's instances are the replicates' Bare
-# runs (no extra seeds), 1,000 held-out noisy images select the early-stopping epoch (images
-# 8,000..8,999: the quick training set is unchanged).
-PRESETS["replicates-quick"] = {**PRESETS["quick"], "extra_seeds": {}, "replicates": 5,
-                               "validation": 1000}
-# Remedies for label noise beside Bare, each without and with AL2, 5 replicates like
-# replicates-quick (results/remedies-quick/README.md).
-PRESETS["remedies-quick"] = {**PRESETS["replicates-quick"],
-                             "baselines": ["bare", "ls", "gce", "sce", "mixup"]}
-
-
-def grid_of_size(runs: int, replicates: int = 1) -> GridConfig:
-    """A grid of the paper's setting with `runs` runs, for the benchmarks and the GPU probe:
-    1 (Bare without AL2), 14 (the default paper grid: Table 1 plus Fig. 1's Bare instances) or a
-    multiple of 8 (Table 1 x runs/8 seeds; with replicates, Table 1 x runs/8/replicates seeds x
-    replicates: the same number of runs, each replicate reading its own batch order)."""
-    paper = GridConfig(**PRESETS["paper"])
-    if runs == 1 and replicates == 1:
-        return GridConfig(baselines=["bare"], al2="off")
-    if runs == len(paper.runs()) and replicates == 1:
-        return paper
-    if runs < 8 or runs % (8 * replicates):
-        raise ValueError(f"a benchmark grid has 1, {len(paper.runs())} (the default paper grid) "
-                         f"or a multiple of 8 x replicates runs (Table 1 x seeds x replicates), "
-                         f"not {runs} with {replicates} replicate(s)")
-    return GridConfig(seeds=list(range(runs // 8 // replicates)), replicates=replicates)

@@ -35,6 +35,7 @@ from ..paths import resolve, shown
 # Table 1 setting: MNIST normalised with the usual mean and std of the training pixels in [0, 1].
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 NUM_CLASSES = 10
+CHANCE = 100.0 / NUM_CLASSES   # accuracy (%) of a guess among the classes
 
 # name -> (md5, size in bytes) of the four standard files
 MNIST_FILES = {

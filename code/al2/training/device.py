@@ -1,7 +1,8 @@
-"""Where a grid runs and in which number format: the device choice, TF32, cuDNN's algorithm
-search, the environment recorded in config.json."""
+"""Where a grid runs and in which number format: the device choice, the CPU threads, TF32,
+cuDNN's algorithm search, the environment recorded in config.json."""
 from __future__ import annotations
 
+import os
 import platform
 
 import torch
@@ -20,6 +21,26 @@ def select_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda"):
         raise GridError(f"unknown device {device!r}; choose auto, cpu or cuda")
     return torch.device(device)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """The CPU threads this process computes with: `threads` (train.py --threads), else Slurm's
+    CPUs per task (SLURM_CPUS_PER_TASK) inside a Slurm job, else torch's default, every core it
+    sees. Processes sharing a machine should divide its cores: two processes that each take
+    every core run slower than one after another (2.0x for two quick-grid shards on 2 cores,
+    8x seen with more runs), two with one thread each about as fast (1.07x; README, "Scaling
+    out"). The count is part of what makes a CPU run bit-identical: another count splits the
+    kernels' sums differently (measured: those shards with 1 thread differ from the same with 2
+    in every metric), so config.json records it and a resume should keep it. Returns the number
+    in use."""
+    if threads is None:
+        slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+        threads = int(slurm) if slurm.isdigit() and int(slurm) > 0 else None
+    if threads is not None:
+        if threads < 1:
+            raise GridError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def set_tf32(tf32: bool) -> None:
@@ -50,7 +71,8 @@ def environment(device: torch.device) -> dict:
            "numpy": numpy.__version__, "device": str(device), "platform": platform.platform(),
            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-           "cudnn_benchmark": torch.backends.cudnn.benchmark}
+           "cudnn_benchmark": torch.backends.cudnn.benchmark,
+           "threads": torch.get_num_threads()}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env

@@ -16,8 +16,6 @@ resume reads all it needs before it writes anything.
 """
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,13 +26,21 @@ from ..files import FileError, read_json, read_torch, save_csv, save_json, save_
 from ..paths import shown
 from .config import GridConfig, GridError, RunSpec, full_grid
 from .data import corrupt_labels
+from .lock import LOCK_PREFIX, FolderLock
+from .shards import Split, shard_label
 
 AFRESH = "delete the folder to train afresh, or choose another --out"
+# the names of the folder's files, each spelt here alone (the layout above)
+GRID_FILE, SPLIT_FILE, CARRY_FILE = "grid.json", "split.json", "carry.json"
+CORRUPTION, RESUME, SHARDS = "corruption", "resume", "shards"
+CONFIG_FILE, METRICS_FILE = "config.json", "metrics.csv"
+CHECKPOINTS, ACTIVATIONS = "checkpoints", "activations"
+# val_*: the held-out images against their corrupted labels (NaN without a validation set);
+# train_fit: the data term a run minimised (train_Lc for cross-entropy runs, a remedy's loss).
+METRIC_COLUMNS = ["epoch", "test_acc", "test_loss", "train_Lc", "train_Lr", "train_acc_noisy",
+                  "train_acc_clean", "al2_weight", "wall_time_s", "val_acc", "val_loss",
+                  "train_fit"]
 PARTIAL_KEYS = {"epoch_index", "steps", "sums", "dropout_rng"}   # Trainer.position's
-
-
-def shard_label(shard: tuple[int, int] | None) -> str:
-    return "whole" if shard is None else f"shard-{shard[0]}-of-{shard[1]}"
 
 
 class GridFolder:
@@ -49,59 +55,59 @@ class GridFolder:
     # --- the grid's own files -------------------------------------------------------------
     @property
     def grid_file(self) -> Path:
-        return self.root / "grid.json"
+        return self.root / GRID_FILE
 
     @property
     def split_file(self) -> Path:
-        return self.root / "split.json"
+        return self.root / SPLIT_FILE
 
     @property
     def carry_file(self) -> Path:
-        return self.root / "carry.json"
+        return self.root / CARRY_FILE
 
     def corruption_file(self, grid: GridConfig, level: float, replicate: int = 0) -> Path:
         """corruption.pt, or corruption-n<level>.pt for each level of a noise sweep; with labels
         per replicate (corruption_per_replicate) one file per replicate, -r<k> added."""
-        name = "corruption" + ("" if len(grid.levels()) == 1 else f"-n{level:g}")
+        name = CORRUPTION + ("" if len(grid.levels()) == 1 else f"-n{level:g}")
         return self.root / (name + (f"-r{replicate}" if grid.corruption_per_replicate else "")
                             + ".pt")
 
     def resume_file(self, shard: tuple[int, int] | None, level: float | None = None) -> Path:
         """resume.pt, or one per shard (shards never write each other's files) and per noise
         level of a sweep (each level trains as its own stack)."""
-        name = "resume" if shard is None else f"resume-{shard_label(shard)}"
+        name = RESUME if shard is None else f"{RESUME}-{shard_label(shard)}"
         return self.root / (name + ("" if level is None else f"-n{level:g}") + ".pt")
 
     def resume_files(self, shard: tuple[int, int] | None = None, every: bool = False) -> list:
         """The resume files of a part of the grid (every level), or of every part."""
-        stem = "resume" if every else self.resume_file(shard).stem
+        stem = RESUME if every else self.resume_file(shard).stem
         return sorted(self.root.glob(stem + "*.pt"))
 
     def done_file(self, part) -> Path:
         """The completion mark of a part: a shard (K, N), None (the whole grid) or its label."""
-        return self.root / "shards" / f"{part if isinstance(part, str) else shard_label(part)}.json"
+        return self.root / SHARDS / f"{part if isinstance(part, str) else shard_label(part)}.json"
 
     # --- a run's files ----------------------------------------------------------------------
     def config_file(self, run: str) -> Path:
-        return self.root / run / "config.json"
+        return self.root / run / CONFIG_FILE
 
     def metrics_file(self, run: str) -> Path:
-        return self.root / run / "metrics.csv"
+        return self.root / run / METRICS_FILE
 
     def checkpoint(self, run: str, epoch: int) -> Path:
-        return self.root / run / "checkpoints" / f"epoch_{epoch}.pt"
+        return self.root / run / CHECKPOINTS / f"epoch_{epoch}.pt"
 
     def activations(self, run: str, epoch: int) -> Path:
-        return self.root / run / "activations" / f"epoch_{epoch}.pt"
+        return self.root / run / ACTIVATIONS / f"epoch_{epoch}.pt"
 
     def run_names(self) -> list[str]:
         """The runs that have a config.json, in name order."""
-        return [p.parent.name for p in sorted(self.root.glob("*/config.json"))]
+        return [p.parent.name for p in sorted(self.root.glob(f"*/{CONFIG_FILE}"))]
 
     def checkpoints(self) -> list[tuple[str, int, Path]]:
         """(run, epoch, path) of every checkpoint in the folder."""
         return [(p.parent.parent.name, int(p.stem.split("_")[1]), p)
-                for p in sorted(self.root.glob("*/checkpoints/epoch_*.pt"))]
+                for p in sorted(self.root.glob(f"*/{CHECKPOINTS}/epoch_*.pt"))]
 
     def small_files(self) -> list[Path]:
         """Every file but checkpoints, activations, resume files, locks and temporary files:
@@ -109,15 +115,15 @@ class GridFolder:
         keep = []
         for p in sorted(self.root.rglob("*")):
             rel = p.relative_to(self.root)
-            if p.is_dir() or p.name.startswith(".lock-") or p.suffix == ".tmp" \
-                    or (len(rel.parts) == 1 and p.name.startswith("resume")) \
-                    or (len(rel.parts) > 1 and rel.parts[1] in ("checkpoints", "activations")):
+            if p.is_dir() or p.name.startswith(LOCK_PREFIX) or p.suffix == ".tmp" \
+                    or (len(rel.parts) == 1 and p.name.startswith(RESUME)) \
+                    or (len(rel.parts) > 1 and rel.parts[1] in (CHECKPOINTS, ACTIVATIONS)):
                 continue
             keep.append(p)
         return keep
 
     def is_trained(self) -> bool:
-        return any(self.root.glob("*/metrics.csv"))
+        return any(self.root.glob(f"*/{METRICS_FILE}"))
 
     # --- checks, the lock and the split -----------------------------------------------------
     def check(self, grid: GridConfig, resume: bool, shard: tuple[int, int] | None = None) -> bool:
@@ -128,18 +134,21 @@ class GridFolder:
         if out.exists() and not out.is_dir():
             raise GridError(f"--out {shown(out)} is a file, not a folder; choose another --out")
         if not self.grid_file.exists():
-            if out.exists() and any(not p.name.startswith(".lock-") for p in out.iterdir()) \
+            if out.exists() and any(not p.name.startswith(LOCK_PREFIX) for p in out.iterdir()) \
                     and not resume:
                 raise GridError(f"{shown(out)} is not empty and holds no grid; choose another "
                                 f"--out")
             return False
-        saved = full_grid(read_json(self.grid_file, "grid file", AFRESH))
-        wanted = asdict(grid)
-        if saved != wanted:
-            diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-            raise GridError(f"{shown(out)} holds a different grid (differs in {', '.join(diff)});"
-                            f" choose another --out")
-        self.check_split(shard)
+        saved, wanted = self.saved_grid(), asdict(grid)
+        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        # a longer grid continues this one: the schedule of an epoch depends on it alone
+        extended = diff == ["epochs"] and resume and wanted["epochs"] > saved["epochs"]
+        if diff and not extended:
+            more = " (a grid can be extended by --epochs N --resume, not shortened or changed)" \
+                if "epochs" in diff else ""
+            raise GridError(f"{shown(out)} holds a different grid (differs in {', '.join(diff)})"
+                            f"{more}; choose another --out")
+        self.split.check(shard)
         part = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
         states = self.resume_files(shard)
         trained = states or (shard is None and self.is_trained())
@@ -151,6 +160,10 @@ class GridFolder:
                             f"{self.resume_file(shard).name} to continue from; {AFRESH}")
         return bool(states)
 
+    def saved_grid(self) -> dict:
+        """grid.json, with the fields it predates at their defaults (config.full_grid)."""
+        return full_grid(read_json(self.grid_file, "grid file", AFRESH))
+
     def lock(self, name: str, wait: bool, busy: str = "") -> "FolderLock":
         return FolderLock(self.root, name, wait, busy)
 
@@ -159,43 +172,10 @@ class GridFolder:
         what = "the whole grid" if shard is None else f"shard {shard[0]}/{shard[1]}"
         return self.lock(shard_label(shard), wait=False, busy=what)
 
-    def check_split(self, shard: tuple[int, int] | None, write: bool = False) -> None:
-        """A folder holds one split of its grid: the whole grid, or N shards for one N. Reads
-        split.json (GridError on another N); write=True records this split if none is."""
-        n = 1 if shard is None else shard[1]
-        if self.split_file.exists():
-            held = self.split_count()
-            if held != n:
-                raise GridError(f"{shown(self.root)} holds this grid split into {held} "
-                                f"shard(s), not {n}; use --shard K/{held} or another --out")
-        elif write:
-            save_json({"shards": n}, self.split_file)
-
-    def split_count(self) -> int:
-        """N of the folder's split.json; GridError when the file is damaged."""
-        n = read_json(self.split_file, "split file", "delete it if no shard has trained yet, "
-                      "else restore it (it records N of --shard K/N)").get("shards")
-        if not isinstance(n, int) or n < 1:
-            raise GridError(f"split file {shown(self.split_file)} is damaged (no shard count)")
-        return n
-
-    def mark_done(self, shard: tuple[int, int] | None, runs: list[RunSpec],
-                  epochs: int) -> None:
-        """This part of the grid is complete."""
-        save_json({"runs": [r.name for r in runs], "epochs": epochs}, self.done_file(shard))
-
-    def unfinished_shards(self) -> list[str]:
-        """Labels of the parts of the folder's split (split.json: N) without their completion
-        mark."""
-        if not self.split_file.exists():
-            return []
-        n = self.split_count()
-        labels = ["whole"] if n == 1 else [shard_label((k, n)) for k in range(n)]
-        return [label for label in labels if not self.done_file(label).exists()]
-
-    def finished(self) -> bool:
-        """Every part of the grid's split has finished."""
-        return self.split_file.exists() and not self.unfinished_shards()
+    @property
+    def split(self) -> "Split":
+        """The folder's split into parts (shards.Split: split.json, completion marks)."""
+        return Split(self)
 
     # --- reading a resume -------------------------------------------------------------------
     def read_resume(self, state_file: Path, runs: list[RunSpec]) -> dict:
@@ -229,9 +209,9 @@ class GridFolder:
         whichever process comes first (under a folder lock, so concurrent shards neither race
         nor rewrite each other's files). data: the grid's data.GridData."""
         with self.lock("grid-files", wait=True):
-            self.check_split(shard, write=True)
-            if not self.grid_file.exists():
-                save_json(asdict(grid), self.grid_file)
+            self.split.check(shard, write=True)
+            if not self.grid_file.exists() or self.saved_grid()["epochs"] < grid.epochs:
+                save_json(asdict(grid), self.grid_file)   # a new grid, or one extended
             for replicate in dict.fromkeys(r.replicate for r in runs):
                 seed = next(r.corruption_seed for r in runs if r.replicate == replicate)
                 path = self.corruption_file(grid, level, replicate)
@@ -241,7 +221,7 @@ class GridFolder:
                                 "percent_corrupt": level, "seed": seed}, path)
 
     def write_run_configs(self, runs: list[RunSpec], command: str, env: dict, data,
-                          saved: dict, after_epoch: int, columns: list[str]) -> None:
+                          saved: dict, after_epoch: int) -> None:
         """config.json of every run. A fresh start writes it; a resume (`saved`: the configs
         read before, read_run_configs) keeps the original command and environment and appends
         its own under "resumes", with the epoch it continued after."""
@@ -249,9 +229,14 @@ class GridFolder:
         for r in runs:
             if r.name in saved:
                 config = saved[r.name]
-                config.setdefault("resumes", []).append({"command": command, "environment": env,
-                                                         "started": started,
-                                                         "after_epoch": after_epoch})
+                resume = {"command": command, "environment": env, "started": started,
+                          "after_epoch": after_epoch}
+                if config["grid"]["epochs"] != r.grid.epochs:   # extended (--epochs N --resume)
+                    resume["epochs_before"] = config["grid"]["epochs"]
+                    config["grid"] = r.config()["grid"]
+                    config["checkpoint_epochs"] = sorted(
+                        set(config["checkpoint_epochs"]) | set(r.grid.checkpoint_epochs()))
+                config.setdefault("resumes", []).append(resume)
             else:
                 val = r.grid.validation_range()
                 config = {**r.config(), "command": command, "environment": env,
@@ -260,11 +245,11 @@ class GridFolder:
                           "validation_images": [val.start, val.stop] if len(val) else None,
                           "activation_images": min(r.grid.activation_images, len(data.test_x)),
                           "checkpoint_epochs": r.grid.checkpoint_epochs(),
-                          "metrics_columns": columns, "resumes": []}
+                          "metrics_columns": METRIC_COLUMNS, "resumes": []}
             save_json(config, self.config_file(r.name))
 
-    def write_metrics(self, run: str, history: list[dict], columns: list[str]) -> None:
-        save_csv(history, self.metrics_file(run), columns)
+    def write_metrics(self, run: str, history: list[dict]) -> None:
+        save_csv(history, self.metrics_file(run), METRIC_COLUMNS)
 
     def write_checkpoint(self, run: RunSpec, epoch: int, state_dict: dict, metrics: dict,
                          activations: torch.Tensor) -> None:
@@ -298,30 +283,3 @@ class GridFolder:
         except FileError as e:
             problems.append(str(e))
             return recomputed
-
-
-class FolderLock:
-    """An exclusive lock file in a grid folder, held until release() or the process's end
-    (the kernel drops it however the process ends). wait=False refuses a held lock with a
-    one-line GridError: a second process on the same shard is refused, not raced."""
-
-    def __init__(self, out: Path, name: str, wait: bool, busy: str = ""):
-        out.mkdir(parents=True, exist_ok=True)
-        self.path = out / f".lock-{name}"
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(self.fd)
-            raise GridError(f"{busy} in {shown(out)} is being trained by another process (lock "
-                            f"{self.path.name}); wait for it or choose another --out") from None
-
-    def release(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()

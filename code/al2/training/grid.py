@@ -18,10 +18,10 @@ import torch
 from ..paths import shown
 from .config import GridConfig, GridError
 from .data import load_grid_data
-from .device import environment, select_device, set_cudnn_benchmark, set_tf32
+from .device import environment, select_device, set_cudnn_benchmark, set_threads, set_tf32
 from .folder import AFRESH, GridFolder
 from .plan import label_seeds
-from .records import (METRIC_COLUMNS, EpochRecorder, check_finite, epoch_rows,
+from .records import (EpochRecorder, check_finite, epoch_rows,
                       progress_summary)
 from .shards import shard_runs
 from .stack import Trainer
@@ -114,30 +114,34 @@ class Part:
         return None
 
 
+# what config.json's environment records of the step when no speed variant is installed
+PLAIN_STEP = {"cuda_graph": False, "trunk": "grouped", "optimizer": "torch"}
+
+
 @dataclass
 class TrainOptions:
-    """How one call trains a grid; none of it changes a number (train.py's flags).
+    """How one call trains a grid (train.py's flags). The numbers are the grid's (GridConfig);
+    these say how they are computed and kept. Only a speed variant can move them, and only in the
+    last bits (al2.speed.trunks: another kernel rounds differently).
 
-    cuda_graph: on CUDA, replay the training step as a captured graph (speed.graph.StaticStep);
-    False runs it eagerly. trunk: how the trunk is computed (StackedLeNet.TRUNKS, the same
-    function); optimizer: "torch", "flat" or "auto", the same rule (stack.Trainer);
-    cudnn_benchmark: let cuDNN time its algorithms (device.set_cudnn_benchmark); these are
-    recorded in config.json's environment. time_budget_s: stop after the epoch past which
-    the next one would not fit in this many seconds of this call, with a checkpoint of every run
-    at that epoch; --resume continues later. shard (K, N): train only shard K of N (shards.py)
-    into the grid's folder. on_epoch_end(epoch, rows) is called after each epoch's files are
-    written (tests use it to interrupt a grid). stop (stopping.StopOnSignal): once it asks, the
-    step under way finishes, the exact state goes to the resume file and the call returns with
-    "signal" set (the signal's name) and "stopped_at" (epoch, step)."""
+    speed: installs speed variants on each new Trainer and returns what it installed for
+    config.json's environment (al2.speed.variants.Variants: other trunk kernels, the flat
+    optimiser, a CUDA graph); None: the plain step. threads: the CPU threads (device.set_threads:
+    else Slurm's CPUs per task, else every core). time_budget_s: stop after the epoch past
+    which the next one would not fit in this many seconds of this call, with a checkpoint of
+    every run at that epoch; --resume continues later. shard (K, N): train only shard K of N
+    (shards.py) into the grid's folder. on_epoch_end(epoch, rows) is called after each epoch's
+    files are written (tests use it to interrupt a grid). stop (stopping.StopOnSignal): once it
+    asks, the step under way finishes, the exact state goes to the resume file and the call
+    returns with "signal" set (the signal's name) and "stopped_at" (epoch, step)."""
     device: str = "auto"
     resume: bool = False
     command: str = ""
     progress: bool = True
     data_root: str | Path = "data"
-    cuda_graph: bool = True
-    trunk: str = "grouped"
-    optimizer: str = "auto"
+    speed: Callable | None = None
     cudnn_benchmark: bool = False
+    threads: int | None = None
     time_budget_s: float | None = None
     shard: tuple[int, int] | None = None
     on_epoch_end: Callable | None = None
@@ -154,6 +158,7 @@ def train_grid(grid: GridConfig, out: Path, options: TrainOptions | None = None,
     grid.validate()
     runs = grid.runs() if o.shard is None else shard_runs(grid.runs(), *o.shard)
     folder, dev = GridFolder(out), select_device(o.device)
+    set_threads(o.threads)
     set_tf32(grid.tf32)
     set_cudnn_benchmark(o.cudnn_benchmark)
     resumed = folder.check(grid, o.resume, o.shard)
@@ -173,7 +178,7 @@ def train_grid(grid: GridConfig, out: Path, options: TrainOptions | None = None,
             if stopped_at is not None:
                 break
         if stopped_at is None:
-            folder.mark_done(o.shard, runs, grid.epochs)
+            folder.split.mark_done(o.shard, runs, grid.epochs)
     signal = o.stop.requested if stopped_at is not None and o.stop is not None else None
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
             "wall_time_s": clock.elapsed(), "stopped_at": stopped_at, "signal": signal,
@@ -186,8 +191,8 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
     read and checked before anything is written."""
     state_file = folder.resume_file(o.shard, None if len(grid.levels()) == 1 else level)
     data = load_grid_data(grid, dev, o.data_root, level, label_seeds(runs))
-    trainer = Trainer(grid, runs, data, trunk=o.trunk, cuda_graph=o.cuda_graph,
-                      optimizer=o.optimizer)
+    trainer = Trainer(grid, runs, data)
+    installed = o.speed(trainer) if o.speed is not None else {}   # before a resume fills it
     history, start_epoch, wall_before, configs, position = [[] for _ in runs], 0, 0.0, {}, None
     if resumed and state_file.exists():
         state = folder.read_resume(state_file, runs)
@@ -203,12 +208,11 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
             raise GridError(f"resume file {shown(state_file)} is damaged (its partial epoch "
                             f"does not fit this grid's runs); {AFRESH}")
     folder.prepare(grid, o.shard, data, level, runs)
-    env = {**environment(dev), "cuda_graph": trainer.uses_graph, "trunk": o.trunk,
-           "optimizer": trainer.optimizer,
+    env = {**environment(dev), **PLAIN_STEP, **installed,
            "shard": None if o.shard is None else f"{o.shard[0]}/{o.shard[1]}"}
-    if trainer.graph_error:  # asked for, failed, trained eagerly
-        env["cuda_graph_error"] = trainer.graph_error
-    folder.write_run_configs(runs, o.command, env, data, configs, start_epoch, METRIC_COLUMNS)
+    if "cuda_graph_error" in env:  # asked for, failed, trained eagerly: recorded last
+        env["cuda_graph_error"] = env.pop("cuda_graph_error")
+    folder.write_run_configs(runs, o.command, env, data, configs, start_epoch)
     recorder = EpochRecorder(folder, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)
     return Part(grid, folder, runs, trainer, recorder, history, start_epoch,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..method import loss
 from .model import StackedLeNet
 
 
@@ -33,7 +34,7 @@ def evaluate_stacked(model: StackedLeNet, x, y, chunk: int | None = None):
         log_probs, _ = model(x[s:s + chunk])                           # (R, n, 10)
         yb = y[..., s:s + chunk]                                         # (n,) or (R, n)
         correct += (log_probs.argmax(-1) == yb).sum(1)
-        nll += -log_probs.gather(-1, yb.expand(model.runs, -1).unsqueeze(-1)).sum((1, 2))
+        nll += loss.nll(log_probs, yb).sum(-1)
     model.train(was_training)
     return 100.0 * correct / len(x), nll / len(x)
 

@@ -15,8 +15,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..speed.trunks import VARIANTS as TRUNK_VARIANTS
-
 CHANNELS, POSITIONS = 50, 4 * 4  # the trunk's output: 50 channels on a 4 x 4 grid
 FEATURES = CHANNELS * POSITIONS  # 800 features per image, in (C, H, W) order
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
@@ -106,18 +104,15 @@ class StackedLeNet(nn.Module):
     batch order, mixup). BN parameters and statistics exist for the runs with batch norm only (B
     of them, in run order); dropout[r] = 0 means no mask for run r.
 
-    The trunk is one grouped convolution over every run (`convolutions`); `trunk` names another
-    kernel for the same function (TRUNKS: the speed variants in al2.speed.trunks).
+    The trunk is one grouped convolution over every run (`grouped_convolutions`); a speed
+    variant may compute the same function with other kernels (`variant`, which
+    al2.speed.variants.install_trunk sets from outside; None: the grouped convolutions).
     Exact rewrites used for speed: ReLU and max-pool commute (both monotone), so we pool first and
     apply ReLU to 4x fewer values; batch norm runs on the BN runs' channels alone.
     """
 
-    TRUNKS = ("grouped", *TRUNK_VARIANTS)
-
-    def __init__(self, models: list[LeNet], trunk: str = "grouped", plan: ModelPlan | None = None):
+    def __init__(self, models: list[LeNet], plan: ModelPlan | None = None):
         super().__init__()
-        if trunk not in self.TRUNKS:
-            raise ValueError(f"trunk must be one of {', '.join(self.TRUNKS)}, got {trunk!r}")
         plan = plan if plan is not None else ModelPlan.of(models)
         if ModelPlan.of(models) != ModelPlan(plan.batch_norm, plan.dropout):
             raise ValueError("the models' batch norm and dropout differ from the plan's")
@@ -159,8 +154,7 @@ class StackedLeNet(nn.Module):
         self.register_buffer("dropout_runs", torch.tensor(do_runs, dtype=torch.long))
         self.register_buffer("keep_prob", 1.0 - torch.tensor(
             [plan.dropout[r] for r in do_runs], dtype=torch.get_default_dtype()).view(-1, 1, 1))
-        # a speed variant wraps the model (al2.speed.trunks); None: the grouped convolutions
-        self.variant = None if trunk == "grouped" else TRUNK_VARIANTS[trunk](self)
+        self.variant = None     # other kernels for the trunk, set from outside (al2.speed)
 
     @property
     def uses_dropout(self) -> bool:
@@ -189,14 +183,15 @@ class StackedLeNet(nn.Module):
         return features
 
     def convolutions(self, x):
-        """The trunk before dropout -> (N, R*50, 4, 4), by the chosen kernels."""
+        """The trunk before dropout -> (N, R*50, 4, 4): the grouped convolutions, or a speed
+        variant's kernels for them."""
         return self.grouped_convolutions(x) if self.variant is None else self.variant(x)
 
     def grouped_convolutions(self, x, channels_last: bool = True):
         """Every run's trunk in one pass -> (N, R*50, 4, 4): the first convolution as one
         1 -> R*20 convolution (one per input group), the second as one grouped convolution
         (groups = R), on channels-last input (1.06x faster than NCHW at 8 and 14 runs on 2 CPU
-        cores, code/bench_train.py; the kernels every committed CPU number came from)."""
+        cores, code/bench/bench_train.py; the kernels every committed CPU number came from)."""
         R = self.runs
         h = F.relu(self.first_convolution(x))                                # (N, R*20, 12, 12)
         if channels_last:
@@ -260,8 +255,3 @@ class StackedLeNet(nn.Module):
                    "head.2.weight": self.fc2_w[r].T, "head.2.bias": self.fc2_b[r]})
         return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
                 for k, v in sd.items()}
-
-    def run_model(self, r: int) -> LeNet:
-        model = LeNet(self.plan.batch_norm[r], self.plan.dropout[r])
-        model.load_state_dict(self.run_state_dict(r), strict=True)
-        return model

@@ -15,11 +15,6 @@ from .config import GridConfig, RunSpec
 from .folder import GridFolder
 from .inference import trunk_features
 
-# val_*: the held-out images against their corrupted labels (NaN without a validation set);
-# train_fit: the data term a run minimised (train_Lc for cross-entropy runs, a remedy's loss).
-METRIC_COLUMNS = ["epoch", "test_acc", "test_loss", "train_Lc", "train_Lr", "train_acc_noisy",
-                  "train_acc_clean", "al2_weight", "wall_time_s", "val_acc", "val_loss",
-                  "train_fit"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -97,7 +92,7 @@ class EpochRecorder:
         for h, row in zip(self.history, rows):
             h.append(row)
         for r, h in zip(self.runs, self.history):
-            self.folder.write_metrics(r.name, h, METRIC_COLUMNS)
+            self.folder.write_metrics(r.name, h)
         if epoch in self.checkpoint_epochs:
             self.save_checkpoints(epoch, trainer, wall)
 

@@ -1,11 +1,15 @@
 """The randomness of a grid's runs, drawn from generators seeded by what a run is: its batch
 order and its dropout masks do not depend on the other runs of its stack, and a resume at any
 epoch or step repeats an uninterrupted run without saving generator states (only a signal's
-stop inside an epoch saves the dropout streams' states)."""
+stop inside an epoch saves the dropout streams' states). EpochDraws: all an epoch draws before
+its first step."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
+from ..method.remedies import MixupDraws
 from .config import RunSpec
 
 ORDER_STREAM, DROPOUT_STREAM = 0, 1
@@ -33,3 +37,29 @@ def dropout_generators(runs: list[RunSpec], seed: int, epoch: int,
     masks are the same in any grid, shard or stacking order that contains it."""
     return [epoch_generator(seed, epoch, DROPOUT_STREAM, device, r.key, r.replicate_key)
             for r in runs if r.dropout > 0]
+
+
+@dataclass
+class EpochDraws:
+    """What an epoch draws before its first step (stack.Trainer.draws): each replicate's batch
+    order (K, N), the dropout runs' mask streams (one generator per run, drawn from at each
+    step), and mixup's lam and permutations (None without mixup runs)."""
+    orders: torch.Tensor
+    dropout: list[torch.Generator]
+    mix: MixupDraws | None
+    batch_size: int
+
+    @property
+    def samples(self) -> int:
+        return self.orders.shape[1]
+
+    def batches(self, start: int = 0):
+        """(step, idx (K, b)) for steps start, start + 1, ...: the batch of each batch order,
+        the last partial batch kept as a DataLoader would."""
+        b = self.batch_size
+        for step, i in enumerate(range(start * b, self.samples, b), start):
+            yield step, self.orders[:, i:i + b]
+
+    def mix_of(self, step: int, size: int):
+        """Mixup's (lam (K,), perm (K, size)) of a step; None without mixup runs."""
+        return None if self.mix is None else self.mix.step(step, size)

@@ -32,6 +32,8 @@ class RunSGD:
                 raise RuntimeError("a stacked parameter got no gradient")
             p.grad.addcmul_(decay, p)                                        # grad + wd_r p
         self.optimizer.step()
+
+    def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
     def momentum_views(self) -> list[torch.Tensor]:

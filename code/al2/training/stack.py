@@ -1,5 +1,4 @@
-"""The trainer of a grid's stacked runs: weights, momentum, the step (eager or a replayed CUDA
-graph), one epoch, the test pass.
+"""The trainer of a grid's stacked runs: weights, momentum, the step, one epoch, the test pass.
 
 All runs live in one StackedLeNet (model.py). In the paper's grid every run sees the same
 minibatch; replicates read their own batch order and mixup runs their replicate's batch mixed
@@ -8,27 +7,26 @@ index slice of an on-device permutation; the metric sums stay on the device unti
 ends (no host sync inside an epoch).
 
     code/train.py -> training.grid.train_grid -> Trainer.train_epoch -> Trainer.step -> al2_loss
-    (Eq. 1); the speed variants (al2.speed) wrap the step: the optimiser on one flat buffer,
-    the step replayed as a CUDA graph, other kernels for the model's trunk.
+    (Eq. 1). The step here is the plain one: eager, the grouped convolutions, torch.optim.SGD.
+    Speed variants (al2.speed: other trunk kernels, a flat optimiser, a CUDA graph) are
+    installed on a Trainer from outside, when a flag or the GPU probe asks.
 """
 from __future__ import annotations
 
-import sys
 from typing import NamedTuple
 
 import torch
 
 from ..method import remedies
-from ..method.loss import activation_loss, al2_loss, eq1
-from ..speed.flat_sgd import FlatSGD
-from ..speed.graph import StaticStep, graph_capture_possible
+from ..method.loss import activation_loss, al2_loss, cross_entropy, eq1
 from .config import GridConfig, RunSpec
 from .data import GridData
 from .inference import evaluate_stacked
 from .model import FEATURES, StackedLeNet, lenet_from_seed
 from .plan import StackPlan
-from .rng import ORDER_STREAM, dropout_generators, epoch_generator
+from .rng import ORDER_STREAM, EpochDraws, dropout_generators, epoch_generator
 from .sgd import RunSGD
+
 
 class MetricSums:
     """Per-run sums over an epoch's batches, on the device: L_c and L_r (batch means, summed),
@@ -69,15 +67,12 @@ class Trainer:
     """The stacked runs of a grid and everything that trains them.
 
     runs: the grid's runs (or a shard's, or one noise level's), each initialised from its seed;
-    data: their data on the device; trunk: how the trunk is computed (StackedLeNet.TRUNKS, the
-    same function); cuda_graph: on CUDA, capture the step once and replay it (StaticStep);
-    optimizer: "torch" (sgd.RunSGD: torch.optim.SGD) or "flat" (speed.flat_sgd.FlatSGD, the
-    same rule on one buffer); "auto": torch (flat is no faster on the CPU, code/bench_train.py;
-    on CUDA the GPU job's probe, code/probe_step.py, times both and passes its choice).
+    data: their data on the device. The optimiser is torch.optim.SGD with each run's weight
+    decay (sgd.RunSGD); `fast_step`, a faster step for full batches, is None unless a speed
+    variant installs one (al2.speed.variants: a CUDA graph replay).
     """
 
-    def __init__(self, grid: GridConfig, runs: list[RunSpec], data: GridData,
-                 trunk: str = "grouped", cuda_graph: bool = False, optimizer: str = "auto"):
+    def __init__(self, grid: GridConfig, runs: list[RunSpec], data: GridData):
         self.grid, self.runs, self.data = grid, runs, data
         self.device = dev = data.train_x.device
         self.sums = MetricSums(len(runs), dev)
@@ -87,7 +82,7 @@ class Trainer:
                              f"the runs need {p.label_seeds}")
         self.weights = p.al2_weights(grid, dev)                             # (epochs, R): w_e
         self.model = StackedLeNet([lenet_from_seed(r.init_seed, r.batch_norm, r.dropout,
-                                                   r.grid.bn_init) for r in runs], trunk, p.model)
+                                                   r.grid.bn_init) for r in runs], p.model)
         self.model = self.model.to(device=dev, dtype=data.train_x.dtype).train()
 
         def index(values):
@@ -105,31 +100,10 @@ class Trainer:
         wd = torch.tensor(p.weight_decay, device=dev)                                  # (R,)
         bn_wd = wd[self.model.bn_runs]          # the BN parameters' rows are the BN runs (B,)
         named = list(self.model.named_parameters())
-        if optimizer == "auto":
-            optimizer = "torch"
-        self.optimizer = optimizer
-        optimiser = {"flat": FlatSGD, "torch": RunSGD}[optimizer]
-        self.sgd = optimiser([param for _, param in named], grid.lr, grid.momentum,
-                             [bn_wd if name.startswith("bn_") else wd for name, _ in named])
-        self.static, self.graph_error = None, None
-        if cuda_graph and graph_capture_possible(dev):
-            self.static = self.captured_step()
-
-    def captured_step(self) -> "StaticStep | None":
-        """The step captured as a CUDA graph, or None when the capture fails: then the step runs
-        eagerly (the same function, slower), said in one line on stderr and kept in graph_error,
-        so that a failed capture never costs the training."""
-        try:
-            return StaticStep(self, graph=True)
-        except RuntimeError as e:
-            self.graph_error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
-            print(f"al2: the CUDA graph capture failed ({self.graph_error}); the step runs "
-                  f"eagerly", file=sys.stderr)
-            return None
-
-    @property
-    def uses_graph(self) -> bool:
-        return self.static is not None
+        # per parameter, the weight decay of each row of its leading (run) dimension
+        self.decay = [bn_wd if name.startswith("bn_") else wd for name, _ in named]
+        self.sgd = RunSGD([param for _, param in named], grid.lr, grid.momentum, self.decay)
+        self.fast_step = None
 
     def batch(self, idx: torch.Tensor, mix=None) -> Batch:
         """The step's inputs from idx (K, b), the batch of each of the stack's K batch orders
@@ -173,6 +147,7 @@ class Trainer:
         each batch order (Trainer.batch); al2_weight (R,) on the device; dropout_u (D, b, 800)
         from draw_dropout; mix: mixup's (lam (K,), perm (K, b)) when the stack has mixup runs."""
         batch = self.batch(idx, mix)
+        self.sgd.zero_grad()
         log_probs, features = self.model(batch.x, dropout_u)          # (R, b, 10), (b, R, 800)
         if self.plan.faithful:
             loss, loss_c, loss_r = al2_loss(log_probs, features, batch.y_noisy, al2_weight)
@@ -201,7 +176,7 @@ class Trainer:
         loss_r = activation_loss(features, dims=(0, 2))                      # (R,)
         with torch.no_grad():
             loss_c = torch.where(self.run_mixup, loss_fit,
-                                 remedies.cross_entropy_loss(log_probs, batch.y_noisy))
+                                 cross_entropy(log_probs, batch.y_noisy))
         return eq1(loss_fit, loss_r, al2_weight).sum(), loss_c, loss_r, loss_fit
 
     def orders(self, epoch_index: int) -> torch.Tensor:
@@ -212,50 +187,51 @@ class Trainer:
             self.grid.order_seed, epoch_index, ORDER_STREAM, dev, replicate_key=key))
             for key in self.plan.replicate_keys])
 
-    def train_epoch(self, epoch_index: int, al2_weight: torch.Tensor,
-                    max_steps: int | None = None, perm: torch.Tensor | None = None,
-                    stop=None, position: dict | None = None) -> dict:
+    def draws(self, epoch_index: int, order: torch.Tensor | None = None) -> EpochDraws:
+        """What epoch `epoch_index` draws (rng.EpochDraws): each replicate's batch order from its
+        own stream, or `order` (N,) for every replicate (the benchmarks' fixed order), the
+        dropout streams and mixup's draws."""
+        g, dev, replicates = self.grid, self.device, len(self.plan.replicate_keys)
+        orders = self.orders(epoch_index) if order is None else \
+            order.to(dev).view(1, -1).expand(replicates, -1)                       # (K, N)
+        mix = None
+        if self.plan.mixup:  # one lam and permutation per replicate and step
+            mix = remedies.mixup_draws(g.mixup_alpha, g.order_seed, epoch_index,
+                                       self.plan.replicate_keys, len(self.data.train_x),
+                                       g.batch_size, dev, self.data.train_x.dtype)
+        return EpochDraws(orders, dropout_generators(self.runs, g.dropout_seed, epoch_index, dev),
+                          mix, g.batch_size)
+
+    def train_epoch(self, epoch_index: int, al2_weight: torch.Tensor, stop=None,
+                    position: dict | None = None) -> dict:
         """Training epoch `epoch_index` (zero-based, as get_map_weights counts) with the AL2
-        weight al2_weight (R,): shuffled by each replicate's order stream (or in the order `perm`
-        (N,), for every replicate), the last partial batch kept as a DataLoader would. Full
-        batches go through the captured graph when there is one, the last partial batch eagerly
-        on the same buffers. Returns the sums (MetricSums.read), "batches" and "samples".
+        weight al2_weight (R,). Returns the sums (MetricSums.read), "batches" and "samples".
 
         stop (stopping.StopOnSignal): checked before every step; once it asks, the epoch ends
         there and the result is {"partial": self.position(...)}, where it stopped. position:
         such a partial epoch of this epoch_index, continued from its next step."""
-        g, dev = self.grid, self.device
         self.model.train()
-        perms = self.orders(epoch_index) if perm is None else \
-            perm.to(dev).view(1, -1).expand(len(self.plan.replicate_keys), -1)     # (K, N)
-        dropout_gens = dropout_generators(self.runs, g.dropout_seed, epoch_index, dev)
-        n = perms.shape[1]
-        mix = None  # mixup's draws: one lam and permutation per replicate and step
-        if self.plan.mixup:
-            mix = remedies.mixup_draws(g.mixup_alpha, g.order_seed, epoch_index,
-                                       self.plan.replicate_keys, len(self.data.train_x),
-                                       g.batch_size, dev, self.data.train_x.dtype)
+        draws = self.draws(epoch_index)
         self.sums.zero()
-        batches = self.continue_epoch(position, epoch_index, dropout_gens) if position else 0
-        samples = batches * g.batch_size        # only the epoch's last batch can be partial
-        weight = al2_weight.to(dev)
-        if self.static is not None:
-            self.static.al2_weight.copy_(weight)
-            weight = self.static.al2_weight
-        for s in range(samples, n, g.batch_size):
-            if max_steps is not None and batches >= max_steps:
-                break
+        done = self.continue_epoch(position, epoch_index, draws.dropout) if position else 0
+        weight = al2_weight.to(self.device)
+        for step, idx in draws.batches(done):
             if stop is not None and stop.check():
-                return {"partial": self.position(epoch_index, batches, dropout_gens)}
-            idx = perms[:, s:s + g.batch_size]                                # (K, b)
-            step_mix = mix.step(batches, idx.shape[1]) if mix is not None else None
-            if self.static is not None and idx.shape[1] == g.batch_size:
-                self.static(idx, dropout_gens, step_mix)
-            else:
-                dropout_u = self.draw_dropout(idx.shape[1], dropout_gens)
-                self.step(idx, weight, dropout_u, step_mix)
-            batches, samples = batches + 1, samples + idx.shape[1]
-        return {**self.sums.read(), "batches": batches, "samples": samples}
+                return {"partial": self.position(epoch_index, step, draws.dropout)}
+            self.take_step(idx, weight, draws, step)
+            done = step + 1
+        return {**self.sums.read(), "batches": done, "samples": draws.samples}
+
+    def take_step(self, idx: torch.Tensor, al2_weight: torch.Tensor, draws: EpochDraws,
+                  step: int) -> None:
+        """Step `step` of an epoch on the batch idx (K, b): through fast_step for a full batch
+        when a speed variant installed one, else the plain step with this step's dropout
+        uniforms and mixup draws."""
+        mix = draws.mix_of(step, idx.shape[1])
+        if self.fast_step is not None and idx.shape[1] == self.grid.batch_size:
+            self.fast_step(idx, al2_weight, draws.dropout, mix)
+        else:
+            self.step(idx, al2_weight, self.draw_dropout(idx.shape[1], draws.dropout), mix)
 
     def position(self, epoch_index: int, steps: int, dropout_gens: list) -> dict:
         """Where an epoch stopped, to continue it exactly: steps done, the metric sums so far

@@ -7,7 +7,7 @@ the epoch, the history) and exits. This starts train.py as a user does (the pape
 default: its 14 runs, the state a paper-scale stop writes), waits until the first epoch is
 trained, sends SIGTERM at a random moment of the second, and times the signal to the exit.
 
-    python code/bench_stop.py                       # the paper grid's 14 runs, 3 stops
+    python code/bench/bench_stop.py                       # the paper grid's 14 runs, 3 stops
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from al2.training.config import PRESETS, GridConfig
+from al2.training.config import GridConfig
+from al2.training.presets import PRESETS
 from al2.training.folder import GridFolder
 from al2.training.stopping import STOPPED_EXIT
 

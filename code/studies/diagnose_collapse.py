@@ -2,7 +2,7 @@
 reaches the trunk's output from the fit loss and from the AL2 term, and how much of the trunk's
 output is still alive.
 
-    python code/diagnose_collapse.py                 # -> results/collapse-quick/
+    python code/studies/diagnose_collapse.py                 # -> results/collapse-quick/
 
 Trains one replicate of cross-entropy (the control), GCE and mixup, each without and with AL2,
 in the remedies-quick preset's setting: the same runs as replicate 0 of that grid (the same
@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from al2 import plotting
-from al2.training.config import PRESETS, GridConfig
+from al2.training.config import GridConfig
+from al2.training.presets import PRESETS
 from al2.training.data import load_grid_data
 from al2.files import save_csv, save_text
 from al2.method.loss import al2_term
@@ -123,11 +124,38 @@ def main(argv=None) -> int:
     out = resolve(args.out)
     save_csv(rows, out / "collapse.csv", COLUMNS)
     save_text(markdown(rows, seconds), out / "collapse.md")
-    plotting.collapse_png(rows, out / "collapse.png")
+    collapse_png(rows, out / "collapse.png")
     print(f"wrote collapse.csv, collapse.md, collapse.png to {shown(out)} "
           f"({seconds / 60:.1f} min)")
     return 0
 
+
+
+FIT_BASELINE = {"ce": "bare", "gce": "gce", "mixup": "mixup", "ls": "ls", "sce": "sce"}
+
+
+def collapse_png(rows: list[dict], path: Path) -> None:
+    """collapse.png: per AL2 run, the gradient norms reaching the trunk's output
+    from the fit loss (solid) and the AL2 term (dashed), and the fraction of live outputs."""
+    fig, (top, bottom) = plotting.plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    for fit in dict.fromkeys(r["fit"] for r in rows):
+        mine = [r for r in rows if r["fit"] == fit and r["al2"]]
+        gray, marker = plotting.BASELINE_STYLE[FIT_BASELINE[fit]]
+        epochs = [r["epoch"] for r in mine]
+        for key, style in (("grad_fit", "-"), ("grad_al2", "--")):
+            top.semilogy(epochs, [max(r[key], 1e-12) for r in mine], style, color=gray,
+                         marker=marker, markersize=3,
+                         label=f"{fit} + AL2: {'fit loss' if key == 'grad_fit' else 'AL2 term'}")
+        bottom.plot(epochs, [100 * r["active"] for r in mine], "-", color=gray, marker=marker,
+                    markersize=3, label=f"{fit} + AL2")
+    top.set_ylabel("gradient norm at the trunk output")
+    top.legend(fontsize=7, ncol=2)
+    bottom.set_ylabel("trunk outputs > 0 (%)")
+    bottom.set_xlabel("epoch")
+    bottom.legend(fontsize=8)
+    top.set_title("Gradients reaching the trunk, and the trunk's live outputs (probe: 1,000 "
+                  "training images)", fontsize=9)
+    plotting.save_figure(fig, path)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,7 @@ Profiles --steps eager steps of a grid of --runs runs (the same kernels a CUDA g
 without the launch gaps) with torch.profiler and prints the top --top operators by their own
 device time, with their share of the total. On the CPU it profiles CPU time instead.
 
-    python code/profile_step.py --device cuda --runs 14 --trunk streams
+    python code/bench/profile_step.py --device cuda --runs 14 --trunk streams
 """
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from dataclasses import asdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from al2.training.config import GridConfig, grid_of_size
+from al2.training.config import GridConfig
+from al2.training.presets import grid_of_size
 from al2.training.data import load_grid_data
 from al2.training.device import (select_device, set_cudnn_benchmark, set_tf32,
                                  synchronize)
 from al2.errors import UserError
-from al2.training.model import StackedLeNet
+from al2.speed.variants import TRUNKS, install_trunk
 from al2.training.stack import Trainer
 
 
@@ -29,7 +30,7 @@ def main() -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
     parser.add_argument("--runs", type=int, default=14, help="grid size: 1, 14 or 8k")
     parser.add_argument("--steps", type=int, default=50, help="profiled steps (default: 50)")
-    parser.add_argument("--trunk", choices=StackedLeNet.TRUNKS, default="grouped")
+    parser.add_argument("--trunk", choices=TRUNKS, default="grouped")
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--tf32", action="store_true", help="TF32 instead of strict fp32")
     parser.add_argument("--top", type=int, default=15, help="operators listed (default: 15)")
@@ -45,7 +46,8 @@ def main() -> int:
     set_cudnn_benchmark(args.cudnn_benchmark)
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": 64 * args.steps,
                                         "test_subset": 100}), device)
-    trainer = Trainer(grid, grid.runs(), data, trunk=args.trunk)
+    trainer = Trainer(grid, grid.runs(), data)
+    install_trunk(trainer, args.trunk)
     w = torch.full((len(grid.runs()),), 0.01, device=device)
     trainer.train_epoch(0, w)  # warm-up: algorithm choice, allocator
     synchronize(device)

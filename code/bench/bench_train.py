@@ -10,9 +10,9 @@ plus Bare x 4 instances for Fig. 1), 8k runs (Table 1 x k seeds, or with --repli
 CUDA each size is timed for every --precisions (fp32, tf32) x --modes (eager, graph: the
 captured CUDA-graph step) x --trunks.
 
-    python code/bench_train.py                       # CPU: 8 runs, 6400 samples per run
-    python code/bench_train.py --runs 8,40 --replicates 1,5 --no-authors   # replicates' cost
-    python code/bench_train.py --device cuda --runs 1,8,14 --precisions fp32,tf32 --no-authors
+    python code/bench/bench_train.py                       # CPU: 8 runs, 6400 samples per run
+    python code/bench/bench_train.py --runs 8,40 --replicates 1,5 --no-authors   # replicates' cost
+    python code/bench/bench_train.py --device cuda --runs 1,8,14 --precisions fp32,tf32 --no-authors
 """
 from __future__ import annotations
 
@@ -25,13 +25,15 @@ from datetime import date
 import torch
 
 import al2
-from al2.training.config import GridConfig, grid_of_size
+from al2.training.config import GridConfig
+from al2.training.presets import grid_of_size
 from al2.training.data import MNIST_MEAN, MNIST_STD, load_grid_data
 from al2.training.device import (select_device, set_cudnn_benchmark, set_tf32,
                                  synchronize)
 from al2.errors import UserError
-from al2.training.model import StackedLeNet, lenet_from_seed
+from al2.training.model import lenet_from_seed
 from al2.paths import DATA_DIR
+from al2.speed.variants import TRUNKS, Variants
 from al2.training.stack import Trainer
 
 PAPER_STEPS = 700 * 938  # Table 1: 700 epochs of ceil(60000 / 64) steps
@@ -70,14 +72,14 @@ def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -
 
 
 def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
-            test_images: int = 10000, trunk: str = "grouped", optimizer: str = "auto"):
+            test_images: int = 10000, trunk: str = "grouped", optimizer: str = "torch"):
     """(seconds to train `samples` samples per run, seconds for one full test evaluation) of
     al2.Trainer; graph: full batches through the captured CUDA graph; optimizer: flat
-    (speed.flat_sgd), torch (training.sgd, torch.optim.SGD) or auto (Trainer's choice)."""
+    (speed.flat_sgd) or torch (training.sgd, torch.optim.SGD, the plain step's)."""
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": samples,
                                         "test_subset": test_images}), device)
-    trainer = Trainer(grid, grid.runs(), data, trunk=trunk, cuda_graph=graph,
-                      optimizer=optimizer)
+    trainer = Trainer(grid, grid.runs(), data)
+    Variants(trunk, optimizer, graph)(trainer)
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in grid.runs()], device=device)
     trainer.train_epoch(0, w)  # warm-up: allocator, oneDNN / cuDNN algorithm choice
     synchronize(device)
@@ -116,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", default="fp32",
                    help="fp32 (strict, the paper's) and/or tf32 (CUDA only)")
     p.add_argument("--trunks", default="grouped",
-                   help=f"trunk kernels to time, comma list of {', '.join(StackedLeNet.TRUNKS)}")
+                   help=f"trunk kernels to time, comma list of {', '.join(TRUNKS)}")
     p.add_argument("--optimizers", default="flat,torch",
                    help="optimisers to time, comma list of flat (one buffer) and torch "
                         "(torch.optim.SGD): the same rule")
@@ -142,8 +144,8 @@ def main():
     args = parser.parse_args()
     if args.samples < 128 or args.repeats < 1 or not 1 <= args.test_images <= 10000:
         parser.error("--samples must be >= 128, --repeats >= 1, --test-images in 1..10000")
-    if not set(args.trunks.split(",")) <= set(StackedLeNet.TRUNKS):
-        parser.error(f"--trunks takes a comma list of {', '.join(StackedLeNet.TRUNKS)}")
+    if not set(args.trunks.split(",")) <= set(TRUNKS):
+        parser.error(f"--trunks takes a comma list of {', '.join(TRUNKS)}")
     if not set(args.optimizers.split(",")) <= {"flat", "torch"}:
         parser.error("--optimizers takes a comma list of flat, torch")
     try:

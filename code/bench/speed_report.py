@@ -1,6 +1,6 @@
 """speed.md for a trained grid: where and how it ran, and how fast.
 
-    python code/speed_report.py --runs results/runs/paper --out results/paper/speed.md \
+    python code/bench/speed_report.py --runs results/runs/paper --out results/paper/speed.md \
         --train-seconds 412 --train-calls 1 --evaluate-seconds 25 --probe probe.json
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from al2.analyses.runs import discover_runs
 def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None,
            train_calls: int = 1) -> str:
     runs = discover_runs(runs_dir)
-    config, grid = runs[0].config, runs[0].grid
+    config, grid = runs[0].saved_config, runs[0].grid
     env = config["environment"]
     trained = min(r.epochs for r in runs)
     steps = math.ceil(config["train_images"] / grid.batch_size)
@@ -44,7 +44,7 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
              f"end{'' if train_calls == 1 else ', summed'} | {train_s:.0f} s |",
              f"| evaluate.py call | {evaluate_s:.0f} s |"]
     if probe:
-        lines += ["", "## The step's variants, probed before training (code/probe_step.py)", "",
+        lines += ["", "## The step's variants, probed before training (code/bench/probe_step.py)", "",
                   probe["table"].strip()]
     return "\n".join(lines) + "\n"
 
@@ -80,10 +80,10 @@ def main() -> int:
                         help="train.py calls the training took (resumed between them)")
     parser.add_argument("--evaluate-seconds", type=float, required=True)
     parser.add_argument("--probe", type=Path, default=None,
-                        help="code/probe_step.py --json output of the probe before training")
+                        help="code/bench/probe_step.py --json output of the probe before training")
     args = parser.parse_args()
     try:
-        probe = read_json(resolve(args.probe), "probe file", "run code/probe_step.py --json "
+        probe = read_json(resolve(args.probe), "probe file", "run code/bench/probe_step.py --json "
                           "again") if args.probe and resolve(args.probe).exists() else None
         text = report(resolve(args.runs), args.train_seconds, args.evaluate_seconds, probe,
                       args.train_calls)

@@ -1,6 +1,6 @@
 """Probe the training step's variants on this device: check each, time each, pick the fastest.
 
-A variant is a trunk (StackedLeNet.TRUNKS) with or without cuDNN's algorithm search, and on
+A variant is a trunk (al2.speed.variants.TRUNKS) with or without cuDNN's algorithm search, and on
 CUDA with either optimiser (torch.optim.SGD or the flat one, speed.flat_sgd). Each is the same
 function; on a GPU each runs as a replayed CUDA graph. For every variant:
 
@@ -20,7 +20,7 @@ variant that passed its check is the choice; the chosen one is also timed at
 --project-runs (R = 24: 3 seeds of every cell) for the projection. A table is printed last;
 --json keeps the rows and the choice for the job script and speed_report.py.
 
-    python code/probe_step.py --device cuda --json probe.json
+    python code/bench/probe_step.py --device cuda --json probe.json
 """
 from __future__ import annotations
 
@@ -33,13 +33,14 @@ from dataclasses import asdict
 
 import torch
 
-from al2.training.config import GridConfig, grid_of_size
+from al2.training.config import GridConfig
+from al2.training.presets import grid_of_size
 from al2.training.data import load_grid_data
 from al2.training.device import (select_device, set_cudnn_benchmark, set_tf32,
                                  synchronize)
 from al2.errors import UserError
-from al2.training.model import StackedLeNet
 from al2.speed.graph import StaticStep
+from al2.speed.variants import TRUNKS, Variants, install_flat_sgd, install_trunk
 from al2.training.stack import Trainer
 
 PAPER_STEPS = 700 * 938   # Table 1: 700 epochs of ceil(60000 / 64) steps
@@ -74,15 +75,33 @@ def float64_trainer(grid: GridConfig, device, trunk: str, graph: bool,
     float32 initialisation, converted)."""
     data = load_grid_data(grid, device)
     data.train_x, data.test_x = data.train_x.double(), data.test_x.double()
-    trainer = Trainer(grid, grid.runs(), data, trunk=trunk, optimizer=optimizer)
+    trainer = Trainer(grid, grid.runs(), data)
+    install_trunk(trainer, trunk)
+    if optimizer == "flat":
+        install_flat_sgd(trainer)
     if graph:  # the variant's own step: captured and replayed on CUDA, its buffers on the CPU
-        trainer.static = StaticStep(trainer, graph=device.type == "cuda")
+        trainer.fast_step = StaticStep(trainer, graph=device.type == "cuda")
     return trainer
+
+
+def run_steps(trainer: Trainer, epoch_index: int, al2_weight: torch.Tensor, steps: int,
+              order: torch.Tensor | None = None) -> dict:
+    """The first `steps` steps of an epoch, as Trainer.train_epoch takes them (in the batch
+    order `order` (N,) when given): the epoch loop cut short, for checks and timings."""
+    trainer.model.train()
+    trainer.sums.zero()
+    draws = trainer.draws(epoch_index, order)
+    weight = al2_weight.to(trainer.device)
+    for step, idx in draws.batches():
+        if step >= steps:
+            break
+        trainer.take_step(idx, weight, draws, step)
+    return trainer.sums.read()
 
 
 def run_check(trainer: Trainer, steps: int) -> list[torch.Tensor]:
     w = torch.tensor([0.5 if r.use_al2 else 0.0 for r in trainer.runs])   # distinct per run
-    sums = trainer.train_epoch(0, w, max_steps=steps)
+    sums = run_steps(trainer, 0, w, steps)
     return [*trainer.sgd.state_tensors(), *trainer.model.buffers(),
             torch.tensor([sums[k] for k in ("loss_c", "loss_r")], dtype=torch.float64)]
 
@@ -106,24 +125,24 @@ def time_variant(v: dict, runs: int, device, steps: int, warmup: int) -> float:
     grid = grid_of_size(runs)
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": 64 * (steps + warmup)}),
                           device)
-    trainer = Trainer(grid, grid.runs(), data, trunk=v["trunk"],
-                      cuda_graph=v.get("cuda_graph", True), optimizer=v.get("optimizer", "torch"))
-    if trainer.graph_error:  # the trainer fell back to the eager step: not this variant's speed
-        raise RuntimeError(f"capture failed ({trainer.graph_error})")
+    trainer = Trainer(grid, grid.runs(), data)
+    env = Variants(v["trunk"], v.get("optimizer", "torch"), v.get("cuda_graph", True))(trainer)
+    if "cuda_graph_error" in env:  # the trainer kept the eager step: not this variant's speed
+        raise RuntimeError(f"capture failed ({env['cuda_graph_error']})")
     w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in grid.runs()], device=device)
     perm = torch.arange(len(data.train_x), device=device)
-    trainer.train_epoch(0, w, max_steps=warmup, perm=perm)
+    run_steps(trainer, 0, w, warmup, perm)
     synchronize(device)
     timed = perm[64 * warmup:]
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        trainer.train_epoch(1, w, max_steps=steps, perm=timed)
+        run_steps(trainer, 1, w, steps, timed)
         end.record()
         end.synchronize()
         return steps / (start.elapsed_time(end) / 1000)
     t0 = time.perf_counter()
-    trainer.train_epoch(1, w, max_steps=steps, perm=timed)
+    run_steps(trainer, 1, w, steps, timed)
     return steps / (time.perf_counter() - t0)
 
 
@@ -237,7 +256,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--trunks", default=",".join(StackedLeNet.TRUNKS),
+    parser.add_argument("--trunks", default=",".join(TRUNKS),
                         help="trunk variants, comma list")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=30, help="untimed steps before them")
@@ -252,8 +271,8 @@ def main() -> int:
     args = parser.parse_args()
     if min(args.steps, args.check_steps) < 1 or args.warmup < 0:
         parser.error("--steps and --check-steps must be >= 1, --warmup >= 0")
-    if not set(args.trunks.split(",")) <= set(StackedLeNet.TRUNKS):
-        parser.error(f"--trunks takes a comma list of {', '.join(StackedLeNet.TRUNKS)}")
+    if not set(args.trunks.split(",")) <= set(TRUNKS):
+        parser.error(f"--trunks takes a comma list of {', '.join(TRUNKS)}")
     try:
         device = select_device(args.device)
         if args.project_runs:

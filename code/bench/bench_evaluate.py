@@ -2,9 +2,9 @@
 outputs equal a reference evaluation's byte for byte (e.g. the committed results folder made
 from the same runs on the same machine, or one written before a change).
 
-    python code/bench_evaluate.py --runs results/runs/replicates-quick \
+    python code/bench/bench_evaluate.py --runs results/runs/replicates-quick \
         --reference results/replicates-quick
-    python code/bench_evaluate.py --runs results/runs/remedies-quick --profile 25
+    python code/bench/bench_evaluate.py --runs results/runs/remedies-quick --profile 25
 
 Evaluates into a temporary folder (the reference is only read), with evaluate.py's defaults for
 a grid of that length, on the CPU; prints the seconds per analysis and the total, then each

@@ -4,7 +4,7 @@ One pair of shape (50, 160000), the authors' setting (10,000 test images x 16 sp
 positions of 50 channels), ReLU-like data with shared structure. Times mean CCA, SVCCA (10 dims)
 and PWCCA (both variants) each way and checks the values agree.
 
-    python code/bench_svcca.py
+    python code/bench/bench_svcca.py
 """
 from __future__ import annotations
 

@@ -1,0 +1,121 @@
+"""The paper's claims against the committed results: every figure of the README's claims table,
+computed from per-run rows of the results folders (no training, no checkpoints), and the table
+itself, written into the README between its two marker comments.
+
+    python code/studies/claims.py          # results/* -> results/claims/, README.md's table
+    python code/studies/claims.py --check  # exit 1 if the README's table is not what it writes
+
+Comparisons are paired within a replicate (same initialisation, batch order and labels; only the
+compared setting differs): mean difference, its 95% t-interval over the replicates, in how many
+the first is ahead. Each verdict follows a rule stated in claims.md from its figures, and names
+the measures under which it holds.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import claims_beyond
+import claims_paper
+from al2.analyses.evidence import Claims, signed
+from al2.errors import UserError
+from al2.files import save_csv, save_text
+from al2.paths import REPO_ROOT, RESULTS_DIR, resolve, shown
+
+COLUMNS = ["claim", "measure", "mean", "low", "high", "ahead", "n", "source"]
+START = "<!-- claims table: written by code/studies/claims.py -->"
+END = "<!-- end of claims table -->"
+
+
+RULES = """## How the verdicts follow from the figures
+
+- A difference *holds* when its 95% t-interval over paired replicates lies above 0 (*below 0*:
+  the other way); an interval that contains 0 decides nothing.
+- Memorisation, regularisers, probe: *holds* when it holds for every baseline compared; the
+  regularisers' verdict says at which measures (last epoch, early-stopped) it holds.
+- Activations: WD *raises* them when WD − Bare holds; BN and DO *restrain* them when Bare's
+  L_r over theirs is above 1 (interval of the paired ratio) and AL2's ratio lies above both.
+- Similarity: *does not hold* when the AL2 pairs end less similar than the plain pairs and
+  the ranges of the two kinds are apart from some epoch on (pairs share networks: ranges, no
+  interval).
+- Ablation: for each mode and reading (points, relative to the unablated accuracy, share of
+  the above-chance accuracy kept), AL2 is *more robust* when it keeps more for more baselines
+  than it keeps less for, *less robust* when any baseline shows the opposite and no more show
+  it keeping more; the verdict lists the readings each way.
+- Noise: *holds* when the last-epoch gain rises with every noise level, *up to* the level of
+  the largest gain when it rises until there.
+- Early stopping: the upper end of the pooled interval bounds AL2's gain.
+- Remedies: AL2 *helps* a remedy when its gain holds, *breaks* it when its loss holds.
+"""
+
+
+def markdown(c: Claims) -> str:
+    lines = ["# The paper's claims: the figures", "",
+             "Made by `python code/studies/claims.py` from the per-run rows of the results "
+             "folders. Each line: the difference, its 95% t-interval over the replicates and in "
+             "how many of them the first is ahead (paired within a replicate unless marked "
+             "Welch or ratio); a single value where the source is one draw.", "", RULES]
+    for claim in dict.fromkeys(f["claim"] for f in c.figures):
+        lines += [f"## {claim}", ""]
+        for f in (f for f in c.figures if f["claim"] == claim):
+            figure = signed({"n": f["n"] if f["low"] == f["low"] else 1, "mean": f["mean"],
+                             "low": f["low"], "high": f["high"]}, 3)
+            ahead = f", {f['ahead']} of {f['n']}" if f["ahead"] == f["ahead"] else ""
+            lines.append(f"- {f['measure']}: **{figure}**{ahead} (n {f['n']}, `{f['source']}`)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def table(c: Claims) -> str:
+    lines = [START, "", "| claim | verdict | evidence | results/ |", "|---|---|---|---|"]
+    lines += [f"| {claim} | {verdict} | {evidence} | {folders} |"
+              for claim, verdict, evidence, folders in c.table]
+    return "\n".join(lines + ["", END])
+
+
+def with_table(readme: str, text: str) -> str:
+    """The README with `text` between (and including) its two markers."""
+    if START not in readme or END not in readme:
+        raise UserError(f"README.md has no claims table markers ({START} ... {END})")
+    head, rest = readme.split(START, 1)
+    return head + text + rest.split(END, 1)[1]
+
+
+CLAIMS = claims_paper.CLAIMS[:4] + claims_beyond.CLAIMS[:1] + claims_paper.CLAIMS[4:] + \
+    claims_beyond.CLAIMS[1:]   # the README's order: the representation rows together
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--results", type=Path, default=RESULTS_DIR, help="the results folder")
+    p.add_argument("--out", type=Path, default=None, help="default: <results>/claims")
+    p.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when the README's table differs from this one")
+    args = p.parse_args(argv)
+    c = Claims(resolve(args.results))
+    readme = resolve(args.readme)
+    try:
+        for claim in CLAIMS:
+            claim(c)
+        updated = with_table(readme.read_text(), table(c))
+    except (UserError, OSError, KeyError, ValueError) as e:
+        p.exit(2, f"claims.py: error: cannot read the results under {shown(c.results)}: {e}\n")
+    if args.check:
+        same = updated == readme.read_text()
+        print(f"{shown(readme)}'s claims table is {'' if same else 'NOT '}what claims.py writes")
+        return 0 if same else 1
+    out = resolve(args.out or c.results / "claims")
+    save_csv(c.figures, out / "claims.csv", COLUMNS)
+    save_text(markdown(c), out / "claims.md")
+    save_text(updated, readme)
+    print(f"wrote {shown(out / 'claims.md')}, claims.csv ({len(c.figures)} figures) and "
+          f"{shown(readme)}'s claims table ({len(c.table)} claims)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

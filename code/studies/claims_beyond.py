@@ -1,0 +1,129 @@
+"""Beyond the paper (code/studies/claims.py): a linear probe of the trunks, AL2 against early
+stopping, AL2 beside the remedies for noisy labels; each a row of the README's claims table with
+its figures, computed from per-run rows of the results folders."""
+from __future__ import annotations
+
+from al2.analyses.evidence import (Claims, above_zero, below_zero, differences, k_of_n, paired,
+                                   pooled, signed)
+
+TABLE1 = ("bare", "bn", "do", "wd")
+NAME = {"bare": "Bare", "bn": "BN", "do": "DO", "wd": "WD"}
+SELECTION = ["baseline", "al2", "replicate", "final_test_acc", "early_stopped_test_acc"]
+
+
+def probe(c: Claims) -> None:
+    claim = "*beyond the paper:* more general representations, read as a linear probe " \
+            "fitted on 1,000 clean labels"
+    rows = c.rows("replicates-quick", "probe.csv", ["baseline", "al2", "replicate", "epoch",
+                                                    "test_acc"])
+    last = max(int(r["epoch"]) for r in rows.rows)
+    gains = {b: c.figure(claim, f"probe test acc. at epoch {last}, {NAME[b]} + AL2 - "
+                                f"{NAME[b]}", paired(
+        rows.by_replicate("test_acc", baseline=b, al2=True, epoch=last),
+        rows.by_replicate("test_acc", baseline=b, al2=False, epoch=last)), rows.source)
+        for b in TABLE1}
+    ahead = [NAME[b] for b, ci in gains.items() if above_zero(ci)]
+    behind = [NAME[b] for b, ci in gains.items() if below_zero(ci)]
+    verdict = "**holds**" if len(ahead) == len(TABLE1) else "**does not hold**" if not ahead \
+        else "**in part**"
+    c.row(claim, verdict, f"probe test accuracy at epoch {last}, AL2 − plain: " + ", ".join(
+        f"{NAME[b]} {signed(ci, 2)} ({k_of_n(ci)})" for b, ci in gains.items()) +
+        f"; AL2 ahead for {', '.join(ahead) or 'none'}, behind for {', '.join(behind) or 'none'}",
+        "replicates-quick")
+
+
+def welch(a: list[float], b: list[float]) -> dict:
+    """mean(a) - mean(b) with Welch's 95% t-interval (two independent sets)."""
+    from scipy import stats
+    interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return {"n": min(len(a), len(b)), "mean": sum(a) / len(a) - sum(b) / len(b),
+            "low": float(interval.low), "high": float(interval.high)}
+
+
+def early_stopping(c: Claims) -> None:
+    claim = "*beyond the paper:* AL2 against early stopping on 1,000 noisy held-out labels"
+    col = "early_stopped_test_acc"
+    sets = {}
+    for name, folder in (("A", "replicates-quick"), ("B", "remedies-quick"),
+                         ("C", "replicates-quick-amd")):
+        sel = c.rows(folder, "selection.csv", SELECTION)
+        sets[name] = (sel.by_replicate(col, baseline="bare", al2=True),
+                      sel.by_replicate(col, baseline="bare", al2=False), sel.source)
+    ramps = c.rows("ramps-quick", "ramps_runs.csv", ["sample", "loss", "threshold", "replicate",
+                                                     col])
+    sets["D"] = (ramps.by_replicate(col, sample="out", loss="cross-entropy", threshold="50.0"),
+                 ramps.by_replicate(col, sample="out", loss="cross-entropy", threshold=""),
+                 ramps.source)
+    what = {"A": "replicates 0-4, this CPU", "B": "the remedies study, replicates 0-4",
+            "C": "replicates 0-4, another CPU (AMD)", "D": "fresh replicates 5-9"}
+    ci = {k: c.figure(claim, f"Bare, early-stopped test acc., AL2 - plain: {what[k]}",
+                      paired(al2, plain), src) for k, (al2, plain, src) in sets.items()}
+    same = sets["A"][:2] == sets["B"][:2]
+    pool = c.figure(claim, "Bare, early-stopped, AL2 - plain: replicates 0-9 of one CPU "
+                    "(A and D, independent)", pooled(*(differences(*sets[k][:2]) for k in "AD")),
+                    f"{sets['A'][2]}, {sets['D'][2]}")
+    machines = {side: c.figure(claim, f"Bare {side}, early-stopped test acc., this CPU - the "
+                               f"AMD CPU (Welch, replicates 0-4)", welch(
+                                   list(sets["A"][i].values()), list(sets["C"][i].values())),
+                               f"{sets['A'][2]}, {sets['C'][2]}")
+                for i, side in enumerate(("with AL2", "plain"))}
+    sel = c.rows("replicates-quick", "selection.csv", SELECTION)
+    others = {b: c.figure(claim, f"{NAME[b]}, early-stopped test acc., AL2 - plain", paired(
+        sel.by_replicate(col, baseline=b, al2=True), sel.by_replicate(col, baseline=b, al2=False)),
+        sel.source) for b in TABLE1[1:]}
+    verdict = f"**a gain of at most {pool['high']:.1f} points**" if pool["low"] < 0 else \
+        f"**a small gain: {signed(pool)}**"
+    c.row(claim, verdict, f"Bare, early-stopped AL2 − plain over 10 independent replicates of "
+          f"one CPU: {signed(pool)} ({k_of_n(pool)}); replicates 0–4 {signed(ci['A'])} "
+          f"({k_of_n(ci['A'])}{', the remedies study: the same runs, bit for bit' if same else ''})"
+          f", 5–9 {signed(ci['D'])} ({k_of_n(ci['D'])}); on another CPU 0–4 gave "
+          f"{signed(ci['C'])} ({k_of_n(ci['C'])}; its accuracies differ from this CPU's by "
+          f"{signed(machines['plain'])} plain, {signed(machines['with AL2'])} with AL2, Welch). "
+          f"BN {signed(others['bn'])}, DO {signed(others['do'])}, WD {signed(others['wd'])}",
+          "replicates-quick, ramps-quick, replicates-quick-amd")
+
+
+REMEDIES = {"bare": "cross-entropy", "ls": "label smoothing", "sce": "SCE", "gce": "GCE",
+            "mixup": "mixup"}
+
+
+def remedies(c: Claims) -> None:
+    claim = "*beyond the paper:* AL2 beside each remedy for noisy labels"
+    sel = c.rows("remedies-quick", "selection.csv", SELECTION)
+    preset = {b: c.figure(claim, f"final test acc., {name} + AL2 - {name} (preset ramp)", paired(
+        sel.by_replicate("final_test_acc", baseline=b, al2=True),
+        sel.by_replicate("final_test_acc", baseline=b, al2=False)), sel.source)
+        for b, name in REMEDIES.items()}
+    ramps = c.rows("ramps-quick", "ramps_runs.csv", ["sample", "loss", "threshold", "replicate",
+                                                     "final_val_acc", "final_test_acc",
+                                                     "early_stopped_test_acc"])
+    fresh = {}
+    for loss in ("cross-entropy", "GCE", "mixup"):
+        val = {}
+        for r in ramps.select(sample="in", loss=loss):
+            if r["threshold"]:
+                val.setdefault(r["threshold"], []).append(float(r["final_val_acc"]))
+        chosen = max(val, key=lambda t: sum(val[t]) / len(val[t]))
+        for measure, col in (("final", "final_test_acc"), ("early-stopped",
+                                                           "early_stopped_test_acc")):
+            fresh[(loss, measure)] = chosen, c.figure(
+                claim, f"fresh replicates, {measure} test acc., {loss} + AL2 at the ramp chosen "
+                       f"in sample (T = {float(chosen):g}) - {loss}", paired(
+                    ramps.by_replicate(col, sample="out", loss=loss, threshold=chosen),
+                    ramps.by_replicate(col, sample="out", loss=loss, threshold="")),
+                ramps.source)
+    helps = [REMEDIES[b] for b, ci in preset.items() if above_zero(ci)]
+    breaks = [REMEDIES[b] for b, ci in preset.items() if below_zero(ci)]
+    c.row(claim, f"**helps {len(helps)}, breaks {len(breaks)}; retune the ramp**",
+          "last epoch, preset ramp: " + ", ".join(f"{REMEDIES[b]} {signed(ci)} ({k_of_n(ci)})"
+                                                 for b, ci in preset.items()) +
+          "; the ramp chosen on noisy validation labels (replicates 0–2), tested on fresh "
+          "replicates 5–9, AL2 − the loss alone: " + ", ".join(
+              f"{loss} (T = {float(t):g}) {signed(ci)} final ({k_of_n(ci)}), "
+              f"{signed(fresh[(loss, 'early-stopped')][1])} early-stopped "
+              f"({k_of_n(fresh[(loss, 'early-stopped')][1])})"
+              for (loss, m), (t, ci) in fresh.items() if m == "final"),
+          "remedies-quick, ramps-quick")
+
+
+CLAIMS = (probe, early_stopping, remedies)

@@ -1,0 +1,86 @@
+"""The house rules, checked on the code itself: a user's old imports still work and give the same
+objects; the trainer knows no speed variant; no module over 300 lines, no function over 60, no
+evaluation writer with more than 6 parameters."""
+import ast
+import subprocess
+import sys
+
+from al2.moved import MOVED, SPLIT
+from al2.paths import REPO_ROOT
+
+CODE = [p for room in ("code", "svcca", "scripts") for p in (REPO_ROOT / room).rglob("*.py")]
+
+# old module -> names a user's script imported from it, and where they live now
+OLD_NAMES = {
+    "similarity": ("compare_models", "analyses.similarity"),
+    "ablation": ("cumulative_ablation", "analyses.ablation"),
+    "remedies": ("gce_loss", "method.remedies"),
+    "schedule": ("get_map_weights", "method.schedule"),
+    "regularizer": ("AL2", "method.regularizer"),
+    "loss": ("al2_loss", "method.loss"),
+    "config": ("GridConfig", "training.config"),
+    "model": ("StackedLeNet", "training.model"),
+    "checkpoints": ("load_checkpoint", "analyses.checkpoints"),
+    "outputs": ("NonFiniteLoss", "training.records"),
+    "trainer": ("Trainer", "training.stack"),
+    "shards": ("shard_runs", "training.shards"),
+    "training": ("train_grid", "training.grid"),
+}
+
+
+def test_every_old_module_path_imports_and_gives_the_same_objects():
+    """Each module path of before the sub-packages, imported as a user's script does (a fresh
+    interpreter): `import al2.<old>` is the new module itself (MOVED) or finds the names in
+    their new homes (SPLIT), and `from al2.<old> import name` is the very object."""
+    lines = ["import importlib"]
+    for old in [*MOVED, *SPLIT, "training"]:
+        lines.append(f"import al2.{old}")
+        if old in MOVED:
+            lines.append(f"assert al2.{old} is importlib.import_module('al2.{MOVED[old]}')")
+    for old, (name, home) in OLD_NAMES.items():
+        lines += [f"from al2.{old} import {name} as a",
+                  f"from al2.{home} import {name} as b", "assert a is b, " + repr(old)]
+    lines += ["from al2.config import PRESETS", "from al2.training.presets import PRESETS as P",
+              "assert PRESETS is P",
+              "from al2.remedies import cross_entropy_loss",
+              "from al2.method.loss import cross_entropy",
+              "assert cross_entropy_loss is cross_entropy",
+              "print('ok')"]
+    done = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+
+
+def imports(path) -> set[str]:
+    """The modules a file imports, relative ones resolved within al2."""
+    tree, names = ast.parse(path.read_text()), set()
+    package = ".".join(path.relative_to(REPO_ROOT / "code").parent.parts)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            names.add(f"{base}.{node.module}" if node.level else node.module)
+    return names
+
+
+def test_the_trainer_knows_no_speed_variant():
+    """Nothing in al2/training imports al2/speed: the variants are installed from outside."""
+    training = sorted((REPO_ROOT / "code" / "al2" / "training").glob("*.py"))
+    assert training
+    for path in training:
+        assert not any(n.startswith("al2.speed") for n in imports(path)), path.name
+
+
+def test_no_module_over_300_lines_no_function_over_60_no_writer_over_6_parameters():
+    for path in CODE:
+        text = path.read_text()
+        assert text.count("\n") <= 300, f"{path.relative_to(REPO_ROOT)}: {text.count(chr(10))}"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                assert lines <= 60, f"{path.relative_to(REPO_ROOT)}: {node.name}, {lines}"
+                if node.name.startswith("write_") or node.name == "evaluate_runs":
+                    a = node.args
+                    own = [x for x in a.args + a.kwonlyargs if x.arg != "self"]
+                    assert len(own) <= 6, node.name
