@@ -3,6 +3,7 @@ code/studies/claims.py) against independent computations: the AL2 term's gradien
 in closed form, the probe changing no weight, the ramp study's choice and intervals recomputed
 from its run folders, the claims' figures recomputed from the committed CSVs."""
 import math
+import re
 
 import pytest
 import torch
@@ -135,3 +136,14 @@ def test_the_claims_figures_recomputed_from_the_committed_per_run_rows(tmp_path)
     result = main("claims", "--results", str(empty), "--readme", str(readme))
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "claims.py: error:" in result.stderr and not any(empty.iterdir())
+
+
+def test_the_paper_scale_bound_is_rounded_up_so_within_is_true():
+    """"within X points" is a bound: |gap| rounded up to a tenth, never down (1.52 -> 1.6), and
+    the README's bound covers every paper-scale gap of claims.csv."""
+    within = script("code/studies/claims_paper.py").within
+    assert (within(1.52), within(-1.52), within(1.5), within(0.0)) == ("1.6", "1.6", "1.5", "0.0")
+    gaps = [abs(float(r["mean"])) for r in read(REPO_ROOT / "results" / "claims" / "claims.csv")
+            if r["measure"].startswith("paper scale,")]
+    bound = re.search(r"within ([0-9.]+) points", (REPO_ROOT / "README.md").read_text())
+    assert gaps and bound and max(gaps) <= float(bound.group(1))

@@ -3,6 +3,8 @@ Sec. 5.1's, Sec. 5.2's and the noise levels', each a row of the README's claims 
 figures, computed from per-run rows of the results folders."""
 from __future__ import annotations
 
+import math
+
 from al2.analyses.evidence import (Claims, above_zero, below_zero, k_of_n, k_of_n_each, paired,
                                    ratio, signed, span)
 from al2.files import read_csv
@@ -28,8 +30,13 @@ def memorisation(c: Claims) -> None:
           "last-epoch test accuracy, AL2 − plain: " + ", ".join(
               f"{NAME[b]} {signed(ci)}" for b, ci in gains.items()) +
           f", {k_of_n_each(gains.values())}; paper scale (one draw, trained to epoch {trained} "
-          f"of 700): with-AL2 test accuracy within {worst:.1f} points of the paper's at epochs "
-          f"{' and '.join(map(str, epochs))}", "replicates-quick, paper")
+          f"of 700): with-AL2 test accuracy within {within(worst)} points of the paper's at "
+          f"epochs {' and '.join(map(str, epochs))}", "replicates-quick, paper")
+
+
+def within(gap: float) -> str:
+    """A bound on |gap| to one decimal, rounded up (1.52 -> "1.6"), so that "within" is true."""
+    return f"{math.ceil(round(abs(gap), 9) * 10) / 10:.1f}"
 
 
 def paper_scale(c: Claims, claim: str) -> tuple[float, list[int], int]:
