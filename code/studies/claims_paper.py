@@ -71,8 +71,10 @@ def regularisers(c: Claims) -> None:
                                     paired(mine, sel.by_replicate(column, baseline=b, al2=False)),
                                     sel.source) for b in TABLE1[1:]}
     final, early = (all(above_zero(ci) for ci in out[m].values()) for m in out)
+    some = [NAME[b] for b, ci in out["early-stopped"].items() if above_zero(ci)]
     verdict = "**holds**" if final and early else \
-        "**holds at the last epoch only**" if final else "**does not hold**"
+        f"**holds at the last epoch; early-stopped, against {', '.join(some)} only**" if \
+        final and some else "**holds at the last epoch only**" if final else "**does not hold**"
     text = "; ".join(f"{m}: " + ", ".join(f"− {NAME[b]} {signed(ci)} ({k_of_n(ci)})"
                                           for b, ci in out[m].items()) for m in out)
     c.row(claim, verdict, f"Bare + AL2 {text} (early-stopped: each kept at its best "
