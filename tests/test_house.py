@@ -7,6 +7,7 @@ import sys
 
 from al2.moved import MOVED, SPLIT
 from al2.paths import REPO_ROOT
+from conftest import script
 
 CODE = [p for room in ("code", "svcca", "scripts") for p in (REPO_ROOT / room).rglob("*.py")]
 
@@ -84,3 +85,14 @@ def test_no_module_over_300_lines_no_function_over_60_no_writer_over_6_parameter
                     a = node.args
                     own = [x for x in a.args + a.kwonlyargs if x.arg != "self"]
                     assert len(own) <= 6, node.name
+
+
+def test_every_script_in_its_room_imports_and_finds_train_py():
+    """The scripts moved to code/bench and code/studies import (a moved script that looked for
+    its neighbours by its own path broke once), and bench_stop starts the real train.py."""
+    rooms = [REPO_ROOT / "code" / room for room in ("bench", "studies")]
+    scripts = sorted(p for room in rooms for p in room.glob("*.py"))
+    assert len(scripts) >= 10
+    for path in scripts:
+        assert script(str(path.relative_to(REPO_ROOT))).__doc__, path.name
+    assert script("code/bench/bench_stop.py").TRAIN.samefile(REPO_ROOT / "code" / "train.py")

@@ -25,14 +25,15 @@ from al2.training.config import GridConfig
 from al2.training.presets import PRESETS
 from al2.training.folder import GridFolder
 from al2.training.stopping import STOPPED_EXIT
+from al2.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+TRAIN = REPO_ROOT / "code" / "train.py"
 
 
 def one_stop(preset: str, subset: int, seed: int, folder: Path) -> dict:
     """Train 2 epochs of `preset` on `subset` images; SIGTERM at a random moment of epoch 2."""
     out = folder / f"stop-{seed}"
-    command = [sys.executable, str(REPO / "code" / "train.py"), "--preset", preset,
+    command = [sys.executable, str(TRAIN), "--preset", preset,
                "--epochs", "2", "--subset", str(subset), "--test-subset", "1000",
                "--no-progress", "--device", "cpu", "--out", str(out)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
