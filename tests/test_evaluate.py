@@ -8,6 +8,7 @@ import torch
 import al2
 import al2.analyses.ablation
 import al2.analyses.evaluation
+import al2.analyses.probe
 import al2.training.inference
 import al2.analyses.similarity
 import al2.analyses.report
@@ -294,3 +295,47 @@ def test_noise_sweep_levels_names_labels_and_noise_csv(tmp_path):
     sim = read(out / "similarity.csv")
     assert all(r["run_a"][-3:] == r["run_b"][-3:] for r in sim if r["run_b"] != "random")
     assert {r["run"][-3:] for r in read(out / "ablation.csv")} == {"n25", "n75"}
+
+
+def test_the_linear_probe_of_a_tiny_grid(grid_dir, tmp_path):
+    """evaluate.py --probe on a grid: a row per run and probed epoch (0 and Table 1's columns),
+    accuracies of a fitted probe (above chance on the trusted set), plain and AL2 runs of one seed
+    equal at epoch 0 (the same trunk), probe.md per baseline; --no-probe writes neither file."""
+    done = evaluate("--runs", str(grid_dir), "--out", str(tmp_path / "a"), "--no-table",
+                    "--no-curves", "--no-similarity", "--no-ablation", "--probe-images", "200")
+    assert done.returncode == 0, done.stderr
+    rows = read(tmp_path / "a" / "probe.csv")
+    assert list(rows[0]) == al2.analyses.probe.PROBE_COLUMNS
+    runs = {r.name for r in al2.analyses.runs.discover_runs(grid_dir)}
+    epochs = {int(r["epoch"]) for r in rows}
+    assert 0 in epochs and 3 in epochs
+    assert {(r["run"], int(r["epoch"])) for r in rows} == {(n, e) for n in runs for e in epochs}
+    assert {r["images"] for r in rows} == {"200"}
+    assert all(10 < float(r["train_acc"]) <= 100 and 0 <= float(r["test_acc"]) <= 100
+               for r in rows)
+    first = {r["run"]: r["test_acc"] for r in rows if r["epoch"] == "0"}
+    assert first["bare_plain_s0"] == first["bare_al2_s0"] and \
+        first["wd_plain_s1"] == first["wd_al2_s1"]
+    assert "| BARE |" in (tmp_path / "a" / "probe.md").read_text()
+    done = evaluate("--runs", str(grid_dir), "--out", str(tmp_path / "b"), "--no-table",
+                    "--no-curves", "--no-similarity", "--no-ablation", "--no-probe")
+    assert not (tmp_path / "b" / "probe.csv").exists()
+
+
+def test_the_probe_fit_is_the_regularised_optimum(mnist):
+    """fit_probe on real MNIST pixels (500 training images): the gradient of its objective
+    vanishes at the returned weights (the strictly convex problem's one optimum), and the probe
+    reads the test digits far above chance; standardise leaves a constant feature at 0."""
+    from al2.analyses.probe import PENALTY_C, accuracy, fit_probe, standardise
+    train_images, train_labels, test_images, test_labels = mnist
+    images, labels = train_images[:500], train_labels[:500]
+    test, test_y = test_images[:500], test_labels[:500]
+    x, t = standardise(images.reshape(500, -1).double(), test.reshape(500, -1).double())
+    assert torch.all(x[:, 0] == 0)                      # a corner pixel: 0 in every image
+    w, b = fit_probe(x, labels)
+    w.requires_grad_(True), b.requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(x @ w + b, labels, reduction="sum") + \
+        w.pow(2).sum() / (2 * PENALTY_C)
+    gw, gb = torch.autograd.grad(loss, (w, b))
+    assert gw.abs().max() < 1e-3 and gb.abs().max() < 1e-3      # 3 iterations: ~80
+    assert accuracy(w.detach(), b.detach(), t, test_y) > 75
