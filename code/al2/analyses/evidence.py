@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..files import read_csv
 from ..paths import shown
-from .replicates import t_interval
+from .replicates import signed_interval, t_interval
 
 FIX = "regenerate it with the command its folder's README names"
 
@@ -48,8 +48,7 @@ def text(value) -> str:
 def paired(a: dict, b: dict) -> dict:
     """a - b over the replicates both have: t_interval's figure (n, mean, sd, low, high,
     positive: in how many a is ahead)."""
-    keys = sorted(set(a) & set(b))
-    return {**t_interval([a[k] - b[k] for k in keys]), "replicates": keys}
+    return {**t_interval(differences(a, b)["values"]), "replicates": sorted(set(a) & set(b))}
 
 
 def pooled(*differences: dict) -> dict:
@@ -77,11 +76,8 @@ def span(values: list[float]) -> tuple[float, float, float]:
 
 
 def signed(ci: dict, digits: int = 1) -> str:
-    """'+30.8 [+24.6, +37.1]', or '+30.8' for one value."""
-    text_ = f"{ci['mean']:+.{digits}f}"
-    if ci["n"] > 1:
-        text_ += f" [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
-    return text_
+    """'+30.8 [+24.6, +37.1]', or '+30.8' for one value: the claims table's one decimal."""
+    return signed_interval(ci, digits)
 
 
 def k_of_n(ci: dict) -> str:

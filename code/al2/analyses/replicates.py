@@ -119,15 +119,20 @@ def paired_rows(runs: list[Run], epochs: list[int], early: bool) -> list[dict]:
     return rows
 
 
+def signed_interval(ci: dict, digits: int = 2) -> str:
+    """A t_interval's mean and interval as '+34.20 [+28.10, +40.30]' (the mean alone for n = 1)."""
+    text = f"{ci['mean']:+.{digits}f}"
+    if ci["n"] > 1:
+        text += f" [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
+    return text
+
+
 def interval_text(ci: dict, digits: int = 2) -> str:
     """A t_interval as '+34.20 [+28.10, +40.30], 5 of 5' (without the interval for n = 1, '–'
     for none)."""
     if not ci["n"]:
         return "–"
-    text = f"{ci['mean']:+.{digits}f}"
-    if ci["n"] > 1:
-        text += f" [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
-    return text + f", {ci['positive']} of {ci['n']}"
+    return signed_interval(ci, digits) + f", {ci['positive']} of {ci['n']}"
 
 
 def paired_ci(row: dict) -> dict:

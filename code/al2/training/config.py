@@ -61,7 +61,7 @@ class GridConfig:
     # Beyond the paper: how sure a result is, and what a user without clean labels can do.
     replicates: int = 1               # independent repetitions of the whole grid (one: the paper)
     # the number of the first replicate: fresh replicates, never trained before, of a grid whose
-    # first ones were used for a choice (code/studies/ramps.py's out-of-sample test)
+    # first ones were used for a choice (code/studies/study_ramps.py's out-of-sample test)
     first_replicate: int = 0
     corruption_per_replicate: bool = False  # each replicate its own corrupted labels
     validation: int = 0               # held-out training images with their corrupted labels

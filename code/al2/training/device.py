@@ -26,10 +26,9 @@ def select_device(device: str) -> torch.device:
 def set_threads(threads: int | None = None) -> int:
     """The CPU threads this process computes with: `threads` (train.py --threads), else Slurm's
     CPUs per task (SLURM_CPUS_PER_TASK) inside a Slurm job, else torch's default, every core it
-    sees. Processes sharing a machine should divide its cores: two processes that each take
-    every core run slower than one after another (2.0x for two quick-grid shards on 2 cores,
-    8x seen with more runs), two with one thread each about as fast (1.07x; README, "Scaling
-    out"). The count is part of what makes a CPU run bit-identical: another count splits the
+    sees. Processes sharing a machine should divide its cores: two quick-grid shards on 2 cores
+    side by side took 1.7x the time of the two one after another with every core each, 0.86x
+    with one thread each (code/bench/bench_threads.py; README, "Scaling out"). The count is part of what makes a CPU run bit-identical: another count splits the
     kernels' sums differently (measured: those shards with 1 thread differ from the same with 2
     in every metric), so config.json records it and a resume should keep it. Returns the number
     in use."""

@@ -208,10 +208,10 @@ def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOpti
             raise GridError(f"resume file {shown(state_file)} is damaged (its partial epoch "
                             f"does not fit this grid's runs); {AFRESH}")
     folder.prepare(grid, o.shard, data, level, runs)
-    env = {**environment(dev), **PLAIN_STEP, **installed,
-           "shard": None if o.shard is None else f"{o.shard[0]}/{o.shard[1]}"}
-    if "cuda_graph_error" in env:  # asked for, failed, trained eagerly: recorded last
-        env["cuda_graph_error"] = env.pop("cuda_graph_error")
+    # what a variant installed replaces PLAIN_STEP's entries in place; a failed capture's
+    # "cuda_graph_error" comes last
+    env = {**environment(dev), **PLAIN_STEP,
+           "shard": None if o.shard is None else f"{o.shard[0]}/{o.shard[1]}", **installed}
     folder.write_run_configs(runs, o.command, env, data, configs, start_epoch)
     recorder = EpochRecorder(folder, grid, runs, history, data.test_x[:grid.activation_images],
                              state_file)
