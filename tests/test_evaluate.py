@@ -174,8 +174,9 @@ def test_recomputed_representations_equal_the_saved_ones(grid_dir):
         assert torch.equal(saved, authors)
 
 
-def write_fake_run(folder, baseline, use_al2, metric):
-    """A run folder by hand: config.json and a 701-row metrics.csv from metric(epoch, column)."""
+def write_fake_run(folder, baseline, use_al2, metric, trained=700):
+    """A run folder by hand: config.json (a 700-epoch grid) and metrics.csv from
+    metric(epoch, column) for epochs 0..trained."""
     run = folder / f"{baseline}_{'al2' if use_al2 else 'plain'}_s0"
     run.mkdir(parents=True)
     grid = {"preset": "paper", "baselines": ["bare"], "al2": "both", "seeds": [0],
@@ -185,7 +186,7 @@ def write_fake_run(folder, baseline, use_al2, metric):
     columns = ["epoch", "test_acc", "train_Lc", "train_Lr"]
     with open(run / "metrics.csv", "w") as f:
         f.write(",".join(columns) + "\n")
-        for e in range(701):
+        for e in range(trained + 1):
             f.write(",".join(str(metric(e, c)) for c in columns) + "\n")
 
 
@@ -218,6 +219,28 @@ def test_table1_cells_from_hand_made_metrics(tmp_path):
     lc = table[("Lc", "without", 100)]          # 2.00 vs 2.15: just outside 0.10
     assert lc["outside_tolerance"] == "True" and float(lc["diff"]) == pytest.approx(-0.15)
     assert "**21.00 (95.25)†**" in (tmp_path / "o" / "table1.md").read_text()
+
+
+def test_table1_of_a_grid_still_in_training_marks_the_columns_not_reached(tmp_path):
+    """A 700-epoch grid trained to epoch 250: Table 1 keeps all seven columns; 100 and 200 hold
+    ours, 300..700 say "not reached" beside the paper's value (never left out silently)."""
+    def metric(e, column):
+        return {"epoch": e, "test_acc": 30.0, "train_Lc": 2.0, "train_Lr": 0.5}[column]
+    runs_dir = tmp_path / "runs"
+    write_fake_run(runs_dir, "bare", False, metric, trained=250)
+    write_fake_run(runs_dir, "bare", True, metric, trained=250)
+    done = evaluate("--runs", str(runs_dir), "--out", str(tmp_path / "o"), "--no-similarity",
+                    "--no-ablation", "--no-curves", "--no-probe")
+    assert done.returncode == 0, done.stderr
+    table = read(tmp_path / "o" / "table1.csv")
+    assert sorted({int(r["epoch"]) for r in table}) == [100, 200, 300, 400, 500, 600, 700]
+    for r in table:
+        reached = int(r["epoch"]) <= 250
+        assert (r["seeds"] == "1") == reached and (r["ours"] == "nan") != reached
+        assert float(r["paper"]) >= 0 and (r["outside_tolerance"] == "False" or reached)
+    md = (tmp_path / "o" / "table1.md").read_text()
+    assert "Epochs 300, 400, 500, 600, 700: not reached yet" in md
+    assert "not reached (25.84)" in md and "30.00 (" in md       # Bare TA at 700: the paper's
 
 
 def test_spatial_points_use_the_authors_layout():
@@ -339,3 +362,23 @@ def test_the_probe_fit_is_the_regularised_optimum(mnist):
     gw, gb = torch.autograd.grad(loss, (w, b))
     assert gw.abs().max() < 1e-3 and gb.abs().max() < 1e-3      # 3 iterations: ~80
     assert accuracy(w.detach(), b.detach(), t, test_y) > 75
+
+
+def test_probes_fitted_side_by_side_equal_each_fitted_alone(mnist):
+    """The probe's fast path (FitPool: fits in worker processes, one torch thread each)
+    returns, for every job, the very weights the plain loop returns (real MNIST pixels, four
+    problems of different sizes), and leaves the caller's thread count as it was."""
+    from al2.analyses.probe import FitPool, fit_probe, standardise
+    images, labels = mnist[0], mnist[1]
+    jobs = []
+    for k, n in enumerate((300, 400, 300, 500)):
+        x = images[k * 500:k * 500 + n].reshape(n, -1).double()
+        jobs.append((standardise(x, x)[0], labels[k * 500:k * 500 + n]))
+    threads = torch.get_num_threads()
+    with FitPool(workers=1) as pool:
+        alone = pool.map(fit_probe, jobs)
+    with FitPool(workers=2) as pool:
+        together = pool.map(fit_probe, jobs)
+    assert torch.get_num_threads() == threads
+    for (w1, b1), (w2, b2) in zip(alone, together):
+        assert torch.equal(w1, w2) and torch.equal(b1, b2)

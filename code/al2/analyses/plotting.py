@@ -51,6 +51,9 @@ def table1_png(rows: list[dict], path: Path, title: str) -> None:
                     if r is None:
                         texts.append("–"), flags.append(False)
                         continue
+                    if not r["seeds"]:                     # a column not reached yet
+                        texts.append("not reached"), flags.append(False)
+                        continue
                     t = f"{r['ours']:.2f}"
                     if r["seeds"] > 1:
                         t += f"±{r['ours_std']:.2f}"

@@ -55,18 +55,27 @@ def table_columns(runs: list[Run]) -> list[tuple[int, int | None]]:
     """Table 1's columns as (our epoch, the paper's epoch or None): from the grid's planned
     length, kept where every run got there (a grid stopped by --time-budget at epoch 450 shows
     100..400 beside the paper's 100..400)."""
-    planned = table_epochs(runs[0].grid.epochs)
     trained = min(r.epochs for r in runs)
-    columns = [(e, PAPER_EPOCHS[k] if len(set(planned)) == 7 else None)
-               for k, e in enumerate(planned) if e <= trained]
-    return list(dict.fromkeys(columns))
+    return [(e, paper) for e, paper in planned_columns(runs) if e <= trained]
+
+
+def planned_columns(runs: list[Run]) -> list[tuple[int, int | None]]:
+    """Every column of the grid's planned length, reached or not."""
+    planned = table_epochs(runs[0].grid.epochs)
+    return list(dict.fromkeys((e, PAPER_EPOCHS[k] if len(set(planned)) == 7 else None)
+                              for k, e in enumerate(planned)))
+
+
+def not_reached(rows: list[dict]) -> list[int]:
+    """The columns a grid still in training has not reached: rows without a run (seeds 0)."""
+    return sorted({r["epoch"] for r in rows if r["seeds"] == 0})
 
 
 def table1_rows(runs: list[Run]) -> list[dict]:
     """One row per (baseline, metric, without/with AL2, epoch column): ours (mean and std over
     seeds and replicates) beside the paper's value."""
     paper = load_paper_table()
-    columns = table_columns(runs)
+    reached, columns = table_columns(runs), planned_columns(runs)
     rows = []
     for baseline in sorted({r.baseline for r in runs}, key=BASELINES.index):
         for metric, column in METRICS.items():
@@ -76,16 +85,21 @@ def table1_rows(runs: list[Run]) -> list[dict]:
                     continue
                 scale = LR_AL2_SCALE if (metric == "Lr" and use_al2) else 1.0
                 for epoch, paper_epoch in columns:
-                    values = [r.metric(column, epoch) * scale for r in group]
-                    mean = statistics.fmean(values)
-                    std = statistics.stdev(values) if len(values) > 1 else 0.0
+                    # a column not reached yet keeps its place, empty (seeds 0), beside the
+                    # paper's value: a grid still in training shows how far it got
+                    values = [r.metric(column, epoch) * scale for r in group] \
+                        if (epoch, paper_epoch) in reached else []
+                    mean = statistics.fmean(values) if values else math.nan
+                    std = statistics.stdev(values) if len(values) > 1 else \
+                        (0.0 if values else math.nan)
                     ref = paper.get((baseline, metric, paper_epoch, use_al2), math.nan)
                     rows.append({"baseline": baseline, "metric": metric,
                                  "al2": "with" if use_al2 else "without", "epoch": epoch,
                                  "paper_epoch": paper_epoch, "ours": mean, "ours_std": std,
                                  "seeds": len(values), "paper": ref, "diff": mean - ref,
                                  "scale": scale,
-                                 "outside_tolerance": outside(metric, mean, ref)})
+                                 "outside_tolerance": bool(values) and outside(metric, mean,
+                                                                               ref)})
     return rows
 
 
@@ -103,6 +117,10 @@ def table1_markdown(rows: list[dict], title: str) -> str:
             for e in epochs]
     several = " Ours over several runs: mean ± sd (n)." if any(r["seeds"] > 1 for r in rows) \
         else ""
+    pending = not_reached(rows)
+    if pending:
+        several += (f" Epochs {', '.join(map(str, pending))}: not reached yet, the paper's value "
+                    f"alone (the grid is still in training).")
     lines = [f"### {title}", "",
              "Each cell: without AL2 / **with AL2**; ours, then the paper's in brackets. "
              "With-AL2 L_r is ×100, as in the paper. † marks a cell outside the tolerance." +
@@ -120,7 +138,8 @@ def table1_markdown(rows: list[dict], title: str) -> str:
                     if r is None:
                         parts.append("–")
                         continue
-                    text = fmt(r["ours"], r["ours_std"], r["seeds"])
+                    text = fmt(r["ours"], r["ours_std"], r["seeds"]) if r["seeds"] else \
+                        "not reached"
                     if not math.isnan(r["paper"]):
                         text += f" ({r['paper']:.2f})"
                     text += "†" if r["outside_tolerance"] and not math.isnan(r["paper"]) else ""
@@ -163,14 +182,11 @@ def title(runs: list[Run]) -> str:
 
 
 def write_table1(ev: "Evaluation", title: str) -> None:
-    """Table 1's files; a problem instead while no run has reached the table's first epoch
-    column (a grid stopped early)."""
+    """Table 1's files; a grid still in training shows the columns it has not reached as
+    such."""
     runs = table_runs(ev.runs)
     rows = table1_rows(runs) if runs else []
     if not rows:
-        if runs:
-            ev.problems.append("Table 1: no run has reached the table's first epoch column yet "
-                               "(train further, or --resume)")
         return
     ev.save_csv(rows, "table1.csv", TABLE_COLUMNS)
     ev.save_text(table1_markdown(rows, title), "table1.md")
