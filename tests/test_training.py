@@ -710,3 +710,30 @@ def test_a_finished_grid_extended_equals_one_trained_that_long(tmp_path):
         assert history(a) == history(b)
     assert json.loads((tmp_path / "b" / "grid.json").read_text())["epochs"] == 6
     assert al2.training.folder.GridFolder(tmp_path / "b").split.finished()
+
+
+def test_the_vmap_peer_takes_each_runs_plain_sgd_step():
+    """bench_train's torch.func peer (al2.speed.peers.Ensemble) is a fair rival: two of its
+    steps move each run's weights as torch.optim.SGD moves that run trained alone (Bare and WD,
+    without and with AL2: each its own weight decay and AL2 weight)."""
+    from al2.method.loss import al2_loss
+    from al2.speed.peers import AL2_WEIGHT, Ensemble
+    grid = GridConfig(baselines=["bare", "wd"], al2="both", lr=0.05, **TINY)
+    data = load_grid_data(grid, torch.device("cpu"))
+    batches = [(data.train_x[s:s + 64], data.train_noisy[0][s:s + 64]) for s in (0, 64)]
+    ensemble = Ensemble(grid.runs(), grid, torch.device("cpu"))
+    for x, y in batches:
+        ensemble.step(x, y)
+    for k, run in enumerate(grid.runs()):
+        model = lenet_from_seed(run.seed).train()
+        opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
+                              weight_decay=run.weight_decay)
+        w = torch.tensor([AL2_WEIGHT if run.use_al2 else 0.0])
+        for x, y in batches:
+            log_probs, features = model(x)
+            opt.zero_grad()
+            al2_loss(log_probs[None], features[:, None], y, w)[0].backward()
+            opt.step()
+        for name, p in model.named_parameters():
+            assert torch.allclose(ensemble.params[name][k], p, atol=1e-6), (run.name, name)
+        assert not torch.equal(p, lenet_from_seed(run.seed).state_dict()[name])
