@@ -46,7 +46,7 @@ SCRIPTS = {}
 
 def script_path(name):
     """code/<name>.py, code/bench/<name>.py or code/studies/<name>.py: where the script is."""
-    return next(f"{room}/{name}.py" for room in ("code", "code/bench", "code/studies")
+    return next(f"{room}/{name}.py" for room in ("code", "code/bench", "code/studies", "scripts")
                 if (REPO_ROOT / room / f"{name}.py").exists())
 
 

@@ -236,3 +236,42 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(al2.files.WriteError, match=r"cannot write .*resume\.pt: No space left"):
         al2.files.save_torch({"epoch": 2}, path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["resume.pt"]
+
+
+def test_a_grid_restored_from_a_snapshot_continues_bit_for_bit(tmp_path):
+    """A grid stopped by SIGTERM inside epoch 2, saved as a snapshot (resume state and records,
+    no checkpoints), restored into a new folder and resumed ends bit-identical to the grid never
+    stopped: metrics, the checkpoints written after the restore, the final resume state. A
+    folder being trained, a folder that is not empty and a damaged snapshot are refused in one
+    line, exit 2."""
+    grid = grid_of("plain")
+    al2.train_grid(grid, tmp_path / "a", device="cpu", progress=False)
+    with SignalOnCheck(STEPS + 3) as stop:          # epoch 2, before its step 2
+        summary = al2.train_grid(grid, tmp_path / "b", stop=stop, device="cpu", progress=False)
+    assert summary["stopped_at"] == (2, 1)
+    snap = tmp_path / "grid.tar.gz"
+    done = main("snapshot", "save", str(tmp_path / "b"), str(snap))
+    assert done.returncode == 0 and "saved" in done.stdout, done.stderr
+    done = main("snapshot", "restore", str(snap), str(tmp_path / "c"))
+    assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "c").glob("*/checkpoints/*")) and not list(
+        (tmp_path / "c").glob("*/activations/*"))
+    al2.train_grid(grid, tmp_path / "c", resume=True, device="cpu", progress=False)
+    for run in grid.runs():     # the files of epochs 2 and 3 are new; those of epochs 0 and
+        for kind in ("checkpoints", "activations"):     # 1, not in a snapshot, copied to compare
+            ours = sorted(p.name for p in (tmp_path / "c" / run.name / kind).iterdir())
+            assert ours == ["epoch_2.pt", "epoch_3.pt"]
+            for old in ("epoch_0.pt", "epoch_1.pt"):
+                (tmp_path / "c" / run.name / kind / old).write_bytes(
+                    (tmp_path / "a" / run.name / kind / old).read_bytes())
+    assert_same_folder(tmp_path / "a", tmp_path / "c", grid.runs())
+    done = main("snapshot", "restore", str(snap), str(tmp_path / "c"))
+    assert done.returncode == 2 and "is not empty" in done.stderr
+    snap.write_bytes(snap.read_bytes()[:2000])
+    done = main("snapshot", "restore", str(snap), str(tmp_path / "d"))
+    assert done.returncode == 2 and "damaged" in done.stderr and "Traceback" not in done.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".d", "d"))] == []
+    with al2.training.lock.FolderLock(tmp_path / "b", "whole", wait=True):
+        done = main("snapshot", "save", str(tmp_path / "b"), str(tmp_path / "e.tar.gz"))
+    assert done.returncode == 2 and "another process" in done.stderr
+    assert not (tmp_path / "e.tar.gz").exists()
