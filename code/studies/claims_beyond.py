@@ -29,7 +29,15 @@ def probe(c: Claims) -> None:
     c.row(claim, verdict, f"probe test accuracy at epoch {last}, AL2 − plain: " + ", ".join(
         f"{NAME[b]} {signed(ci, 2)} ({k_of_n(ci)})" for b, ci in gains.items()) +
         f"; AL2 ahead for {', '.join(ahead) or 'none'}, behind for {', '.join(behind) or 'none'}",
-        "replicates-quick")
+        "replicates-quick", headline(gains, f"epoch {last}, {{b}} + AL2 − {{b}}", 2, top=True))
+
+
+def headline(cis: dict, what: str, digits: int = 1, top: bool = False,
+             names: dict = NAME) -> str:
+    """One figure of a row for the README's table: the smallest mean of its baselines (the
+    largest with top), 'early-stopped, GCE + AL2 − GCE: -21.1 [-26.8, -15.5], 0 of 5'."""
+    b, ci = (max if top else min)(cis.items(), key=lambda kv: kv[1]["mean"])
+    return f"{what.format(b=names[b])}: {signed(ci, digits)}, {k_of_n(ci)}"
 
 
 def welch(a: list[float], b: list[float]) -> dict:
@@ -80,7 +88,8 @@ def early_stopping(c: Claims) -> None:
           f"{signed(ci['C'])} ({k_of_n(ci['C'])}; its accuracies differ from this CPU's by "
           f"{signed(machines['plain'])} plain, {signed(machines['with AL2'])} with AL2, Welch). "
           f"BN {signed(others['bn'])}, DO {signed(others['do'])}, WD {signed(others['wd'])}",
-          "replicates-quick, ramps-quick, replicates-quick-amd")
+          "replicates-quick, ramps-quick, replicates-quick-amd",
+          f"Bare, early-stopped, AL2 − plain: {signed(pool)}, {k_of_n(pool)}")
 
 
 REMEDIES = {"bare": "cross-entropy", "ls": "label smoothing", "sce": "SCE", "gce": "GCE",
@@ -101,13 +110,61 @@ def rescued(broken: list[str], fresh: dict) -> str:
 def remedies(c: Claims) -> None:
     claim = "*beyond the paper:* AL2 beside each remedy for noisy labels"
     sel = c.rows("remedies-quick", "selection.csv", SELECTION)
-    preset = {b: c.figure(claim, f"final test acc., {name} + AL2 - {name} (preset ramp)", paired(
-        sel.by_replicate("final_test_acc", baseline=b, al2=True),
-        sel.by_replicate("final_test_acc", baseline=b, al2=False)), sel.source)
-        for b, name in REMEDIES.items()}
+    preset = {(b, measure): c.figure(
+        claim, f"{measure} test acc., {name} + AL2 - {name} (preset ramp)", paired(
+            sel.by_replicate(column, baseline=b, al2=True),
+            sel.by_replicate(column, baseline=b, al2=False)), sel.source)
+        for measure, column in MEASURES.items() for b, name in REMEDIES.items()}
+    fresh, samples = out_of_sample(c, claim)
+    said = []
+    for measure in MEASURES:
+        helps = [REMEDIES[b] for b in REMEDIES if b != "bare" and above_zero(preset[(b, measure)])]
+        breaks = [REMEDIES[b] for b in REMEDIES if b != "bare" and
+                  below_zero(preset[(b, measure)])]
+        said.append(f"{'at the last epoch' if measure == 'final' else measure} helps "
+                    f"{len(helps)} of {len(REMEDIES) - 1}" +
+                    (f" ({', '.join(helps)})" if helps else "") + f", breaks {len(breaks)}" +
+                    (f" ({', '.join(breaks)})" if breaks else ""))
+        if measure == "final":
+            broken = breaks
+    ce = sel.select(baseline="bare")
+    same = sorted((r["al2"], r["replicate"], r["final_test_acc"]) for r in ce) == sorted(
+        (r["al2"], r["replicate"], r["final_test_acc"]) for r in c.rows(
+            "replicates-quick", "selection.csv", SELECTION).select(baseline="bare"))
+    c.row(claim, f"**{'; '.join(said)}; a gentler ramp, out of sample: "
+          f"{rescued(broken, fresh)}**",
+          "AL2 − the remedy alone, preset ramp, " + "; ".join(
+              f"{measure}: " + ", ".join(f"{REMEDIES[b]} {signed(preset[(b, measure)])} "
+                                         f"({k_of_n(preset[(b, measure)])})"
+                                         for b in REMEDIES if b != "bare")
+              for measure in MEASURES) +
+          f" (cross-entropy alone, no remedy: {signed(preset[('bare', 'final')])} final, "
+          f"{signed(preset[('bare', 'early-stopped')])} early-stopped" +
+          (", the memorisation row's Bare runs, bit for bit" if same else "") +
+          f"); the ramp chosen on noisy validation labels (replicates "
+          f"{replicate_range(samples['in'])}), tested on fresh replicates "
+          f"{replicate_range(samples['out'])}, AL2 − the loss alone: " + ", ".join(
+              f"{loss} (T = {float(t):g}) {signed(ci)} final ({k_of_n(ci)}), "
+              f"{signed(fresh[(loss, 'early-stopped')][1])} early-stopped "
+              f"({k_of_n(fresh[(loss, 'early-stopped')][1])})"
+              for (loss, m), (t, ci) in fresh.items() if m == "final"),
+          "remedies-quick, ramps-quick",
+          headline({b: preset[(b, "early-stopped")] for b in REMEDIES if b != "bare"},
+                   "early-stopped, {b} + AL2 − {b}", 1, names=REMEDIES))
+
+
+MEASURES = {"final": "final_test_acc", "early-stopped": "early_stopped_test_acc"}
+
+
+def out_of_sample(c: Claims, claim: str) -> tuple[dict, dict]:
+    """The ramp study read out of sample: {(loss, measure): (the threshold chosen in sample by
+    mean final noisy-validation accuracy, its gain over the loss alone on the fresh
+    replicates)}, and {sample: its replicates}."""
     ramps = c.rows("ramps-quick", "ramps_runs.csv", ["sample", "loss", "threshold", "replicate",
                                                      "final_val_acc", "final_test_acc",
                                                      "early_stopped_test_acc"])
+    samples = {sample: sorted({int(r["replicate"]) for r in ramps.select(sample=sample)})
+               for sample in ("in", "out")}
     fresh = {}
     for loss in ("cross-entropy", "GCE", "mixup"):
         val = {}
@@ -115,27 +172,19 @@ def remedies(c: Claims) -> None:
             if r["threshold"]:
                 val.setdefault(r["threshold"], []).append(float(r["final_val_acc"]))
         chosen = max(val, key=lambda t: sum(val[t]) / len(val[t]))
-        for measure, col in (("final", "final_test_acc"), ("early-stopped",
-                                                           "early_stopped_test_acc")):
+        for measure, col in MEASURES.items():
             fresh[(loss, measure)] = chosen, c.figure(
                 claim, f"fresh replicates, {measure} test acc., {loss} + AL2 at the ramp chosen "
                        f"in sample (T = {float(chosen):g}) - {loss}", paired(
                     ramps.by_replicate(col, sample="out", loss=loss, threshold=chosen),
                     ramps.by_replicate(col, sample="out", loss=loss, threshold="")),
                 ramps.source)
-    helps = [REMEDIES[b] for b, ci in preset.items() if above_zero(ci)]
-    breaks = [REMEDIES[b] for b, ci in preset.items() if below_zero(ci)]
-    c.row(claim, f"**helps {len(helps)}, breaks {len(breaks)}; a gentler ramp, out of sample: "
-          f"{rescued(breaks, fresh)}**",
-          "last epoch, preset ramp: " + ", ".join(f"{REMEDIES[b]} {signed(ci)} ({k_of_n(ci)})"
-                                                 for b, ci in preset.items()) +
-          "; the ramp chosen on noisy validation labels (replicates 0–2), tested on fresh "
-          "replicates 5–9, AL2 − the loss alone: " + ", ".join(
-              f"{loss} (T = {float(t):g}) {signed(ci)} final ({k_of_n(ci)}), "
-              f"{signed(fresh[(loss, 'early-stopped')][1])} early-stopped "
-              f"({k_of_n(fresh[(loss, 'early-stopped')][1])})"
-              for (loss, m), (t, ci) in fresh.items() if m == "final"),
-          "remedies-quick, ramps-quick")
+    return fresh, samples
+
+
+def replicate_range(k: list[int]) -> str:
+    """'0–2': replicates as a range (or a list where they are not consecutive)."""
+    return f"{k[0]}–{k[-1]}" if k == list(range(k[0], k[-1] + 1)) else ", ".join(map(str, k))
 
 
 CLAIMS = (probe, early_stopping, remedies)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 
-from al2.analyses.evidence import (Claims, above_zero, below_zero, k_of_n, k_of_n_each, paired,
-                                   ratio, signed, span)
-from al2.files import read_csv
+from al2.analyses.evidence import (Claims, above_zero, below_zero, differences, k_of_n,
+                                   k_of_n_each, paired, ratio, signed, span)
+from al2.files import read_csv, read_json
 from al2.paths import REPO_ROOT, shown
+from al2.training.config import GridConfig
 from al2.training.data import CHANCE
 
 TABLE1 = ("bare", "bn", "do", "wd")
+DEFAULT_DECAY = GridConfig().weight_decay   # the WD baseline's, the paper's setting
 NAME = {"bare": "Bare", "bn": "BN", "do": "DO", "wd": "WD"}
 
 
@@ -24,14 +26,19 @@ def memorisation(c: Claims) -> None:
     gains = {b: c.figure(claim, f"final test acc., {NAME[b]} + AL2 - {NAME[b]}", paired(
         sel.by_replicate("final_test_acc", baseline=b, al2=True),
         sel.by_replicate("final_test_acc", baseline=b, al2=False)), sel.source) for b in TABLE1}
-    worst, epochs, trained = paper_scale(c, claim)
     holds = all(above_zero(ci) for ci in gains.values())
     c.row(claim, "**holds**" if holds else "**not in every baseline**",
           "last-epoch test accuracy, AL2 − plain: " + ", ".join(
               f"{NAME[b]} {signed(ci)}" for b, ci in gains.items()) +
-          f", {k_of_n_each(gains.values())}; paper scale (one draw, trained to epoch {trained} "
-          f"of 700): with-AL2 test accuracy within {within(worst)} points of the paper's at "
-          f"epochs {' and '.join(map(str, epochs))}", "replicates-quick, paper")
+          f", {k_of_n_each(gains.values())}; paper scale: {paper_scale(c, claim)}",
+          "replicates-quick, paper", headline(gains, "last epoch, {b} + AL2 − {b}"))
+
+
+def headline(cis: dict, what: str, digits: int = 1) -> str:
+    """The weakest of a row's baselines (the smallest mean), as the README's table shows it:
+    'last epoch, DO + AL2 − DO: +22.6 [+13.7, +31.4], 5 of 5'."""
+    b, ci = min(cis.items(), key=lambda kv: kv[1]["mean"])
+    return f"{what.format(b=NAME[b])}: {signed(ci, digits)}, {k_of_n(ci)}"
 
 
 def within(gap: float) -> str:
@@ -39,25 +46,45 @@ def within(gap: float) -> str:
     return f"{math.ceil(round(abs(gap), 9) * 10) / 10:.1f}"
 
 
-def paper_scale(c: Claims, claim: str) -> tuple[float, list[int], int]:
-    """The largest |ours - paper| of the with-AL2 test accuracies of results/paper's runs at
-    Table 1's epochs they reached (one draw: no interval)."""
-    paper = {(r["baseline"], int(r["epoch"])): float(r["with_al2"]) for r in read_csv(
+def paper_scale(c: Claims, claim: str) -> str:
+    """results/paper's runs beside the paper's Table 1 (one draw: no interval): the largest
+    |ours - paper| of the with-AL2 and of the plain test accuracies at the epochs reached; a
+    run whose weight decay is not the paper's default is said apart, with its gap."""
+    paper = {(r["baseline"], int(r["epoch"]), al2): float(r[f"{al2}_al2"]) for r in read_csv(
         REPO_ROOT / "code" / "al2" / "paper" / "table1.csv", "Table 1", "restore it",
-        ["baseline", "metric", "epoch", "with_al2"]) if r["metric"] == "TA"}
-    gaps, reached, trained = [], set(), 0
+        ["baseline", "metric", "epoch", "with_al2", "without_al2"]) for al2 in ("with",
+                                                                                 "without")
+        if r["metric"] == "TA"}
+    gaps, reached, trained, odd = {}, set(), 0, {}
     for b in TABLE1:
-        path = c.results / "paper" / "runs" / f"{b}_al2_s0" / "metrics.csv"
-        metrics = read_csv(path, "metrics file", "restore it", ["epoch", "test_acc"])
-        trained = max(trained, int(metrics[-1]["epoch"]))
-        for r in metrics:
-            if (b, int(r["epoch"])) in paper:
-                reached.add(int(r["epoch"]))
-                gaps.append(c.figure(claim, f"paper scale, {NAME[b]} + AL2 test acc. at epoch "
-                                     f"{r['epoch']} - the paper's", {"n": 1, "mean": float(
-                                         r["test_acc"]) - paper[(b, int(r["epoch"]))]},
-                                     shown(path))["mean"])
-    return max(abs(g) for g in gaps), sorted(reached), trained
+        for al2, kind in (("with", "al2"), ("without", "plain")):
+            folder = c.results / "paper" / "runs" / f"{b}_{kind}_s0"
+            config = read_json(folder / "config.json", "run config", "restore it")
+            if config["weight_decay"] and config["weight_decay"] != DEFAULT_DECAY:
+                odd[b] = config["weight_decay"]
+            metrics = read_csv(folder / "metrics.csv", "metrics file", "restore it",
+                               ["epoch", "test_acc"])
+            trained, planned = max(trained, int(metrics[-1]["epoch"])), config["grid"]["epochs"]
+            for r in metrics:
+                if (b, int(r["epoch"]), al2) in paper:
+                    reached.add(int(r["epoch"]))
+                    gaps[(b, al2, int(r["epoch"]))] = c.figure(
+                        claim, f"paper scale, {NAME[b]}{' + AL2' if al2 == 'with' else ''} test "
+                               f"acc. at epoch {r['epoch']} - the paper's",
+                        {"n": 1, "mean": float(r["test_acc"]) - paper[(b, int(r["epoch"]),
+                                                                       al2)]},
+                        shown(folder / "metrics.csv"))["mean"]
+    worst = {al2: max(abs(g) for (b, a, _), g in gaps.items() if a == al2 and
+                      (al2 == "with" or b not in odd)) for al2 in ("with", "without")}
+    apart = "".join(f"; plain {NAME[b]}, trained at weight decay {decay:g} (the default "
+                    f"{DEFAULT_DECAY:g}), " + ", ".join(
+                        f"{g:+.1f} at epoch {e}" for (bb, a, e), g in gaps.items()
+                        if bb == b and a == "without") for b, decay in odd.items())
+    plain = ", ".join(NAME[b] for b in TABLE1 if b not in odd)
+    return (f"one draw, trained to epoch {trained} of {planned}, test accuracy within "
+            f"{within(worst['with'])} points of the paper's with AL2 and within "
+            f"{within(worst['without'])} without ({plain}) at epochs "
+            f"{' and '.join(map(str, sorted(reached)))}{apart}")
 
 
 def regularisers(c: Claims) -> None:
@@ -78,7 +105,8 @@ def regularisers(c: Claims) -> None:
     text = "; ".join(f"{m}: " + ", ".join(f"− {NAME[b]} {signed(ci)} ({k_of_n(ci)})"
                                           for b, ci in out[m].items()) for m in out)
     c.row(claim, verdict, f"Bare + AL2 {text} (early-stopped: each kept at its best "
-          f"noisy-validation epoch)", "replicates-quick")
+          f"noisy-validation epoch)", "replicates-quick",
+          headline(out["early-stopped"], "early-stopped, Bare + AL2 − {b}"))
 
 
 def activations(c: Claims) -> None:
@@ -105,7 +133,8 @@ def activations(c: Claims) -> None:
     c.row(claim, verdict, f"per-run L_r at epoch {last}, paired: WD − Bare {signed(wd, 2)} "
           f"({wd_text}); Bare's divided by " + ", ".join(
               f"{name} {r['mean']:.3g} [{r['low']:.3g}, {r['high']:.3g}] ({k_of_n(r)})"
-              for name, r in ratios.items()), "replicates-quick")
+              for name, r in ratios.items()), "replicates-quick",
+          f"L_r at epoch {last}, WD − Bare: {signed(wd, 2)}, {k_of_n(wd)}")
 
 
 def similarity(c: Claims) -> None:
@@ -146,11 +175,15 @@ def similarity(c: Claims) -> None:
           (f", ranges apart from epoch {apart[0]}" if apart else ", ranges overlap") +
           f"; at epoch {first}, where test accuracy is alike (AL2 − plain {signed(equal)}, "
           f"{k_of_n(equal)}), {stats[first][0][0]:.3f} vs {stats[first][1][0]:.3f}",
-          "replicates-quick")
+          "replicates-quick", f"mean CCA at epoch {epochs[-1]}: AL2 pairs {a[0]:.3f} "
+          f"({a[1]:.3f}–{a[2]:.3f}), plain pairs {p[0]:.3f} ({p[1]:.3f}–{p[2]:.3f})")
 
 
-READINGS = {"points": lambda a0, a: a, "relative": lambda a0, a: a / a0,
-            "share above chance": lambda a0, a: (a - CHANCE) / (a0 - CHANCE)}
+# normalised readings first: AL2 networks start higher, which raw points carry along
+READINGS = {"relative": lambda a0, a: a / a0,
+            "share above chance": lambda a0, a: (a - CHANCE) / (a0 - CHANCE),
+            "points": lambda a0, a: a}
+NORMALISED = ("relative", "share above chance")
 
 
 def ablation(c: Claims, fraction: float = 0.5) -> None:
@@ -163,53 +196,106 @@ def ablation(c: Claims, fraction: float = 0.5) -> None:
         acc[(r["mode"], r["baseline"], r["al2"] == "True", replicate, float(r["fraction"]))] = \
             float(r["acc_test"])
     replicates = sorted({key[3] for key in acc})
-    more, less, parts = [], [], []
-    for mode in ("element", "unit"):
-        for reading, f in READINGS.items():
+    start = {b: c.figure(claim, f"unablated test acc., {NAME[b]} + AL2 - {NAME[b]}", paired(
+        *({k: acc[("element", b, a, k, 0.0)] for k in replicates} for a in (True, False))),
+        rows.source)["mean"] for b in TABLE1}
+    more, less, parts, figures = [], [], {}, {}
+    for reading, f in READINGS.items():
+        for mode in ("element", "unit"):
             found = {}
             for b in TABLE1:
                 side = {a: {k: f(acc[(mode, b, a, k, 0.0)], acc[(mode, b, a, k, fraction)])
                             for k in replicates} for a in (True, False)}
-                found[b] = c.figure(claim, f"{mode} mode, {fraction:.0%} zeroed, {reading}: "
-                                    f"{NAME[b]} + AL2 - {NAME[b]}",
-                                    paired(side[True], side[False]), rows.source)
+                found[b] = figures[(mode, reading, b)] = c.figure(
+                    claim, f"{mode} mode, {fraction:.0%} zeroed, {reading}: {NAME[b]} + AL2 - "
+                           f"{NAME[b]}", paired(side[True], side[False]), rows.source)
             up = [NAME[b] for b, ci in found.items() if above_zero(ci)]
             down = [NAME[b] for b, ci in found.items() if below_zero(ci)]
-            (more if len(up) > len(down) else less if down else []).append(f"{mode} {reading}")
-            parts.append(f"{mode} {reading}: " + ("+ " + ", ".join(up) if up else "") +
-                         (" " if up and down else "") + ("− " + ", ".join(down) if down else "")
-                         + ("none apart" if not up and not down else ""))
-    verdict = "**holds**" if not less and len(more) == 6 else "**does not hold**" if not more \
-        else "**depends on the reading**"
+            if reading in NORMALISED:
+                (more if len(up) > len(down) else less if down else []).append(
+                    f"{mode} {reading}")
+            parts[(mode, reading)] = (f"{mode} {reading}: " + ("+ " + ", ".join(up) if up
+                                                                else "") +
+                                      (" " if up and down else "") +
+                                      ("− " + ", ".join(down) if down else "") +
+                                      ("none apart" if not up and not down else ""))
+    normalised = 2 * len(NORMALISED)
+    verdict = "**holds**" if len(more) == normalised else \
+        "**does not hold once normalised**" if not more else \
+        f"**depends on the reading; normalised, less robust by {len(less)} of {normalised}**" \
+        if len(less) > len(more) else \
+        f"**depends on the reading; normalised, more robust by {len(more)} of {normalised}**"
     c.row(claim, verdict, f"test accuracy with {fraction:.0%} of the trunk's outputs zeroed, "
-          f"AL2 − plain, paired; + / − : the baselines where AL2 keeps more / less, 5 replicates "
-          f"(intervals in claims.md): " + "; ".join(parts) +
-          f". More robust by {', '.join(more) or 'no reading'}; less by "
-          f"{', '.join(less) or 'no reading'}", "replicates-quick")
+          f"AL2 − plain, paired, {len(replicates)} replicates; + / − : the baselines where AL2 "
+          f"keeps more / less (intervals in claims.md). Normalised: " + "; ".join(
+              t for (m, r), t in parts.items() if r in NORMALISED) +
+          f"; more robust by {', '.join(more) or 'no reading'}, less by "
+          f"{', '.join(less) or 'no reading'}. Raw points, confounded (unablated, AL2 networks "
+          f"start {min(start.values()):.0f}–{max(start.values()):.0f} points higher): " +
+          "; ".join(t for (m, r), t in parts.items() if r not in NORMALISED),
+          "replicates-quick", headline({b: figures[("element", "relative", b)] for b in TABLE1},
+                                       f"element relative, {fraction:.0%} zeroed, {{b}} + AL2 "
+                                       f"− {{b}}", 3))
+
+
+LARGE_LOSS = 5.0   # points: an early-stopped replicate in which AL2 is this far behind is named
+
+
+def rises_to_peak(means: list[float]) -> tuple[int, bool]:
+    """(the index of the largest mean, whether the means rise at every level up to it)."""
+    peak = means.index(max(means))
+    return peak, all(a < b for a, b in zip(means[:peak], means[1:peak + 1]))
 
 
 def noise(c: Claims) -> None:
     claim = "the effect grows with label noise (label randomisation tests)"
     sel = c.rows("noise-quick", "selection.csv", SELECTION + ["level"])
     levels = sorted({float(r["level"]) for r in sel.rows})
-    gains = {}
+    gains, losses = {}, []
     for measure, column in (("final", "final_test_acc"), ("early-stopped",
                                                           "early_stopped_test_acc")):
-        gains[measure] = [c.figure(claim, f"{level:g}% noise, {measure} test acc., Bare + AL2 - "
-                                          f"Bare", paired(
-            sel.by_replicate(column, baseline="bare", al2=True, level=level),
-            sel.by_replicate(column, baseline="bare", al2=False, level=level)), sel.source)
-            for level in levels]
-    final = [ci["mean"] for ci in gains["final"]]
-    peak = final.index(max(final))
-    rising = all(a < b for a, b in zip(final[:peak], final[1:peak + 1]))
-    verdict = "**holds**" if rising and peak == len(levels) - 1 else \
-        f"**holds up to {levels[peak]:g}% noise**" if rising else "**does not hold**"
+        gains[measure] = []
+        for level in levels:
+            al2, plain = (sel.by_replicate(column, baseline="bare", al2=a, level=level)
+                          for a in (True, False))
+            gains[measure].append(c.figure(claim, f"{level:g}% noise, {measure} test acc., "
+                                                  f"Bare + AL2 - Bare", paired(al2, plain),
+                                           sel.source))
+            behind = sorted(d for d in differences(al2, plain)["values"] if d < -LARGE_LOSS)
+            if measure == "early-stopped" and behind:
+                losses.append(f"at {level:g}% AL2 is more than {LARGE_LOSS:g} points behind in "
+                              f"{len(behind)} of {len(al2)} replicates (" +
+                              ", ".join(f"{d:+.1f}" for d in behind) + ")")
+    peak, rising = rises_to_peak([ci["mean"] for ci in gains["final"]])
+    early_peak, early_rising = rises_to_peak([ci["mean"] for ci in gains["early-stopped"]])
+    grows_early = early_rising and early_peak == peak
+    verdict = ("**holds**" if peak == len(levels) - 1 else
+               f"**holds up to {levels[peak]:g}% noise**") if rising else "**does not hold**"
+    if rising:
+        verdict = verdict[:-2] + (", at the last epoch and early-stopped**" if grows_early
+                                  else ", at the last epoch; early-stopped, no trend**")
     c.row(claim, verdict, "Bare + AL2 − Bare, last epoch: " + ", ".join(
         f"{signed(ci)} ({level:g}%)" for level, ci in zip(levels, gains["final"])) +
         f" ({k_of_n_each(gains['final'])}); early-stopped: " + ", ".join(
-        f"{signed(ci)} ({level:g}%)" for level, ci in zip(levels, gains["early-stopped"])),
-        "noise-quick")
+        f"{signed(ci)} ({level:g}%, {k_of_n(ci)})"
+        for level, ci in zip(levels, gains["early-stopped"])) +
+        "".join(f"; {loss}" for loss in losses) + same_runs(c, sel, "75.0"), "noise-quick",
+        f"{levels[peak]:g}% noise, Bare + AL2 − Bare: last epoch {signed(gains['final'][peak])},"
+        f" early-stopped {signed(gains['early-stopped'][peak])}, "
+        f"{k_of_n(gains['early-stopped'][peak])}")
+
+
+def same_runs(c: Claims, sel, level: str) -> str:
+    """'; 75%: the memorisation row's Bare runs, bit for bit' when the sweep's runs at that
+    level have the replicates grid's Bare selection rows exactly (the same runs, not a
+    replication)."""
+    ours = {(r["al2"], r["replicate"]): (r["final_test_acc"], r["early_stopped_test_acc"])
+            for r in sel.select(baseline="bare", level=level)}
+    theirs = {(r["al2"], r["replicate"]): (r["final_test_acc"], r["early_stopped_test_acc"])
+              for r in c.rows("replicates-quick", "selection.csv", SELECTION).select(
+                  baseline="bare")}
+    return f"; {float(level):g}%: the memorisation row's Bare runs, bit for bit (not a " \
+           f"replication)" if ours and ours == theirs else ""
 
 
 CLAIMS = (memorisation, regularisers, activations, similarity, ablation, noise)

@@ -101,7 +101,7 @@ def below_zero(ci: dict) -> bool:
 class Claims:
     """What code/studies/claims.py gathers from a results folder: the figures (claims.csv's
     rows: claim, measure, mean, low, high, ahead, n, source) and the claims table's rows
-    (claim, verdict, evidence, results folders)."""
+    (claim, verdict, evidence, results folders, headline figure)."""
 
     def __init__(self, results: Path):
         self.results, self.figures, self.table = results, [], []
@@ -117,5 +117,8 @@ class Claims:
                              "source": source})
         return ci
 
-    def row(self, claim: str, verdict: str, evidence: str, folders: str) -> None:
-        self.table.append((claim, verdict, evidence, folders))
+    def row(self, claim: str, verdict: str, evidence: str, folders: str,
+            headline: str) -> None:
+        """A claims-table row: its verdict, the one figure it rests on most (the README's
+        table) and every figure behind it (claims.md)."""
+        self.table.append((claim, verdict, evidence, folders, headline))
