@@ -15,6 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's svcca, not an
+# installed checkout's (its al2: code/, this script's folder, comes first already)
+
 from al2.cli import int_list
 from al2.training.device import select_device
 from al2.errors import UserError

@@ -18,10 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's svcca, not an
+# installed checkout's (its al2: code/, this script's folder, comes first already)
 
 import al2
 from al2.analyses.ablation import ablation_fractions, cumulative_ablation

@@ -14,6 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "code"))   # this checkout's al2 and svcca first, even
+sys.path.insert(0, str(ROOT))            # where another checkout's is installed
+
 from al2.errors import UserError
 from al2.paths import resolve, shown
 from al2.training.snapshot import restore_snapshot, save_snapshot

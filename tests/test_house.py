@@ -2,8 +2,10 @@
 objects; the trainer knows no speed variant; no module over 300 lines, no function over 60, no
 evaluation writer with more than 6 parameters."""
 import ast
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from al2.moved import MOVED, SPLIT
 from al2.paths import REPO_ROOT
@@ -96,3 +98,28 @@ def test_every_script_in_its_room_imports_and_finds_train_py():
     for path in scripts:
         assert script(str(path.relative_to(REPO_ROOT))).__doc__, path.name
     assert script("code/bench/bench_stop.py").TRAIN.samefile(REPO_ROOT / "code" / "train.py")
+
+
+def test_a_script_reads_and_writes_its_own_checkout(tmp_path):
+    """Two checkouts, one virtual environment (whose editable install points at one of them):
+    a script run from the second reads the second's results and README. claims.py --check in a
+    copy whose README has a tampered verdict reports it (exit 1); the original's check passes."""
+    second = tmp_path / "second"
+    for part in ("code", "svcca", "results", "README.md", "pyproject.toml"):
+        source = REPO_ROOT / part
+        if source.is_dir():     # without results/runs (run folders: large, not read here)
+            shutil.copytree(source, second / part, ignore=lambda folder, names: [
+                n for n in names if n == "__pycache__" or
+                (n == "runs" and Path(folder) == REPO_ROOT / "results")])
+        else:
+            shutil.copy(source, second / part)
+    readme = second / "README.md"
+    readme.write_text(readme.read_text().replace("| **holds** |", "| **tampered** |", 1))
+    done = subprocess.run([sys.executable, str(second / "code" / "studies" / "claims.py"),
+                           "--check"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 1 and "README.md's claims table" in done.stdout, done.stdout
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "code" / "studies" / "claims.py"),
+                           "--check"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's al2 and svcca,
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # not an installed checkout's
+
 from al2.analyses.evaluation import evaluate_runs
 from al2.paths import resolve, shown
 from al2.analyses.runs import discover_runs

@@ -9,10 +9,15 @@ and PWCCA (both variants) each way and checks the values agree.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's al2 and svcca,
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # not an installed checkout's
 
 import svcca
 from svcca import reference_numpy as ref

@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict
 from datetime import date
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's al2 and svcca,
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # not an installed checkout's
 
 import al2
 from al2.training.config import GridConfig
@@ -254,8 +259,7 @@ def optimiser_ratios(rates: dict) -> list[str]:
 
 
 def peer_rows(grid: GridConfig, args, device, rates) -> list[str]:
-    """The tight per-run loop and the vmap ensemble at the largest grid size, on the grid's own
-    resident images and noisy labels, and the stacked trainer's ratio to each."""
+    """The tight per-run loop and the vmap ensemble at the largest size; the stacked ratio."""
     data = load_grid_data(GridConfig(**{**asdict(grid), "subset": args.samples,
                                         "test_subset": 1}), device)
     runs, steps = len(grid.runs()), -(-args.samples // 64)

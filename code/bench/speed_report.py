@@ -11,6 +11,9 @@ import sys
 from datetime import date
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's al2 and svcca,
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # not an installed checkout's
+
 from al2.errors import UserError
 from al2.files import FileError, read_json, save_text
 from al2.paths import resolve

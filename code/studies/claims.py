@@ -18,6 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's al2 and svcca,
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # not an installed checkout's
+
 import claims_beyond
 import claims_paper
 from al2.analyses.evidence import Claims, signed

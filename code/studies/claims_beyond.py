@@ -3,8 +3,8 @@ stopping, AL2 beside the remedies for noisy labels; each a row of the README's c
 its figures, computed from per-run rows of the results folders."""
 from __future__ import annotations
 
-from al2.analyses.evidence import (Claims, above_zero, below_zero, differences, k_of_n, paired,
-                                   pooled, signed)
+from al2.analyses.evidence import (Claims, above_zero, below_zero, differences, headline,
+                                   k_of_n, paired, pooled, signed)
 
 TABLE1 = ("bare", "bn", "do", "wd")
 NAME = {"bare": "Bare", "bn": "BN", "do": "DO", "wd": "WD"}
@@ -29,15 +29,8 @@ def probe(c: Claims) -> None:
     c.row(claim, verdict, f"probe test accuracy at epoch {last}, AL2 − plain: " + ", ".join(
         f"{NAME[b]} {signed(ci, 2)} ({k_of_n(ci)})" for b, ci in gains.items()) +
         f"; AL2 ahead for {', '.join(ahead) or 'none'}, behind for {', '.join(behind) or 'none'}",
-        "replicates-quick", headline(gains, f"epoch {last}, {{b}} + AL2 − {{b}}", 2, top=True))
-
-
-def headline(cis: dict, what: str, digits: int = 1, top: bool = False,
-             names: dict = NAME) -> str:
-    """One figure of a row for the README's table: the smallest mean of its baselines (the
-    largest with top), 'early-stopped, GCE + AL2 − GCE: -21.1 [-26.8, -15.5], 0 of 5'."""
-    b, ci = (max if top else min)(cis.items(), key=lambda kv: kv[1]["mean"])
-    return f"{what.format(b=names[b])}: {signed(ci, digits)}, {k_of_n(ci)}"
+        "replicates-quick",
+        headline(gains, f"epoch {last}, {{b}} + AL2 − {{b}}", NAME, 2, top=True))
 
 
 def welch(a: list[float], b: list[float]) -> dict:
@@ -150,7 +143,7 @@ def remedies(c: Claims) -> None:
               for (loss, m), (t, ci) in fresh.items() if m == "final"),
           "remedies-quick, ramps-quick",
           headline({b: preset[(b, "early-stopped")] for b in REMEDIES if b != "bare"},
-                   "early-stopped, {b} + AL2 − {b}", 1, names=REMEDIES))
+                   "early-stopped, {b} + AL2 − {b}", REMEDIES))
 
 
 MEASURES = {"final": "final_test_acc", "early-stopped": "early_stopped_test_acc"}

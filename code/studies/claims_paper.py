@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from al2.analyses.evidence import (Claims, above_zero, below_zero, differences, k_of_n,
-                                   k_of_n_each, paired, ratio, signed, span)
+from al2.analyses.evidence import (Claims, above_zero, below_zero, differences, headline,
+                                   k_of_n, k_of_n_each, paired, ratio, signed, span)
 from al2.files import read_csv, read_json
 from al2.paths import REPO_ROOT, shown
 from al2.training.config import GridConfig
@@ -31,14 +31,7 @@ def memorisation(c: Claims) -> None:
           "last-epoch test accuracy, AL2 − plain: " + ", ".join(
               f"{NAME[b]} {signed(ci)}" for b, ci in gains.items()) +
           f", {k_of_n_each(gains.values())}; paper scale: {paper_scale(c, claim)}",
-          "replicates-quick, paper", headline(gains, "last epoch, {b} + AL2 − {b}"))
-
-
-def headline(cis: dict, what: str, digits: int = 1) -> str:
-    """The weakest of a row's baselines (the smallest mean), as the README's table shows it:
-    'last epoch, DO + AL2 − DO: +22.6 [+13.7, +31.4], 5 of 5'."""
-    b, ci = min(cis.items(), key=lambda kv: kv[1]["mean"])
-    return f"{what.format(b=NAME[b])}: {signed(ci, digits)}, {k_of_n(ci)}"
+          "replicates-quick, paper", headline(gains, "last epoch, {b} + AL2 − {b}", NAME))
 
 
 def within(gap: float) -> str:
@@ -106,7 +99,7 @@ def regularisers(c: Claims) -> None:
                                           for b, ci in out[m].items()) for m in out)
     c.row(claim, verdict, f"Bare + AL2 {text} (early-stopped: each kept at its best "
           f"noisy-validation epoch)", "replicates-quick",
-          headline(out["early-stopped"], "early-stopped, Bare + AL2 − {b}"))
+          headline(out["early-stopped"], "early-stopped, Bare + AL2 − {b}", NAME))
 
 
 def activations(c: Claims) -> None:
@@ -235,7 +228,7 @@ def ablation(c: Claims, fraction: float = 0.5) -> None:
           "; ".join(t for (m, r), t in parts.items() if r not in NORMALISED),
           "replicates-quick", headline({b: figures[("element", "relative", b)] for b in TABLE1},
                                        f"element relative, {fraction:.0%} zeroed, {{b}} + AL2 "
-                                       f"− {{b}}", 3))
+                                       f"− {{b}}", NAME, 3))
 
 
 LARGE_LOSS = 5.0   # points: an early-stopped replicate in which AL2 is this far behind is named

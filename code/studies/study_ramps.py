@@ -29,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's al2 and svcca,
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # not an installed checkout's
+
 from al2.analyses.replicates import (fmt_mean_sd, interval_text, mean_sd, selection,
                                      t_interval)
 from al2.analyses.runs import discover_runs

@@ -39,6 +39,10 @@ from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "code"))   # this checkout's al2 and svcca first, even
+sys.path.insert(0, str(ROOT))            # where another checkout's is installed
+
 from al2.errors import UserError
 from al2.files import save_json
 from al2.training.folder import GridFolder

@@ -80,6 +80,14 @@ def signed(ci: dict, digits: int = 1) -> str:
     return signed_interval(ci, digits)
 
 
+def headline(cis: dict, what: str, names: dict, digits: int = 1, top: bool = False) -> str:
+    """One figure of a claims row for the README's table: the baseline with the smallest mean
+    (the largest with top), e.g. 'last epoch, DO + AL2 − DO: +22.6 [+13.7, +31.4], 5 of 5'
+    from what 'last epoch, {b} + AL2 − {b}' and names {baseline: its name}."""
+    b, ci = (max if top else min)(cis.items(), key=lambda kv: kv[1]["mean"])
+    return f"{what.format(b=names[b])}: {signed(ci, digits)}, {k_of_n(ci)}"
+
+
 def k_of_n(ci: dict) -> str:
     return f"{ci['positive']} of {ci['n']}"
 
