@@ -101,6 +101,12 @@ def _call(fit_and_job):
     return fit(*job)
 
 
+def _start_worker() -> None:
+    """A FitPool worker's start: one torch thread; naming this function makes the worker
+    import this module (and torch) while the caller computes the first trunk features."""
+    torch.set_num_threads(1)
+
+
 class FitPool:
     """Probe fits, `workers` at a time (default: one per thread torch may use, i.e. per core):
     `with FitPool() as pool: pool.map(fit, jobs)` is [fit(*job) for job in jobs].
@@ -108,9 +114,10 @@ class FitPool:
     Fast path: the fits are independent and each runs on one thread (one_thread), so they run
     in worker processes side by side, each computing exactly what it computes alone, bit for
     bit (tests/test_evaluate.py). Processes, not threads: L-BFGS holds the GIL between its
-    small kernels (2 cores: threads 1.27x the plain loop, processes 2.2x).
+    small kernels (2-core Xeon, 10 fits, after the start: threads 1.55-1.66x the plain loop,
+    processes 1.74-2.14x).
     Spawned, not forked (a fork copies torch's thread pools in a state they cannot run from),
-    once per evaluation: their start (~2 s) overlaps the first trunk pass. With one worker or
+    once per evaluation: their start (~3 s) overlaps the first trunk pass. With one worker or
     one job it is the plain loop."""
 
     def __init__(self, workers: int | None = None):
@@ -120,7 +127,7 @@ class FitPool:
     def __enter__(self):
         if self.workers > 1:
             self.pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
-                                            initializer=torch.set_num_threads, initargs=(1,))
+                                            initializer=_start_worker)
             self.pool.submit(int)                   # start the workers now
         return self
 
