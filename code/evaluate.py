@@ -40,7 +40,8 @@ def build_parser():
     p.add_argument("--runs", type=Path, default=None, help="folder of trained runs")
     p.add_argument("--out", type=Path, default=None, help="where the outputs go")
     for name, what in (("table", "Table 1 (csv, md, png)"), ("curves", "training curves"),
-                       ("similarity", f"similarity, Sec. 5.1 ({', '.join(AUTHORS_STATISTICS)}, ...)"),
+                       ("similarity",
+                        f"similarity, Sec. 5.1 ({', '.join(AUTHORS_STATISTICS)}, ...)"),
                        ("probe", "a linear probe of each trunk on clean-labelled images"),
                        ("ablation", "cumulative ablation, Sec. 5.2")):
         p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=True,

@@ -1,6 +1,6 @@
 """Train a grid of AL2 runs: baselines x {without, with AL2} x seeds (paper Table 1, Fig. 1).
 
-    python code/train.py                    # the paper: Table 1 + Fig. 1, 14 runs x 700 epochs (GPU)
+    python code/train.py                    # the paper: Table 1 + Fig. 1, 14 runs, 700 epochs
     python code/train.py --preset quick     # a CPU-sized grid showing the same effect (10-25 min)
     python code/train.py --dry-run          # a few steps, nothing written
 
@@ -161,8 +161,8 @@ def add_remedy_args(g, d: GridConfig) -> None:
              "mixup_alpha": "mixup: lam ~ Beta(alpha, alpha) (mixup)"}
     for field, what in flags.items():
         g.add_argument(f"--{field.replace('_', '-')}", type=float, default=None,
-                       metavar=field.split("_")[-1].upper(), help=f"{what}; {REMEDY_DEFAULTS[field][1]} "
-                            f"(default: {getattr(d, field):g})")
+                       metavar=field.split("_")[-1].upper(),
+                       help=f"{what}; {REMEDY_DEFAULTS[field][1]} (default: {getattr(d, field):g})")
 
 
 def add_running_args(r, d: GridConfig) -> None:

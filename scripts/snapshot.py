@@ -14,9 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "code"))   # this checkout's al2 and svcca first, even
-sys.path.insert(0, str(ROOT))            # where another checkout's is installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "code"))  # this checkout's al2
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # and svcca, not an installed one's
 
 from al2.errors import UserError
 from al2.paths import resolve, shown

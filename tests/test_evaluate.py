@@ -30,8 +30,8 @@ def grid_dir(tmp_path_factory):
 
 
 def test_all_outputs_with_their_columns(grid_dir, tmp_path):
-    done = evaluate_subprocess("--runs", str(grid_dir), "--out", str(tmp_path), "--ablation-images", "100",
-                    "--ablation-draws", "2")
+    done = evaluate_subprocess("--runs", str(grid_dir), "--out", str(tmp_path),
+                               "--ablation-images", "100", "--ablation-draws", "2")
     assert done.returncode == 0, done.stderr
     for name in ("table1.csv", "table1.md", "table1.png", "curves.png", "similarity.csv",
                  "similarity.png", "ablation.csv", "ablation.png"):
@@ -49,7 +49,8 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
     ta = [r for r in table if r["baseline"] == "bare" and r["metric"] == "TA" and
           r["al2"] == "without" and r["epoch"] == "3"][0]
     runs = {r.name: r for r in al2.analyses.runs.discover_runs(grid_dir)}
-    mean = (runs["bare_plain_s0"].metric("test_acc", 3) + runs["bare_plain_s1"].metric("test_acc", 3)) / 2
+    mean = (runs["bare_plain_s0"].metric("test_acc", 3) +
+            runs["bare_plain_s1"].metric("test_acc", 3)) / 2
     assert float(ta["ours"]) == pytest.approx(mean)
     assert "**" in (tmp_path / "table1.md").read_text()
     sim = read(tmp_path / "similarity.csv")
@@ -62,7 +63,8 @@ def test_all_outputs_with_their_columns(grid_dir, tmp_path):
     # same initialisation at epoch 0: plain and AL2 runs of one seed are identical
     same = [r for r in sim if r["pair"] == "plain_vs_al2" and r["epoch"] == "0"]
     assert all(float(r["value"]) == pytest.approx(1.0, abs=1e-6) for r in same)
-    floor = [float(r["value"]) for r in sim if r["pair"].startswith("random") and r["statistic"] == "cka"]
+    floor = [float(r["value"]) for r in sim
+             if r["pair"].startswith("random") and r["statistic"] == "cka"]
     assert max(floor) < 0.2
     # seed pairs (Fig. 1): each baseline's two instances, without and with AL2, every epoch
     seeds = {(r["pair"], r["run_a"], r["run_b"]) for r in sim if r["pair"].startswith("seeds")}
@@ -202,7 +204,8 @@ def test_table1_cells_from_hand_made_metrics(tmp_path):
     done = evaluate("--runs", str(runs_dir), "--out", str(tmp_path / "o"), "--no-similarity",
                     "--no-ablation", "--no-curves")
     assert done.returncode == 0, done.stderr
-    table = {(r["metric"], r["al2"], int(r["epoch"])): r for r in read(tmp_path / "o" / "table1.csv")}
+    table = {(r["metric"], r["al2"], int(r["epoch"])): r
+             for r in read(tmp_path / "o" / "table1.csv")}
     assert sorted({e for _, _, e in table}) == [100, 200, 300, 400, 500, 600, 700]
     ta = table[("TA", "without", 700)]          # ours 27.00, paper 25.84: inside 5 points
     assert (float(ta["ours"]), float(ta["paper"])) == (27.0, 25.84)

@@ -362,7 +362,8 @@ def test_the_probe_fails_a_variant_that_computes_another_function(monkeypatch):
     hands the runs' features to the head in the wrong order is refused, the correct one passes
     (CPU: the variants' static-buffer path)."""
     from dataclasses import asdict
-    grid = GridConfig(**{**asdict(al2.training.presets.grid_of_size(14)), "subset": 64, "test_subset": 64})
+    grid = GridConfig(**{**asdict(al2.training.presets.grid_of_size(14)), "subset": 64,
+                         "test_subset": 64})
     cpu = torch.device("cpu")
     reference = probe_step.run_check(probe_step.float64_trainer(grid, cpu, "grouped", False), 1)
     variant = {"trunk": "streams", "cudnn_benchmark": False}
@@ -370,5 +371,6 @@ def test_the_probe_fails_a_variant_that_computes_another_function(monkeypatch):
     from al2.speed.trunks import Streams
     streams = Streams.__call__  # (N, R*50, 4, 4): hand run R-1's channels to run 0's head, ...
     monkeypatch.setattr(Streams, "__call__",
-                        lambda self, x: streams(self, x).unflatten(1, (-1, 50)).flip(1).flatten(1, 2))
+                        lambda self, x: streams(self, x).unflatten(1, (-1, 50)).flip(1)
+                        .flatten(1, 2))
     assert probe_step.check(variant, grid, cpu, 1, reference) > 1e-6

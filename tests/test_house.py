@@ -123,3 +123,11 @@ def test_a_script_reads_and_writes_its_own_checkout(tmp_path):
                            "--check"], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_check_passes():
+    """The style is kept by a linter (pyproject.toml's [tool.ruff]: line length 100, pyflakes,
+    caps on complexity, arguments, branches and statements), not by hand."""
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "code", "svcca", "scripts",
+                           "tests"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

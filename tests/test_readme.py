@@ -20,7 +20,8 @@ def test_the_snippet_runs_as_printed():
 
 def test_the_analysis_calls_run_as_printed():
     """The README's analyses for a network of one's own (its second Python block): after a
-    plain `import al2`, al2.analyses.similarity, al2.analyses.ablation and al2.method.remedies are there and answer."""
+    plain `import al2`, al2.analyses.similarity, al2.analyses.ablation and al2.method.remedies
+    are there and answer."""
     section = README.split("## AL2 on your own network", 1)[1]
     code = re.findall(r"```python\n(.*?)```", section, re.S)[1]
     scope = {}

@@ -1,6 +1,6 @@
-"""The remedies' losses (al2.method.remedies) against per-sample formulas written out here, in float64,
-for one model and for stacked runs; mixup's draws; and a training loop of one's own using them
-beside al2.AL2."""
+"""The remedies' losses (al2.method.remedies) against per-sample formulas written out here, in
+float64, for one model and for stacked runs; mixup's draws; and a training loop of one's own
+using them beside al2.AL2."""
 import math
 
 import pytest

@@ -25,7 +25,8 @@ REPLICATED = dict(baselines=["bare", "do"], al2="both", epochs=1, lr=0.05, map_s
 
 def trained(grid, runs, epochs=1):
     """The runs trained together in float64 for `epochs`: {name: state dict}, and the sums."""
-    data = load_grid_data(grid, torch.device("cpu"), label_seeds=al2.training.plan.label_seeds(runs))
+    data = load_grid_data(grid, torch.device("cpu"),
+                          label_seeds=al2.training.plan.label_seeds(runs))
     data.train_x = data.train_x.double()
     trainer = Trainer(grid, runs, data)
     for i in range(epochs):
@@ -53,7 +54,8 @@ def test_replicates_differ_in_initialisation_order_masks_and_optionally_labels()
     grid = GridConfig(**REPLICATED)
     runs = {r.name: r for r in grid.runs()}
     r0, r1 = runs["do_plain_s0_r0"], runs["do_plain_s0_r1"]
-    assert r0.init_seed != r1.init_seed and r0.key != r1.key and r0.replicate_key != r1.replicate_key
+    assert r0.init_seed != r1.init_seed and r0.key != r1.key
+    assert r0.replicate_key != r1.replicate_key
     cpu = torch.device("cpu")
     for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         # the CPU's generator reads 32 bits of a seed: the replicate key sits in those

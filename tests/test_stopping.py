@@ -64,7 +64,8 @@ def assert_same_folder(a, b, runs) -> None:
             names = sorted(p.name for p in (a / run.name / kind).iterdir())
             assert names == sorted(p.name for p in (b / run.name / kind).iterdir())
             for name in names:
-                ta, tb = torch.load(a / run.name / kind / name), torch.load(b / run.name / kind / name)
+                ta = torch.load(a / run.name / kind / name)
+                tb = torch.load(b / run.name / kind / name)
                 if kind == "checkpoints":
                     ta, tb = ta["model"], tb["model"]
                     assert all(torch.equal(ta[k], tb[k]) for k in ta), (run.name, name)
@@ -223,7 +224,8 @@ def test_a_failed_write_ends_in_one_line_keeps_the_state_and_resume_continues(
         done.stderr
     assert snapshot(tmp_path / "b") == left                  # evaluate.py changed nothing
     assert main("train", *args, "--out", str(tmp_path / "b"), "--resume").returncode == 0
-    assert_same_folder(tmp_path / "a", tmp_path / "b", al2.analyses.runs.discover_runs(tmp_path / "a"))
+    assert_same_folder(tmp_path / "a", tmp_path / "b",
+                       al2.analyses.runs.discover_runs(tmp_path / "a"))
 
 
 def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):

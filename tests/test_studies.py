@@ -1,7 +1,7 @@
 """The studies' own measurements (code/studies/diagnose_collapse.py, code/studies/study_ramps.py,
-code/studies/claims.py) against independent computations: the AL2 term's gradient at the trunk output
-in closed form, the probe changing no weight, the ramp study's choice and intervals recomputed
-from its run folders, the claims' figures recomputed from the committed CSVs."""
+code/studies/claims.py) against independent computations: the AL2 term's gradient at the trunk
+output in closed form, the probe changing no weight, the ramp study's choice and intervals
+recomputed from its run folders, the claims' figures recomputed from the committed CSVs."""
 import math
 import re
 

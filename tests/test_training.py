@@ -597,10 +597,10 @@ def test_the_flat_optimiser_equals_torch_sgd(momentum):
     """speed.flat_sgd.FlatSGD (a speed variant the GPU probe may choose) against the plain optimiser
     (training.sgd.RunSGD: torch.optim.SGD with each run's weight decay added to its rows): two
     epochs of the paper's baselines with and without AL2 (weight decay, batch norm and dropout
-    runs, the last partial batch). With the paper's momentum 0.5 they end with the same weights, momentum and metric
-    sums, bit for bit; with 0.9 within float32 rounding: FlatSGD forms d + m * buf in one fused
-    multiply-add, torch.optim.SGD rounds m * buf first, which is exact only when m is a power of
-    two."""
+    runs, the last partial batch). With the paper's momentum 0.5 they end with the same weights,
+    momentum and metric sums, bit for bit; with 0.9 within float32 rounding: FlatSGD forms
+    d + m * buf in one fused multiply-add, torch.optim.SGD rounds m * buf first, which is exact
+    only when m is a power of two."""
     grid = GridConfig(baselines=["bare", "bn", "do", "wd"], al2="both", epochs=2, lr=0.05,
                       momentum=momentum, weight_decay=5e-3, **{**TINY, "subset": 200})
     data = load_grid_data(grid, torch.device("cpu"))

@@ -157,7 +157,8 @@ def measured(what: str, errors: list, measure, *args):
     try:
         return measure(*args)
     except Exception as e:  # noqa: BLE001 - any failure of one measurement, whatever its type
-        errors.append(f"{what}: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+        first = str(e).splitlines()[0][:120] if str(e) else ""
+        errors.append(f"{what}: {type(e).__name__}: {first}")
         return None
 
 

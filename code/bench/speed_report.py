@@ -47,8 +47,8 @@ def report(runs_dir: Path, train_s: float, evaluate_s: float, probe: dict | None
              f"end{'' if train_calls == 1 else ', summed'} | {train_s:.0f} s |",
              f"| evaluate.py call | {evaluate_s:.0f} s |"]
     if probe:
-        lines += ["", "## The step's variants, probed before training (code/bench/probe_step.py)", "",
-                  probe["table"].strip()]
+        lines += ["", "## The step's variants, probed before training "
+                      "(code/bench/probe_step.py)", "", probe["table"].strip()]
     return "\n".join(lines) + "\n"
 
 

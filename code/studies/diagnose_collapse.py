@@ -55,7 +55,9 @@ def probe(trainer: Trainer, weight: torch.Tensor, n: int) -> dict:
     _, _, loss_r, loss_fit = trainer.remedy_loss(log_probs, features, batch, weight)
     g_fit, = torch.autograd.grad(loss_fit.sum(), features, retain_graph=True)
     g_al2, = torch.autograd.grad(al2_term(loss_r, weight).sum(), features)
-    norm = lambda g: g.pow(2).sum((0, 2)).sqrt()                # (R,)
+
+    def norm(g):                                                # (R,)
+        return g.pow(2).sum((0, 2)).sqrt()
     model.train()
     return {"grad_fit": norm(g_fit), "grad_al2": norm(g_al2),
             "active": (features > 0).float().mean((0, 2)), "mean_sq": loss_r.detach(),

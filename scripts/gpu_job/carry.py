@@ -39,9 +39,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "code"))   # this checkout's al2 and svcca first, even
-sys.path.insert(0, str(ROOT))            # where another checkout's is installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "code"))  # this checkout's al2
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # and svcca, not an installed one's
 
 from al2.errors import UserError
 from al2.files import save_json

@@ -48,7 +48,9 @@ def selection(run: Run, upto: int | None = None) -> dict:
     has_val = "val_acc" in run.metrics[0]
     val_epoch = first_best([(e, run.metric("val_acc", e)) for e in epochs]) if has_val else None
     oracle_epoch = first_best([(e, run.metric("test_acc", e)) for e in epochs])
-    at = (lambda column, e: math.nan if e is None else run.metric(column, e))
+
+    def at(column, e):
+        return math.nan if e is None else run.metric(column, e)
     return {"run": run.name, "baseline": run.baseline, "al2": run.use_al2, "seed": run.seed,
             "replicate": run.replicate, "level": run.level, "epoch": upto,
             "final_test_acc": run.metric("test_acc", upto),

@@ -28,10 +28,10 @@ def set_threads(threads: int | None = None) -> int:
     CPUs per task (SLURM_CPUS_PER_TASK) inside a Slurm job, else torch's default, every core it
     sees. Processes sharing a machine should divide its cores: two quick-grid shards on 2 cores
     side by side took 1.7x the time of the two one after another with every core each, 0.86x
-    with one thread each (code/bench/bench_threads.py; README, "Scaling out"). The count is part of what makes a CPU run bit-identical: another count splits the
-    kernels' sums differently (measured: those shards with 1 thread differ from the same with 2
-    in every metric), so config.json records it and a resume should keep it. Returns the number
-    in use."""
+    with one thread each (code/bench/bench_threads.py; README, "Scaling out"). The count is part
+    of what makes a CPU run bit-identical: another count splits the kernels' sums differently
+    (measured: those shards with 1 thread differ from the same with 2 in every metric), so
+    config.json records it and a resume should keep it. Returns the number in use."""
     if threads is None:
         slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
         threads = int(slurm) if slurm.isdigit() and int(slurm) > 0 else None

@@ -168,9 +168,9 @@ class StackedLeNet(nn.Module):
         """x (N, 1, 28, 28), or (G, N, 1, 28, 28) a batch per input group -> features
         (N, R, 800), in each run's (C, H, W) order.
         dropout_u (D, N, 800): uniforms in [0, 1) for the masks of the D runs with dropout, in
-        training mode; drawn by the caller, one stream per run (stack.Trainer.draw_dropout), so that a
-        run's masks do not depend on the other runs of its grid and a CUDA graph can read them
-        from a buffer."""
+        training mode; drawn by the caller, one stream per run (stack.Trainer.draw_dropout), so
+        that a run's masks do not depend on the other runs of its grid and a CUDA graph can read
+        them from a buffer."""
         N = x.shape[-4]
         if x.dim() == 5 and x.shape[0] != len(self.group_slices):
             raise ValueError(f"{x.shape[0]} input groups for a stack of {len(self.group_slices)}")
@@ -206,7 +206,8 @@ class StackedLeNet(nn.Module):
         read (N, 1, 28, 28) is one 1 -> R*20 convolution; a batch per input group
         (G, N, 1, 28, 28) one convolution per group, of its runs' filters."""
         if x.dim() == 4:
-            h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())   # (N, R*20, 24, 24)
+            # (N, R*20, 24, 24)
+            h = F.conv2d(x, self.conv1_w.flatten(0, 1), self.conv1_b.flatten())
             return F.max_pool2d(h, 2)
         return torch.cat([F.max_pool2d(F.conv2d(x[g], self.conv1_w[s].flatten(0, 1),
                                                 self.conv1_b[s].flatten()), 2)
