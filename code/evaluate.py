@@ -19,6 +19,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 # installed checkout's (its al2: code/, this script's folder, comes first already)
 
 from al2.cli import int_list
+from al2.training.config import MNIST_TEST
 from al2.training.device import select_device
 from al2.errors import UserError
 from al2.analyses.evaluation import Settings, evaluate_runs
@@ -27,7 +28,7 @@ from al2.analyses.runs import discover_runs
 from al2.analyses.similarity import AUTHORS_STATISTICS
 
 
-AUTHORS_SIMILARITY_IMAGES = 10000  # their evaluate.py: the whole test set, 160,000 datapoints
+AUTHORS_SIMILARITY_IMAGES = MNIST_TEST  # their evaluate.py: the whole test set, 160,000 points
 
 
 def build_parser():
@@ -74,8 +75,8 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.similarity_images is not None and not 1 <= args.similarity_images <= 10000:
-        parser.error("--similarity-images must lie in 1..10000")
+    if args.similarity_images is not None and not 1 <= args.similarity_images <= MNIST_TEST:
+        parser.error(f"--similarity-images must lie in 1..{MNIST_TEST}")
     if min(args.ablation_images, args.ablation_draws, args.probe_images) < 1:
         parser.error("--ablation-images, --ablation-draws and --probe-images must be >= 1")
     try:

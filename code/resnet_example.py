@@ -30,6 +30,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 import al2
 from al2.analyses.ablation import ablation_fractions, cumulative_ablation
 from al2.method.schedule import MAP_START
+from al2.training.data import NUM_CLASSES
 from al2.training.presets import QUICK_RAMP
 from al2.training.device import select_device
 from al2.errors import UserError
@@ -42,7 +43,7 @@ def resnet18_mnist(seed: int) -> nn.Module:
     """torchvision's ResNet-18 for 1 x 28 x 28 inputs and 10 classes (module docstring)."""
     import torchvision
     torch.manual_seed(seed)
-    model = torchvision.models.resnet18(num_classes=10)
+    model = torchvision.models.resnet18(num_classes=NUM_CLASSES)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model
 
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    # the AL2 schedule compressed for a few epochs: the quick preset's (config.QUICK_RAMP)
+    # the AL2 schedule compressed for a few epochs: the quick preset's (presets.QUICK_RAMP)
     p.add_argument("--map-start", type=float, default=MAP_START, help="AL2 weight at epoch 0")
     p.add_argument("--map-threshold", type=float, default=QUICK_RAMP["map_threshold"])
     p.add_argument("--map-fac1", type=float, default=QUICK_RAMP["map_fac1"],

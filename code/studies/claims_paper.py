@@ -11,6 +11,7 @@ from al2.files import read_csv, read_json
 from al2.paths import REPO_ROOT, shown
 from al2.training.config import GridConfig
 from al2.training.data import CHANCE
+from al2.training.folder import CONFIG_FILE, METRICS_FILE
 
 TABLE1 = ("bare", "bn", "do", "wd")
 DEFAULT_DECAY = GridConfig().weight_decay   # the WD baseline's, the paper's setting
@@ -52,10 +53,10 @@ def paper_scale(c: Claims, claim: str) -> str:
     for b in TABLE1:
         for al2, kind in (("with", "al2"), ("without", "plain")):
             folder = c.results / "paper" / "runs" / f"{b}_{kind}_s0"
-            config = read_json(folder / "config.json", "run config", "restore it")
+            config = read_json(folder / CONFIG_FILE, "run config", "restore it")
             if config["weight_decay"] and config["weight_decay"] != DEFAULT_DECAY:
                 odd[b] = config["weight_decay"]
-            metrics = read_csv(folder / "metrics.csv", "metrics file", "restore it",
+            metrics = read_csv(folder / METRICS_FILE, "metrics file", "restore it",
                                ["epoch", "test_acc"])
             trained, planned = max(trained, int(metrics[-1]["epoch"])), config["grid"]["epochs"]
             for r in metrics:
@@ -66,7 +67,7 @@ def paper_scale(c: Claims, claim: str) -> str:
                                f"acc. at epoch {r['epoch']} - the paper's",
                         {"n": 1, "mean": float(r["test_acc"]) - paper[(b, int(r["epoch"]),
                                                                        al2)]},
-                        shown(folder / "metrics.csv"))["mean"]
+                        shown(folder / METRICS_FILE))["mean"]
     worst = {al2: max(abs(g) for (b, a, _), g in gaps.items() if a == al2 and
                       (al2 == "with" or b not in odd)) for al2 in ("with", "without")}
     apart = "".join(f"; plain {NAME[b]}, trained at weight decay {decay:g} (the default "

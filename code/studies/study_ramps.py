@@ -38,12 +38,12 @@ from al2.analyses.runs import discover_runs
 from al2.files import save_csv, save_text
 from al2.paths import RESULTS_DIR, resolve, shown
 from al2.training.config import GridConfig
-from al2.training.presets import PRESETS
+from al2.training.presets import PRESETS, QUICK_RAMP
 from al2.training.grid import train_grid
 from al2.training.stopping import STOPPED_EXIT, StopOnSignal
 
 PRESET = "remedies-quick"
-THRESHOLDS = (50.0, 15.0, 5.0)      # the quick preset's slow phase starts at 50
+THRESHOLDS = (QUICK_RAMP["map_threshold"], 15.0, 5.0)   # the quick preset's, then lower
 FITS = {"bare": "cross-entropy", "gce": "GCE", "mixup": "mixup"}
 COLUMNS = ["loss", "threshold", "al2", "replicates", "final_test_acc", "final_test_sd",
            "final_val_acc", "final_val_sd", "max_weight", "chosen"]

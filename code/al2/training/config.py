@@ -24,7 +24,7 @@ BASELINES = ("bare", "bn", "do", "wd")          # Table 1's (paper Sec. 4)
 # mixup. Each a baseline of its own, trainable without and with AL2; not in Table 1.
 REMEDIES = ("ls", "gce", "sce", "mixup")
 GRID_BASELINES = BASELINES + REMEDIES
-MNIST_TRAIN = 60000
+MNIST_TRAIN, MNIST_TEST = 60000, 10000   # MNIST's training and test images
 
 
 @dataclass
@@ -98,11 +98,13 @@ class GridConfig:
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (0 < self.dropout < 1, f"dropout must lie in (0, 1), got {self.dropout}"),
-            (self.subset is None or 1 <= self.subset <= 60000, "subset must lie in 1..60000"),
-            (self.test_subset is None or 1 <= self.test_subset <= 10000,
-             "test subset must lie in 1..10000"),
+            (self.subset is None or 1 <= self.subset <= MNIST_TRAIN,
+             f"subset must lie in 1..{MNIST_TRAIN}"),
+            (self.test_subset is None or 1 <= self.test_subset <= MNIST_TEST,
+             f"test subset must lie in 1..{MNIST_TEST}"),
             (self.checkpoint_every >= 1, "checkpoint interval must be >= 1"),
-            (0 <= self.activation_images <= 10000, "activation images must lie in 0..10000"),
+            (0 <= self.activation_images <= MNIST_TEST,
+             f"activation images must lie in 0..{MNIST_TEST}"),
             (self.replicates >= 1, f"replicates must be >= 1, got {self.replicates}"),
             (self.first_replicate >= 0,
              f"the first replicate must be >= 0, got {self.first_replicate}"),

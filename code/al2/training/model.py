@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .data import NUM_CLASSES
+
 CHANNELS, POSITIONS = 50, 4 * 4  # the trunk's output: 50 channels on a 4 x 4 grid
 FEATURES = CHANNELS * POSITIONS  # 800 features per image, in (C, H, W) order
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
@@ -51,7 +53,7 @@ class LeNet(nn.Module):
         if dropout > 0:  # DO baseline: at the end of the trunk, so AL2 sees dropped activations
             layers.append(nn.Dropout(dropout))
         self.trunk = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Linear(FEATURES, 500), nn.ReLU(), nn.Linear(500, 10),
+        self.head = nn.Sequential(nn.Linear(FEATURES, 500), nn.ReLU(), nn.Linear(500, NUM_CLASSES),
                                   nn.LogSoftmax(dim=1))
 
     def forward(self, x):
