@@ -33,13 +33,21 @@ OLD_NAMES = {
 
 def test_every_old_module_path_imports_and_gives_the_same_objects():
     """Each module path of before the sub-packages, imported as a user's script does (a fresh
-    interpreter): `import al2.<old>` is the new module itself (MOVED) or finds the names in
-    their new homes (SPLIT), and `from al2.<old> import name` is the very object."""
-    lines = ["import importlib"]
-    for old in [*MOVED, *SPLIT, "training"]:
-        lines.append(f"import al2.{old}")
+    interpreter): `import al2.<old>` is the new module itself (MOVED) or holds the names of their
+    new homes (SPLIT), `from al2.<old> import name` is the very object, each with a
+    DeprecationWarning naming the new path; importlib.reload of a moved module works. Under
+    `-W error::DeprecationWarning` `import al2` and its documented attributes (al2.similarity,
+    ...) still work, and an old path fails naming its new one."""
+    lines = ["import importlib, warnings", "warnings.simplefilter('always')",
+             "with warnings.catch_warnings(record=True) as caught:"]
+    for old in [*MOVED, *SPLIT]:
+        lines.append(f"    import al2.{old}")
         if old in MOVED:
-            lines.append(f"assert al2.{old} is importlib.import_module('al2.{MOVED[old]}')")
+            lines.append(f"    assert al2.{old} is importlib.import_module('al2.{MOVED[old]}')")
+    lines += ["said = [str(w.message) for w in caught if w.category is DeprecationWarning]",
+              f"assert len(said) == {len(MOVED) + len(SPLIT)}, said",
+              "assert all('is deprecated' in m and 'import al2.' in m for m in said), said",
+              "importlib.reload(al2.similarity)", "warnings.simplefilter('ignore')"]
     for old, (name, home) in OLD_NAMES.items():
         lines += [f"from al2.{old} import {name} as a",
                   f"from al2.{home} import {name} as b", "assert a is b, " + repr(old)]
@@ -52,6 +60,14 @@ def test_every_old_module_path_imports_and_gives_the_same_objects():
     done = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    strict = [sys.executable, "-W", "error::DeprecationWarning", "-c"]
+    done = subprocess.run(strict + ["import al2; al2.similarity.compare_models; "
+                                    "al2.ablation.cumulative_ablation; from al2 import plotting"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(strict + ["import al2.schedule"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and "import al2.method.schedule" in done.stderr
 
 
 def imports(path) -> set[str]:

@@ -36,7 +36,7 @@ Four folders, in the order a reader meets them:
              comparison   the remedies side by side; plotting; evaluation (all of it: the
                           Evaluation that owns an output folder)
   errors, files, paths, cli   UserError; atomic writes, checked reads; paths; argparse types
-  moved       the module paths of before the sub-packages (al2.similarity, al2.schedule, ...)
+  moved       the deprecated module paths of before the sub-packages (import al2.schedule, ...)
 
 `import al2` loads the method, the training side and the checkpoint readers; the other analyses
 (al2.similarity, al2.ablation, al2.replicates, al2.comparison, ...: they need svcca, scipy and
@@ -44,7 +44,6 @@ matplotlib) load on first use of their name.
 """
 import importlib
 
-from . import moved
 from .analyses.checkpoints import CheckpointError, load_checkpoint, load_trunk
 from .errors import UserError
 from .method import remedies
@@ -69,7 +68,6 @@ __all__ = ["AL2", "AL2Schedule", "BASELINES", "CheckpointError", "DataError", "G
 
 ANALYSES = ("similarity", "ablation", "replicates", "comparison", "evaluation", "plotting",
             "report", "runs", "probe")
-moved.install()
 
 
 def __getattr__(name: str):

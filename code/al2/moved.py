@@ -1,19 +1,22 @@
 """The library's module paths from before its sub-packages (method, training, speed, analyses;
-2026-12-04), still importable: a user's `import al2.similarity` or `from al2.schedule import
-get_map_weights` gives the very objects of their new homes.
+2026-12-04), deprecated, still importable until al2 0.3: `import al2.similarity` or
+`from al2.schedule import get_map_weights` gives the very objects of their new homes, with a
+DeprecationWarning naming the new path.
 
-A module that moved whole (MOVED) is its new module under the old name as well; a module whose
-names went to several new ones (SPLIT) is a module that finds each name in its new home. Names
-that are gone (functions that became methods of training.folder.GridFolder) are not kept.
+Each old path is a file of its own (al2/similarity.py, ...), as Python users know them: it
+star-imports its new home(s), so that editors, type checkers and grep resolve its names, then
+calls deprecated(), which warns and, for a module that moved whole (MOVED), puts the new module
+itself under the old name (one module object: `importlib.reload` and identity checks behave).
+A module whose names went to several new ones (SPLIT) stays the thin module, holding them.
+`al2.similarity`, `al2.ablation`, ... as attributes of `import al2` are not deprecated (README).
 """
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
 import sys
-import types
+import warnings
 
+REMOVAL = "al2 0.3"
 MOVED = {  # old module -> new module, under al2
     "ablation": "analyses.ablation", "checkpoints": "analyses.checkpoints",
     "comparison": "analyses.comparison", "evaluation": "analyses.evaluation",
@@ -33,40 +36,18 @@ SPLIT = {  # old module -> the new modules that hold its names, under al2
 }
 
 
-def split_module(name: str, homes: tuple[str, ...]) -> types.ModuleType:
-    """A module `name` whose attributes are looked up in `homes`, in order."""
-    module = types.ModuleType(name, f"Moved: its names are in {', '.join(homes)}.")
-
-    def __getattr__(attr: str):
-        for home in homes:
-            found = getattr(importlib.import_module(f"al2.{home}"), attr, module)
-            if found is not module:
-                return found
-        raise AttributeError(f"module {name!r} has no attribute {attr!r} (moved to "
-                             f"{', '.join('al2.' + h for h in homes)})")
-    module.__getattr__ = __getattr__
-    return module
-
-
-class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds al2.<old> for the old paths above (after every real module: it is asked last)."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        old = fullname[len("al2."):] if fullname.startswith("al2.") else None
-        if old in MOVED or old in SPLIT:
-            return importlib.util.spec_from_loader(fullname, self)
-        return None
-
-    def create_module(self, spec):
-        old = spec.name[len("al2."):]
-        if old in MOVED:
-            return importlib.import_module(f"al2.{MOVED[old]}")
-        return split_module(spec.name, SPLIT[old])
-
-    def exec_module(self, module) -> None:
-        """Nothing to run: the module is its new home, or finds its names there."""
-
-
-def install() -> None:
-    if not any(isinstance(f, MovedModules) for f in sys.meta_path):
-        sys.meta_path.append(MovedModules())
+def deprecated(name: str) -> None:
+    """Called by the old module `name` ("al2.<old>") as it is imported: a DeprecationWarning
+    attributed to the import statement that named it, then (MOVED) the new module in its
+    place."""
+    old = name[len("al2."):]
+    homes = (MOVED[old],) if old in MOVED else SPLIT[old]
+    level, frame = 2, sys._getframe(1)
+    while frame.f_back is not None and (frame.f_globals.get("__name__") == name or
+                                        frame.f_code.co_filename.startswith("<frozen")):
+        frame, level = frame.f_back, level + 1      # past the old module and importlib
+    warnings.warn(f"the module path {name} is deprecated and goes in {REMOVAL}: import "
+                  f"{' or '.join('al2.' + h for h in homes)}", DeprecationWarning,
+                  stacklevel=level)
+    if old in MOVED:
+        sys.modules[name] = importlib.import_module(f"al2.{MOVED[old]}")

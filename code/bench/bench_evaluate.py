@@ -54,18 +54,18 @@ def main(argv=None) -> int:
             profiler.disable()
         print(f"{len(runs)} runs of {shown(resolve(args.runs))}; {platform.machine()}, "
               f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-        for name, seconds in result["timings"].items():
+        for name, seconds in result.timings.items():
             print(f"  {name:18s} {seconds:7.1f} s")
-        print(f"  {'total':18s} {result['seconds']:7.1f} s")
+        print(f"  {'total':18s} {result.seconds:7.1f} s")
         differ = []
         if args.reference:
             reference = resolve(args.reference)
-            for name in result["written"]:
+            for name in result.written:
                 theirs = reference / name
                 if not theirs.exists() or theirs.read_bytes() != (out / name).read_bytes():
                     differ.append(name)
-            same = len(result["written"]) - len(differ)
-            print(f"{same} of {len(result['written'])} written files equal "
+            same = len(result.written) - len(differ)
+            print(f"{same} of {len(result.written)} written files equal "
                   f"{shown(reference)}'s byte for byte" + (f"; differ: {', '.join(differ)}"
                                                           if differ else ""))
     if profiler:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,10 @@ class Result:
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
 
-    def __getitem__(self, key):  # result["written"]: the dict it used to be
+    def __getitem__(self, key):
+        """result["written"]: the dict it used to be, deprecated (goes in al2 0.3)."""
+        warnings.warn(f'result["{key}"] is deprecated (goes in al2 0.3): use result.{key}',
+                      DeprecationWarning, stacklevel=2)
         return getattr(self, key)
 
 

@@ -16,6 +16,7 @@ with train.py's flags.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,7 +129,9 @@ def fit_loss(fit: str, log_probs, targets, params: dict, targets_b=None, lam=Non
 
 def __getattr__(name: str):
     """cross_entropy_loss, this module's name for L_c before Eq. 1 had one home (loss.py): a
-    user's older code still imports it."""
+    user's older code still imports it, with a DeprecationWarning (goes in al2 0.3)."""
     if name == "cross_entropy_loss":
+        warnings.warn("al2.method.remedies.cross_entropy_loss is deprecated (goes in al2 0.3): "
+                      "use al2.method.loss.cross_entropy", DeprecationWarning, stacklevel=2)
         return cross_entropy
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
