@@ -642,7 +642,7 @@ def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkey
     assert all(r.checkpoint(2).exists() for r in runs)
     result = al2.analyses.evaluation.evaluate_runs(runs, tmp_path / "b", tmp_path / "eval",
                                           ablation_images=50, ablation_draws=1)
-    assert len(result["problems"]) == 1 and "has not finished" in result["problems"][0]
+    assert len(result.problems) == 1 and "has not finished" in result.problems[0]
     assert {int(r["epoch"]) for r in read_metrics(tmp_path / "eval" / "similarity.csv")} == \
         {0, 1, 2}
     summary = al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False, resume=True)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .output import Evaluation, Settings
 
 PENALTY_C = 1.0          # L2 penalty 1 / (2 C) ||W||^2 on the summed loss: scikit-learn's default
+POOL_FROM = 40 * 1000    # fits x images from which FitPool's worker processes pay (write_probe)
 PROBE_COLUMNS = ["run", "baseline", "al2", "seed", "replicate", "level", "epoch", "images",
                  "train_acc", "test_acc"]
 
@@ -197,7 +198,11 @@ def write_probe(ev: "Evaluation", s: "Settings") -> None:
                                for r in ev.runs))
     epochs = [e for e in dict.fromkeys([0] + [e for e, _ in table_columns(ev.runs)])
               if e in saved]
-    with FitPool() as pool:
+    images = min(s.probe_images, ev.grid.train_images())
+    # the workers' start (~3 s) pays only for enough work: from about 40 fits on 1,000 images
+    # (~0.6 s each one after another on a 2-core Xeon); fewer, smaller fits run in this process
+    few = len(ev.runs) * len(epochs) * images < POOL_FROM
+    with FitPool(workers=1 if few else None) as pool:
         rows = probe_rows(ev, epochs, s.probe_images, pool)
     if rows:
         ev.save_csv(rows, "probe.csv", PROBE_COLUMNS)
