@@ -37,7 +37,6 @@ from al2.training.data import MNIST_MEAN, MNIST_STD, load_grid_data
 from al2.training.device import (select_device, set_cudnn_benchmark, set_tf32,
                                  synchronize)
 from al2.errors import UserError
-from al2.training.model import lenet_from_seed
 from al2.paths import DATA_DIR
 from al2.speed import peers
 from al2.speed.variants import TRUNKS, Variants
@@ -58,19 +57,11 @@ def authors_style(grid: GridConfig, noisy: torch.Tensor, samples: int, device) -
     synchronize(device)
     start = time.perf_counter()
     for run in grid.runs():
-        model = lenet_from_seed(run.seed, run.batch_norm, run.dropout).to(device).train()
-        opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
-                              weight_decay=run.weight_decay)
+        model, opt, w = peers.alone(run, grid, device)
         loader = torch.utils.data.DataLoader(dataset, batch_size=grid.batch_size, shuffle=True)
         seen = 0
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            log_probs, features = model(x)
-            w = torch.tensor([0.01 if run.use_al2 else 0.0], device=device)
-            loss, _, _ = al2.al2_loss(log_probs[None], features[:, None], y, w)  # R = 1
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            peers.plain_step(model, opt, x.to(device), y.to(device), w)
             seen += len(x)
             if seen >= samples:
                 break
@@ -87,7 +78,8 @@ def stacked(grid: GridConfig, samples: int, device, graph: bool = False,
                                         "test_subset": test_images}), device)
     trainer = Trainer(grid, grid.runs(), data)
     Variants(trunk, optimizer, graph)(trainer)
-    w = torch.tensor([0.01 if r.use_al2 else 0.0 for r in grid.runs()], device=device)
+    w = torch.tensor([peers.AL2_WEIGHT if r.use_al2 else 0.0 for r in grid.runs()],
+                     device=device)
     trainer.train_epoch(0, w)  # warm-up: allocator, oneDNN / cuDNN algorithm choice
     synchronize(device)
     start = time.perf_counter()

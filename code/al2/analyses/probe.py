@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from svcca.batched import one_torch_thread
 
 from ..files import significant
 from ..training.data import NUM_CLASSES
@@ -34,6 +34,7 @@ from .runs import grid_order
 if TYPE_CHECKING:
     from .output import Evaluation, Settings
 
+CPU = torch.device("cpu")  # where a probe is fitted (one_torch_thread holds the CPU's threads)
 PENALTY_C = 1.0          # L2 penalty 1 / (2 C) ||W||^2 on the summed loss: scikit-learn's default
 POOL_FROM = 40 * 1000    # fits x images from which FitPool's worker processes pay (write_probe)
 PROBE_COLUMNS = ["run", "baseline", "al2", "seed", "replicate", "level", "epoch", "images",
@@ -46,18 +47,6 @@ def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, 
     mean, sd = train.mean(0), train.std(0)
     sd = torch.where(sd > 0, sd, torch.ones_like(sd))
     return (train - mean) / sd, (test - mean) / sd
-
-
-@contextmanager
-def one_thread():
-    """Hold torch at one thread inside the block: a probe computes the same bits wherever it
-    runs, alone or in a worker of FitPool."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, c: float = PENALTY_C,
@@ -80,7 +69,7 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, c: float = PENALTY_C,
         loss.backward()
         return loss
 
-    with one_thread():         # a small problem: more threads only wait for each other
+    with one_torch_thread(CPU):  # a small problem: more threads only wait for each other
         opt.step(objective)    # (measured: 2.2 ms an evaluation on 1 thread, 40 on 2 busy cores)
     return w.detach(), b.detach()
 
@@ -91,7 +80,7 @@ def accuracy(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor)
 
 def probe_run(train: torch.Tensor, train_y, test: torch.Tensor, test_y) -> tuple[float, float]:
     """One trunk's features (n, 800) and (m, 800) -> the probe's (trusted-set, test) accuracy."""
-    with one_thread(), torch.enable_grad():
+    with one_torch_thread(CPU), torch.enable_grad():   # the same bits alone or in a FitPool
         train, test = standardise(train.double(), test.double())
         w, b = fit_probe(train, train_y)
         return accuracy(w, b, train, train_y), accuracy(w, b, test, test_y)
@@ -112,7 +101,7 @@ class FitPool:
     """Probe fits, `workers` at a time (default: one per thread torch may use, i.e. per core):
     `with FitPool() as pool: pool.map(fit, jobs)` is [fit(*job) for job in jobs].
 
-    Fast path: the fits are independent and each runs on one thread (one_thread), so they run
+    Fast path: the fits are independent and each runs on one thread (one_torch_thread), so they run
     in worker processes side by side, each computing exactly what it computes alone, bit for
     bit (tests/test_evaluate.py). Processes, not threads: L-BFGS holds the GIL between its
     small kernels (2-core Xeon, 10 fits, after the start: threads 1.55-1.66x the plain loop,

@@ -42,18 +42,29 @@ def tight_loop(grid: GridConfig, x: torch.Tensor, y: torch.Tensor, samples: int,
     synchronize(device)
     start = time.perf_counter()
     for run in grid.runs():
-        model = lenet_from_seed(run.seed, run.batch_norm, run.dropout).to(device).train()
-        opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
-                              weight_decay=run.weight_decay)
-        w = torch.tensor([AL2_WEIGHT if run.use_al2 else 0.0], device=device)
+        model, opt, w = alone(run, grid, device)
         for idx in batches:
-            log_probs, features = model(x[idx])
-            loss, _, _ = al2_loss(log_probs[None], features[:, None], y[idx], w)   # R = 1
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            plain_step(model, opt, x[idx], y[idx], w)
     synchronize(device)
     return time.perf_counter() - start
+
+
+def alone(run, grid: GridConfig, device):
+    """One run as a per-run loop trains it: its LeNet, its torch.optim.SGD (its own weight
+    decay) and its AL2 weight (R = 1)."""
+    model = lenet_from_seed(run.seed, run.batch_norm, run.dropout).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=grid.lr, momentum=grid.momentum,
+                          weight_decay=run.weight_decay)
+    return model, opt, torch.tensor([AL2_WEIGHT if run.use_al2 else 0.0], device=device)
+
+
+def plain_step(model, opt, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
+    """One SGD step of one model on Eq. 1."""
+    log_probs, features = model(x)
+    loss, _, _ = al2_loss(log_probs[None], features[:, None], y, w)   # R = 1
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
 
 
 class Ensemble:
