@@ -21,6 +21,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from al2.cli import int_list
 from al2.training.config import MNIST_TEST
 from al2.training.device import select_device
+from al2.training.portable import apply as apply_portable, restart_pinned
 from al2.errors import UserError
 from al2.analyses.evaluation import Settings, evaluate_runs
 from al2.paths import RESULTS_DIR, resolve, shown
@@ -89,6 +90,10 @@ def main(argv=None) -> int:
         parser.exit(2, f"evaluate.py: error: --out {shown(out)} is a file, not a folder\n")
     try:
         runs = discover_runs(runs_dir)
+        if runs[0].grid.portable and device == "cpu":  # evaluated as trained (portable.py)
+            if argv is None:
+                restart_pinned(sys.argv)
+            apply_portable()
         images = args.similarity_images
         if images is None and min(r.epochs for r in runs) >= 100:
             images = AUTHORS_SIMILARITY_IMAGES

@@ -632,8 +632,8 @@ def test_time_budget_stops_cleanly_then_resumes_to_the_same_end(tmp_path, monkey
                       checkpoint_every=10, **TINY)
     al2.train_grid(grid, tmp_path / "a", device="cpu", progress=False)
     with monkeypatch.context() as m:
-        m.setattr(al2.training.grid.Clock, "out_of_budget",
-                  lambda clock, budget: clock.epochs == 2)
+        m.setattr(al2.training.grid, "past_budget",
+                  lambda elapsed, trained, budget: trained == 2)
         summary = al2.train_grid(grid, tmp_path / "b", device="cpu", progress=False,
                                  time_budget_s=60.0)
     assert summary["stopped_at"] == 2

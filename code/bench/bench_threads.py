@@ -30,7 +30,8 @@ TRAIN = REPO_ROOT / "code" / "train.py"
 def start(preset: str, epochs: int, shard: str, out: Path, threads: int | None):
     """train.py for one shard, started now: (process, start time)."""
     command = [sys.executable, str(TRAIN), "--preset", preset, "--epochs", str(epochs),
-               "--shard", shard, "--out", str(out), "--no-progress", "--device", "cpu"]
+               "--shard", shard, "--out", str(out), "--no-progress", "--device", "cpu",
+               "--no-portable"]  # the portable mode holds 2 threads whatever --threads asks
     if threads is not None:
         command += ["--threads", str(threads)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

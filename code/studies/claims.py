@@ -55,7 +55,10 @@ RULES = f"""## How the verdicts follow from the figures
   the largest gain when it rises until there; the verdict says whether the early-stopped gain
   rises the same way, and names each level where AL2 is more than
   {claims_paper.LARGE_LOSS:g} points behind in a replicate, early-stopped.
-- Early stopping: the upper end of the pooled interval bounds AL2's gain.
+- Early stopping: rests on the replicates that differ in every draw, the label corruption
+  included (independent-quick): a gain when its interval lies above 0, a loss when below,
+  else no gain shown and the interval's upper end bounds it. The earlier draws, which share
+  one corruption, are listed beside it.
 - Remedies: AL2 *helps* a remedy when its gain holds, *breaks* it when its loss holds, at the
   last epoch and early-stopped; cross-entropy alone is shown but not counted as a remedy.
 - A row whose runs are another row's (the same selection rows, bit for bit) says so: it is
@@ -68,7 +71,7 @@ def markdown(c: Claims) -> str:
              "Made by `python code/studies/claims.py` from the per-run rows of the results "
              "folders. Each line: the difference, its 95% t-interval over the replicates and in "
              "how many of them the first is ahead (paired within a replicate unless marked "
-             "Welch or ratio); a single value where the source is one draw.", "", RULES]
+             "ratio); a single value where the source is one draw.", "", RULES]
     rows = {row[0]: row for row in c.table}
     for claim in dict.fromkeys(f["claim"] for f in c.figures):
         lines += [f"## {claim}", ""]

@@ -34,7 +34,7 @@ from al2.training.config import GridConfig
 from al2.training.presets import PRESETS
 from al2.training.data import load_grid_data
 from al2.files import save_csv, save_text
-from al2.method.loss import al2_term
+from al2.method.loss import activation_loss, al2_term
 from al2.paths import RESULTS_DIR, resolve, shown
 from al2.training.plan import label_seeds
 from al2.training.stack import Trainer
@@ -52,7 +52,8 @@ def probe(trainer: Trainer, weight: torch.Tensor, n: int) -> dict:
     batch = trainer.batch(idx)
     batch = batch._replace(lam=torch.ones(len(trainer.runs), device=trainer.device))  # unmixed
     log_probs, features = model(batch.x)                       # (R, n, 10), (n, R, 800)
-    _, _, loss_r, loss_fit = trainer.remedy_loss(log_probs, features, batch, weight)
+    loss_fit, _ = trainer.data_term(log_probs, batch)
+    loss_r = activation_loss(features, dims=(0, 2))
     g_fit, = torch.autograd.grad(loss_fit.sum(), features, retain_graph=True)
     g_al2, = torch.autograd.grad(al2_term(loss_r, weight).sum(), features)
 
@@ -107,12 +108,11 @@ def main(argv=None) -> int:
                          "epochs": args.epochs})
     runs, dev = grid.runs(), torch.device("cpu")
     trainer = Trainer(grid, runs, load_grid_data(grid, dev, label_seeds=label_seeds(runs)))
-    weights = trainer.plan.al2_weights(grid, dev)               # (epochs, R)
     rows, start = [], time.perf_counter()
     for epoch in range(grid.epochs + 1):
         if epoch:
-            trainer.train_epoch(epoch - 1, weights[epoch - 1])
-        w = weights[max(epoch - 1, 0)]   # the weight the epoch trained with (epoch 0: the first)
+            trainer.train(epoch)
+        w = trainer.al2_weight(max(epoch, 1))  # the epoch's weight (epoch 0: the first epoch's)
         p = probe(trainer, w, args.probe_images)
         acc = trainer.test()[0]
         for i, r in enumerate(runs):

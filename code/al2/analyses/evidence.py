@@ -30,6 +30,11 @@ class Rows:
         """The rows whose columns equal `where` (compared as text: the CSV's own)."""
         return [r for r in self.rows if all(r[k] == text(v) for k, v in where.items())]
 
+    def al2_gain(self, column: str, **where) -> dict:
+        """AL2 − plain in `column` over the rows matching `where`, paired by replicate."""
+        return paired(self.by_replicate(column, al2=True, **where),
+                      self.by_replicate(column, al2=False, **where))
+
     def by_replicate(self, column: str, **where) -> dict[int, float]:
         """replicate -> `column` of the rows matching `where` (one per replicate)."""
         rows = self.select(**where)

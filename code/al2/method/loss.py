@@ -5,8 +5,9 @@ corrupted; a is the trunk's output, the representation the head reads; w_e is th
 weight of epoch e (schedule.get_map_weights; 0 for runs without AL2).
 
 Everything of Eq. 1 is here, and every path computes it through these functions: the trainer's
-paper path (`al2_loss`, once per minibatch for all stacked runs), its remedies path (a remedy's
-data term in place of L_c, the same `eq1`) and AL2 on any network (regularizer.AL2.penalty:
+step (`eq1` of each stacked run's data term, L_c or beyond the paper a remedy's loss, and its
+`activation_loss`, once per minibatch for all runs), `al2_loss` (the same for cross-entropy, in
+one call: the speed peers, a user's loop) and AL2 on any network (regularizer.AL2.penalty:
 `al2_term` of `activation_l2`).
 """
 from __future__ import annotations

@@ -11,67 +11,105 @@ replicate: the same names, seeds and streams.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UserError
 from ..method.remedies import DEFAULTS as REMEDY_DEFAULTS
 from ..method.schedule import MAP_FAC1, MAP_FAC2, MAP_START, MAP_THRESHOLD
 from .model import BN_INITS
+from .runspec import (BASELINES, GRID_BASELINES, REMEDIES, RunSpec,  # noqa: F401 (the
+                      replicate_key, replicate_seed)                  # names' first home)
 
-BASELINES = ("bare", "bn", "do", "wd")          # Table 1's (paper Sec. 4)
-# Beyond the paper (remedies.py): label smoothing, generalised and symmetric cross-entropy,
-# mixup. Each a baseline of its own, trainable without and with AL2; not in Table 1.
-REMEDIES = ("ls", "gce", "sce", "mixup")
-GRID_BASELINES = BASELINES + REMEDIES
 MNIST_TRAIN, MNIST_TEST = 60000, 10000   # MNIST's training and test images
+
+
+def setting(default, meaning: str, shown: str | None = None):
+    """A GridConfig field: its default and its meaning, which train.py's --help shows (as the
+    flag --<name-with-dashes>, "shown" in place of the default where that reads better)."""
+    made = {"default_factory": lambda: type(default)(default)} \
+        if isinstance(default, (list, dict)) else {"default": default}
+    return field(**made, metadata={"help": meaning, "shown": shown})
+
+
+def remedy_setting(name: str, meaning: str):
+    """A remedy's parameter: its default and source from remedies.DEFAULTS."""
+    value, source = REMEDY_DEFAULTS[name]
+    return setting(value, f"{meaning}; {source}")
 
 
 @dataclass
 class GridConfig:
-    """Every setting of a grid. Defaults are the paper's Table 1 setting (Sec. 4)."""
+    """Every setting of a grid, each with its meaning (train.py's flags read them). Defaults
+    are the paper's Table 1 setting (Sec. 4)."""
     preset: str = "paper"
-    baselines: list = field(default_factory=lambda: list(BASELINES))
-    al2: str = "both"                 # off | on | both
-    seeds: list = field(default_factory=lambda: [0])  # Table 1: every baseline, these seeds
-    # baseline -> more seeds, trained beside Table 1's but not tabulated. Fig. 1 (Sec. 5.1)
-    # compares 4 independently initialised Bare networks without and 4 with AL2: PRESETS
-    # ["paper"] below sets {"bare": [1, 2, 3]}.
-    extra_seeds: dict = field(default_factory=dict)
-    epochs: int = 700                 # Table 1 reports epochs 100..700
-    percent_corrupt: float | list = 75.0  # Table 1: 75% label noise; a list: one part per level
-    corruption_seed: int = 0          # which labels are corrupted, shared by the grid
-    order_seed: int = 0               # minibatch order, shared by the grid
-    dropout_seed: int = 0             # dropout masks
-    lr: float = 0.001                 # SGD learning rate
-    momentum: float = 0.5
-    batch_size: int = 64              # last partial batch kept
-    weight_decay: float = 5e-4        # WD baseline (authors' help text: 5e-3 or 5e-4; README)
-    dropout: float = 0.5              # DO baseline (authors' scripts)
-    map_start: float = MAP_START      # get_map_weights(start, threshold, fac1, fac2): the
-    map_threshold: float = MAP_THRESHOLD  # authors' defaults (schedule.py)
-    map_fac1: float = MAP_FAC1
-    map_fac2: float = MAP_FAC2
-    subset: int | None = None         # first N training images (None: all 60,000)
-    test_subset: int | None = None    # first N test images for the per-epoch test metrics
-    checkpoint_every: int = 10        # checkpoints at epoch 0, every K epochs, and the last
-    activation_images: int = 1000     # first N test images whose trunk outputs are saved
-    bn_init: str = "uniform"          # BN gamma ~ U(0, 1) as in the authors' PyTorch 0.4/1.1
-    tf32: bool = False                # CUDA: strict fp32 (the authors' 2019 GPUs had no TF32)
+    baselines: list = setting(list(BASELINES), f"comma list from {','.join(BASELINES)} (Table "
+                              f"1's) and {','.join(REMEDIES)} (remedies, below)", "Table 1's four")
+    al2: str = setting("both", "train without AL2, with it, or both (Table 1)")
+    seeds: list = setting([0], "Table 1's seeds, for every baseline; a seed sets a run's "
+                               "initialisation")
+    # Fig. 1 (Sec. 5.1) compares 4 independently initialised Bare networks without and 4 with
+    # AL2: PRESETS["paper"] sets {"bare": [1, 2, 3]}.
+    extra_seeds: dict = setting({}, "more instances of a baseline for Fig. 1's similarity, not "
+                                    "in Table 1; repeatable; 'none': no extra runs",
+                                "none; the paper preset's: bare=1,2,3, 4 Bare in all")
+    epochs: int = setting(700, "training epochs (Table 1 reports epochs 100..700)")
+    percent_corrupt: float | list = setting(
+        75.0, "label noise in %; several levels (e.g. 15,25,50,75,85) make a noise sweep, one "
+              "stack of runs per level, run names ending in _n<level>")
+    corruption_seed: int = setting(0, "which labels are corrupted, shared by the grid")
+    order_seed: int = setting(0, "minibatch order, shared by all runs")
+    dropout_seed: int = setting(0, "dropout masks")
+    lr: float = setting(0.001, "SGD learning rate")
+    momentum: float = setting(0.5, "SGD momentum")
+    batch_size: int = setting(64, "minibatch size, last partial batch kept")
+    weight_decay: float = setting(5e-4, "WD baseline's weight decay; the authors' help text "
+                                        "names 5e-3 and 5e-4 (README)")
+    dropout: float = setting(0.5, "DO baseline's dropout rate, the authors' scripts")
+    # get_map_weights(start, threshold, fac1, fac2): the authors' defaults (schedule.py)
+    map_start: float = setting(MAP_START, "AL2 weight at epoch 0")
+    map_threshold: float = setting(MAP_THRESHOLD, "growth slows once the weight reaches this")
+    map_fac1: float = setting(MAP_FAC1, "growth per epoch below the threshold")
+    map_fac2: float = setting(MAP_FAC2, "growth per epoch above the threshold")
+    subset: int | None = setting(None, "train on the first N training images", "all 60,000")
+    test_subset: int | None = setting(None, "per-epoch test metrics on the first N test images",
+                                      "all 10,000")
+    checkpoint_every: int = setting(10, "checkpoint at epoch 0, every K epochs and the last")
+    activation_images: int = setting(1000, "first N test images whose trunk outputs are saved "
+                                           "at each checkpoint")
+    bn_init: str = setting("uniform", "BN baseline's initial gamma: uniform = U(0, 1), the "
+                                      "authors' PyTorch 0.4/1.1; ones = PyTorch >= 1.2")
+    tf32: bool = setting(False, "TF32 matmuls and cuDNN convolutions on CUDA, a departure from "
+                                "the paper's fp32 (the authors' 2019 GPUs had none)",
+                         "off, strict fp32; no effect on the CPU")
+    portable: bool = setting(False, "CPU: pin the kernels (AVX2, ATen's convolutions, 2 "
+                                    "threads) so that any x86-64 CPU gives the same bits, "
+                                    "slower (al2/training/portable.py)",
+                             "off")
     # Beyond the paper: how sure a result is, and what a user without clean labels can do.
-    replicates: int = 1               # independent repetitions of the whole grid (one: the paper)
-    # the number of the first replicate: fresh replicates, never trained before, of a grid whose
-    # first ones were used for a choice (code/studies/study_ramps.py's out-of-sample test)
-    first_replicate: int = 0
-    corruption_per_replicate: bool = False  # each replicate its own corrupted labels
-    validation: int = 0               # held-out training images with their corrupted labels
+    replicates: int = setting(1, "independent repetitions of the whole grid in one stack, each "
+                                 "its own initialisation, batch order and dropout masks, runs "
+                                 "named ..._r<k>; replicate 0 is the grid of one replicate")
+    first_replicate: int = setting(0, "number the replicates from K: fresh replicates of a grid "
+                                      "whose first K were used for a choice, e.g. an "
+                                      "out-of-sample test (studies/study_ramps.py)")
+    corruption_per_replicate: bool = setting(False, "each replicate its own corrupted labels "
+                                                    "(and noisy validation labels)",
+                                             "off: the grid's labels for every replicate")
+    validation: int = setting(0, "hold out N training images with their corrupted labels, never "
+                                 "trained on, for early stopping (metrics.csv: val_acc, "
+                                 "val_loss): the N images after --subset's; without --subset "
+                                 "they come out of the 60,000", "0, none")
     # The remedies' parameters (remedies.DEFAULTS: their papers' values and sources).
-    label_smoothing: float = REMEDY_DEFAULTS["label_smoothing"][0]
-    gce_q: float = REMEDY_DEFAULTS["gce_q"][0]
-    sce_alpha: float = REMEDY_DEFAULTS["sce_alpha"][0]
-    sce_beta: float = REMEDY_DEFAULTS["sce_beta"][0]
-    sce_log_clip: float = REMEDY_DEFAULTS["sce_log_clip"][0]
-    mixup_alpha: float = REMEDY_DEFAULTS["mixup_alpha"][0]
+    label_smoothing: float = remedy_setting("label_smoothing", "label smoothing epsilon (ls)")
+    gce_q: float = remedy_setting("gce_q", "generalised cross-entropy exponent q (gce)")
+    sce_alpha: float = remedy_setting("sce_alpha", "symmetric cross-entropy: weight of CE "
+                                                  "(sce)")
+    sce_beta: float = remedy_setting("sce_beta", "symmetric cross-entropy: weight of the "
+                                                "reverse CE (sce)")
+    sce_log_clip: float = remedy_setting("sce_log_clip", "symmetric cross-entropy: log 0 := A "
+                                                        "in the reverse CE (sce)")
+    mixup_alpha: float = remedy_setting("mixup_alpha", "mixup: lam ~ Beta(alpha, alpha) "
+                                                      "(mixup)")
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message for settings no run can use."""
@@ -163,109 +201,6 @@ class GridConfig:
         epoch), every `checkpoint_every` epochs, and the last."""
         every = set(range(0, self.epochs + 1, self.checkpoint_every))
         return sorted(every | {min(1, self.epochs), self.epochs})
-
-
-def replicate_seed(seed: int, replicate: int, what: str) -> int:
-    """The seed of `what` in a replicate: `seed` itself in replicate 0 (a grid of one replicate
-    is today's grid), a stable 32-bit number of (what, seed, replicate) in the others (CRC-32),
-    so that replicates share no initialisation, labels or stream."""
-    if replicate == 0:
-        return seed
-    return zlib.crc32(f"{what} seed {seed} replicate {replicate}".encode())
-
-
-def replicate_key(replicate: int) -> int:
-    """The key of a replicate's streams (rng.epoch_generator: its batch order and its runs'
-    dropout masks): 0 for replicate 0, the grid's own streams; a stable 32-bit number for the
-    others."""
-    return 0 if replicate == 0 else zlib.crc32(f"streams of replicate {replicate}".encode())
-
-
-@dataclass
-class RunSpec:
-    baseline: str
-    use_al2: bool
-    seed: int
-    grid: GridConfig
-    level: float = 75.0               # label noise (%) this run trains on
-    replicate: int = 0                # which independent repetition of the grid
-
-    @property
-    def base_name(self) -> str:
-        """The name without the replicate: what is the same run in every replicate."""
-        name = f"{self.baseline}_{'al2' if self.use_al2 else 'plain'}_s{self.seed}"
-        return name + (f"_n{self.level:g}" if len(self.grid.levels()) > 1 else "")
-
-    @property
-    def name(self) -> str:
-        numbered = self.grid.replicates > 1 or self.grid.first_replicate > 0
-        return self.base_name + (f"_r{self.replicate}" if numbered else "")
-
-    @property
-    def key(self) -> int:
-        """A stable 32-bit number for this run (a CRC-32 of its name, without "_r0" in replicate
-        0, so that replicate 0 draws what a grid of one replicate draws): keys its dropout
-        stream."""
-        return zlib.crc32((self.base_name + (f"_r{self.replicate}" if self.replicate else ""))
-                          .encode())
-
-    @property
-    def init_seed(self) -> int:
-        """The seed of this run's initial weights (its seed in replicate 0)."""
-        return replicate_seed(self.seed, self.replicate, "init")
-
-    @property
-    def replicate_key(self) -> int:
-        return replicate_key(self.replicate)
-
-    @property
-    def corruption_seed(self) -> int:
-        """Which labels this run sees corrupted: the grid's, or its replicate's own."""
-        seed = self.grid.corruption_seed
-        return replicate_seed(seed, self.replicate, "corruption") \
-            if self.grid.corruption_per_replicate else seed
-
-    @property
-    def fit(self) -> str:
-        """The data term this run minimises (remedies.FITS): cross-entropy, Eq. 1's L_c, for
-        Table 1's baselines; the remedy's loss for the others."""
-        return "ce" if self.baseline in BASELINES else self.baseline
-
-    @property
-    def mixup(self) -> bool:
-        return self.baseline == "mixup"
-
-    @property
-    def batch_norm(self) -> bool:
-        return self.baseline == "bn"
-
-    @property
-    def dropout(self) -> float:
-        return self.grid.dropout if self.baseline == "do" else 0.0
-
-    @property
-    def weight_decay(self) -> float:
-        return self.grid.weight_decay if self.baseline == "wd" else 0.0
-
-    @property
-    def bn_init(self) -> str | None:
-        return self.grid.bn_init if self.batch_norm else None
-
-    @property
-    def in_table(self) -> bool:
-        """Whether Table 1 averages this run (a Table 1 baseline, its seed one of the grid's
-        `seeds`; every replicate)."""
-        return self.seed in self.grid.seeds and self.baseline in BASELINES
-
-    def config(self) -> dict:
-        """What rebuilds this run: its own settings plus the whole grid's."""
-        return {"run": self.name, "baseline": self.baseline, "al2": self.use_al2,
-                "seed": self.seed, "replicate": self.replicate, "init_seed": self.init_seed,
-                "corruption_seed": self.corruption_seed, "fit": self.fit,
-                "batch_norm": self.batch_norm, "dropout": self.dropout,
-                "bn_init": self.bn_init, "weight_decay": self.weight_decay,
-                "percent_corrupt": self.level,
-                "in_table": self.in_table, "grid": asdict(self.grid)}
 
 
 def full_grid(saved: dict) -> dict:

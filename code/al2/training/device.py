@@ -7,6 +7,7 @@ import platform
 
 import torch
 
+from . import portable
 from .config import GridError
 
 
@@ -64,14 +65,14 @@ def synchronize(device: torch.device) -> None:
 
 
 def environment(device: torch.device) -> dict:
-    """Versions, platform, device and the number-format switches, for config.json."""
+    """Versions, platform, device and the switches that decide the bits, for config.json."""
     import numpy
     env = {"python": platform.python_version(), "torch": torch.__version__,
            "numpy": numpy.__version__, "device": str(device), "platform": platform.platform(),
            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
            "cudnn_benchmark": torch.backends.cudnn.benchmark,
-           "threads": torch.get_num_threads()}
+           "threads": torch.get_num_threads(), **portable.recorded()}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env

@@ -144,8 +144,10 @@ class GridFolder:
         # a longer grid continues this one: the schedule of an epoch depends on it alone
         extended = diff == ["epochs"] and resume and wanted["epochs"] > saved["epochs"]
         if diff and not extended:
+            flag = "--portable" if saved["portable"] else "--no-portable"
             more = " (a grid can be extended by --epochs N --resume, not shortened or changed)" \
-                if "epochs" in diff else ""
+                if "epochs" in diff else f" (it was trained with {flag})" \
+                if diff == ["portable"] else ""
             raise GridError(f"{shown(out)} holds a different grid (differs in {', '.join(diff)})"
                             f"{more}; choose another --out")
         self.split.check(shard)

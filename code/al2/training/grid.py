@@ -1,53 +1,35 @@
 """Training a whole grid at once (paper Sec. 4, Table 1, Fig. 1): the epoch loop and its files.
 
-code/train.py -> train_grid -> Trainer.train_epoch -> Trainer.step -> loss.al2_loss (Eq. 1).
+code/train.py -> train_grid -> Trainer.train -> Trainer.step -> loss.eq1 (Eq. 1).
 Each epoch: train every run on the same shuffled minibatches, evaluate every run on the test
 set, read the metrics back once, write metrics.csv, and at checkpoint epochs the checkpoints.
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from ..paths import shown
 from .config import GridConfig, GridError
 from .data import load_grid_data
 from .device import environment, select_device, set_cudnn_benchmark, set_threads, set_tf32
+from .portable import apply as apply_portable
 from .folder import AFRESH, GridFolder
 from .plan import label_seeds
-from .records import (EpochRecorder, check_finite, epoch_rows,
-                      progress_summary)
+from .records import EpochRecorder, check_finite, epoch_rows, progress_summary
 from .shards import shard_runs
 from .stack import Trainer
 
 
-class Clock:
-    """The training call's clock: its start and the epochs it has trained, in every part."""
-
-    def __init__(self):
-        self.start, self.epochs = time.perf_counter(), 0
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def out_of_budget(self, budget_s: float | None) -> bool:
-        """Whether one more epoch, at this call's mean epoch time so far, would pass the
-        budget."""
-        if budget_s is None or self.epochs == 0:
-            return False
-        elapsed = self.elapsed()
-        return elapsed + elapsed / self.epochs > budget_s
-
-
 @dataclass
 class Part:
-    """The state of one training call: the whole grid, or one shard of it, at one noise level."""
+    """One stack of a training call (the whole grid, or one shard of it, at one noise level)
+    and where it stands: its trainer, its files' writer, every run's rows so far, the last
+    complete epoch and, after a signal, the position inside the next one."""
     grid: GridConfig
     folder: GridFolder
     runs: list
@@ -57,61 +39,52 @@ class Part:
     start_epoch: int
     t0: float                         # the trainer's clock: perf_counter() - seconds so far
     position: dict | None = None      # epoch start_epoch + 1 stopped part-way (a signal)
-    bar: object = None                # the progress bar, when shown
 
     def wall(self) -> float:
         return time.perf_counter() - self.t0
 
-    def epochs(self, o: "TrainOptions"):
-        """Epochs start_epoch + 1 .. grid.epochs (with a progress bar when o.progress), after
-        row 0, the initialisation before any training, if it is not written yet."""
-        if not self.history[0]:
-            rows = epoch_rows(self.trainer, 0, None, torch.full((len(self.runs),), math.nan),
-                              self.t0)
-            self.recorder.record(0, rows, self.trainer, self.wall())
-            if o.on_epoch_end:
-                o.on_epoch_end(0, rows)
-        epochs = range(self.start_epoch + 1, self.grid.epochs + 1)
-        if not o.progress:
-            return epochs
-        from tqdm import tqdm
-        self.bar = tqdm(epochs, initial=self.start_epoch, total=self.grid.epochs, unit="epoch",
-                        file=sys.stderr, desc=f"{len(self.runs)} runs")
-        return self.bar
 
-    def position_at(self, epoch: int) -> dict | None:
-        """Where a signal stopped inside `epoch`, to continue it there (the first epoch only)."""
-        return self.position if epoch == self.start_epoch + 1 else None
+def record_epoch(part: Part, epoch: int, sums: dict | None, o: "TrainOptions") -> list[dict]:
+    """After epoch `epoch` (0: the initialisation, before any training): test every run, then
+    its row of metrics.csv and at checkpoint epochs its checkpoint. Returns the rows."""
+    t = part.trainer
+    rows = epoch_rows(t, epoch, sums, t.al2_weight(epoch), part.t0)
+    check_finite(rows, part.runs, epoch, part.folder)
+    part.recorder.record(epoch, rows, t, part.wall())
+    if o.on_epoch_end:
+        o.on_epoch_end(epoch, rows)
+    return rows
 
-    def end_epoch(self, epoch: int, sums: dict, o: "TrainOptions",
-                  clock: Clock) -> int | tuple | None:
-        """After Trainer.train_epoch: the epoch's metrics and files, then whether to stop: None
-        to go on, else where it stopped: (epoch, step) inside an epoch (a signal: the exact state
-        is saved), or the epoch after which a signal or the time budget stops the call."""
-        t = self.trainer
-        if "partial" in sums:
-            self.recorder.save_state(epoch - 1, t, self.wall(), sums["partial"])
-            return epoch, sums["partial"]["steps"]
-        rows = epoch_rows(t, epoch, sums, t.weights[epoch - 1], self.t0)
-        check_finite(rows, self.runs, epoch, self.folder)
-        self.recorder.record(epoch, rows, t, self.wall())
-        if self.bar is not None:
-            self.bar.set_postfix_str(progress_summary(self.runs, rows))
-        if o.on_epoch_end:
-            o.on_epoch_end(epoch, rows)
-        clock.epochs += 1
-        if epoch == self.grid.epochs:
-            return None
-        checkpointed = epoch in self.recorder.checkpoint_epochs  # resume.pt is this epoch's
-        if o.stop is not None and o.stop.check():
-            if not checkpointed:
-                self.recorder.save_state(epoch, t, self.wall())
-            return epoch
-        if clock.out_of_budget(o.time_budget_s):
-            if not checkpointed:  # every run's state at the stop
-                self.recorder.save_checkpoints(epoch, t, self.wall())
-            return epoch
-        return None
+
+def stop_after(part: Part, epoch: int, o: "TrainOptions", started: float, trained: int) -> bool:
+    """Whether the call stops after epoch `epoch` (not the grid's last): a stop signal came,
+    or one more epoch at this call's mean epoch time would pass the time budget. The state
+    at the stop is saved: the resume state for a signal, every run's checkpoint for the
+    budget (nothing more at a checkpoint epoch, which has both)."""
+    if epoch == part.grid.epochs:
+        return False
+    signal = o.stop is not None and o.stop.check()
+    budget = past_budget(time.perf_counter() - started, trained, o.time_budget_s)
+    if (signal or budget) and epoch not in part.recorder.checkpoint_epochs:
+        save = part.recorder.save_state if signal else part.recorder.save_checkpoints
+        save(epoch, part.trainer, part.wall())
+    return signal or budget
+
+
+def past_budget(elapsed: float, trained: int, budget_s: float | None) -> bool:
+    """Whether one more epoch, at the mean time of the `trained` epochs so far, would pass the
+    budget (train.py --time-budget)."""
+    return budget_s is not None and elapsed + elapsed / trained > budget_s
+
+
+def epoch_range(part: Part, o: "TrainOptions"):
+    """Epochs start_epoch + 1 .. grid.epochs, with a progress bar when o.progress."""
+    epochs = range(part.start_epoch + 1, part.grid.epochs + 1)
+    if not o.progress:
+        return epochs
+    from tqdm import tqdm
+    return tqdm(epochs, initial=part.start_epoch, total=part.grid.epochs, unit="epoch",
+                file=sys.stderr, desc=f"{len(part.runs)} runs")
 
 
 # what config.json's environment records of the step when no speed variant is installed
@@ -151,28 +124,42 @@ class TrainOptions:
 def train_grid(grid: GridConfig, out: Path, options: TrainOptions | None = None,
                **settings) -> dict:
     """Train every run of `grid`, writing run folders under `out`, as `options` say (or
-    TrainOptions(**settings)): for each noise level a stack of its runs (start_part), then its
-    epochs: Trainer.train_epoch trains one, Part.end_epoch writes it and says whether to stop.
-    Returns a summary dict."""
+    TrainOptions(**settings)): for each noise level a stack of its runs (start_part); its row
+    0 if new; then per epoch: train, test and record, and one check whether to stop. Epochs
+    count from 1 as metrics.csv does (row 0: the initialisation). Returns a summary dict."""
     o = options if options is not None else TrainOptions(**settings)
     grid.validate()
     runs = grid.runs() if o.shard is None else shard_runs(grid.runs(), *o.shard)
     folder, dev = GridFolder(out), select_device(o.device)
-    set_threads(o.threads)
+    if grid.portable and dev.type == "cpu":
+        apply_portable(o.threads)  # AVX2 kernels everywhere, ATen's convolutions, 2 threads
+    else:
+        set_threads(o.threads)
     set_tf32(grid.tf32)
     set_cudnn_benchmark(o.cudnn_benchmark)
     resumed = folder.check(grid, o.resume, o.shard)
-    clock, stopped_at, final = Clock(), None, {}
+    started, trained, stopped_at, final = time.perf_counter(), 0, None, {}
     with folder.lock_part(o.shard):  # a second process on this part is refused
         for level in dict.fromkeys(r.level for r in runs):  # a noise sweep: a stack per level
             part = start_part(grid, folder, dev, [r for r in runs if r.level == level], level,
                               resumed, o)
             t = part.trainer
-            for epoch in part.epochs(o):
-                sums = t.train_epoch(epoch - 1, t.weights[epoch - 1], stop=o.stop,
-                                     position=part.position_at(epoch))
-                stopped_at = part.end_epoch(epoch, sums, o, clock)
-                if stopped_at is not None:
+            if not part.history[0]:
+                record_epoch(part, 0, None, o)
+            bar = epoch_range(part, o)
+            for epoch in bar:
+                sums = t.train(epoch, stop=o.stop, position=part.position)
+                part.position = None  # a stopped epoch is continued once, in the first
+                if "partial" in sums:  # a signal inside the epoch: its exact state is saved
+                    part.recorder.save_state(epoch - 1, t, part.wall(), sums["partial"])
+                    stopped_at = (epoch, sums["partial"]["steps"])
+                    break
+                rows = record_epoch(part, epoch, sums, o)
+                trained += 1
+                if o.progress:
+                    bar.set_postfix_str(progress_summary(part.runs, rows))
+                if stop_after(part, epoch, o, started, trained):
+                    stopped_at = epoch
                     break
             final.update({r.name: h[-1] for r, h in zip(part.runs, part.history)})
             if stopped_at is not None:
@@ -181,8 +168,8 @@ def train_grid(grid: GridConfig, out: Path, options: TrainOptions | None = None,
             folder.split.mark_done(o.shard, runs, grid.epochs)
     signal = o.stop.requested if stopped_at is not None and o.stop is not None else None
     return {"runs": [r.name for r in runs], "epochs": grid.epochs, "device": str(dev),
-            "wall_time_s": clock.elapsed(), "stopped_at": stopped_at, "signal": signal,
-            "final": final}
+            "wall_time_s": time.perf_counter() - started, "stopped_at": stopped_at,
+            "signal": signal, "final": final}
 
 
 def start_part(grid, folder: GridFolder, dev, runs, level, resumed, o: TrainOptions) -> Part:

@@ -63,7 +63,8 @@ class StackPlan:
 
     @property
     def faithful(self) -> bool:
-        """Every run minimises Eq. 1 with cross-entropy: the paper's loss path (loss.al2_loss)."""
+        """Every run minimises Eq. 1 with cross-entropy: the paper's loss path
+        (Trainer.data_term: L_c alone)."""
         return all(f == "ce" for f in self.fits)
 
     @property

@@ -13,7 +13,8 @@ from .config import GridConfig
 # epoch for the remaining 21 epochs, ending at 221. The slow phase starts at 50 instead of 5:
 # with 5, the bare AL2 run was memorising by epoch 30 in our trials (L_c 1.71, 15 points above
 # plain). Fig. 1's comparison needs a seed pair of each type: Bare gets one extra instance
-# (seed 1).
+# (seed 1). quick keeps the fastest CPU kernels: --portable (training/portable.py) gives the
+# same bits on any x86-64 CPU with AVX2 at about 1.6x the training time (bench_portable.py).
 QUICK_RAMP = {"map_fac1": 1.86, "map_threshold": 50.0, "map_fac2": 1.068}
 PRESETS = {
     "paper": {"extra_seeds": {"bare": [1, 2, 3]}},
@@ -26,6 +27,11 @@ PRESETS = {
 # 8,000..8,999: the quick training set is unchanged).
 PRESETS["replicates-quick"] = {**PRESETS["quick"], "extra_seeds": {}, "replicates": 5,
                                "validation": 1000}
+# Bare without and with AL2 x 20 replicates, each replicate its own label corruption (and so
+# its own noisy validation labels), initialisation and batch order: replicates independent in
+# every random draw, for the early-stopping verdict (results/independent-quick/README.md).
+PRESETS["independent-quick"] = {**PRESETS["replicates-quick"], "baselines": ["bare"],
+                                "replicates": 20, "corruption_per_replicate": True}
 # Remedies for label noise beside Bare, each without and with AL2, 5 replicates like
 # replicates-quick (results/remedies-quick/README.md).
 PRESETS["remedies-quick"] = {**PRESETS["replicates-quick"],

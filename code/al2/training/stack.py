@@ -6,19 +6,20 @@ minibatch; replicates read their own batch order and mixup runs their replicate'
 index slice of an on-device permutation; the metric sums stay on the device until the epoch
 ends (no host sync inside an epoch).
 
-    code/train.py -> training.grid.train_grid -> Trainer.train_epoch -> Trainer.step -> al2_loss
-    (Eq. 1). The step here is the plain one: eager, the grouped convolutions, torch.optim.SGD.
-    Speed variants (al2.speed: other trunk kernels, a flat optimiser, a CUDA graph) are
-    installed on a Trainer from outside, when a flag or the GPU probe asks.
+    code/train.py -> training.grid.train_grid -> Trainer.train -> Trainer.step -> loss.eq1 (Eq. 1).
+    The step here is the plain one: eager, the grouped convolutions, torch.optim.SGD. Speed
+    variants (al2.speed: other trunk kernels, a flat optimiser, a CUDA graph) are installed on a
+    Trainer from outside, when a flag or the GPU probe asks.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
 from ..method import remedies
-from ..method.loss import activation_loss, al2_loss, cross_entropy, eq1
+from ..method.loss import activation_loss, cross_entropy, eq1
 from .config import GridConfig, RunSpec
 from .data import GridData
 from .inference import evaluate_stacked
@@ -31,9 +32,8 @@ from .sgd import RunSGD
 class MetricSums:
     """Per-run sums over an epoch's batches, on the device: L_c and L_r (batch means, summed),
     correct predictions against the noisy and the clean labels, and the data term each run
-    minimised (L_c for cross-entropy runs, a remedy's loss otherwise). One (5, R) buffer, so
-    that a step adds to all of them with one kernel and the epoch reads them back with one
-    sync."""
+    minimised (L_c, or a remedy's loss). One (5, R) buffer: a step adds to all of them with
+    one kernel, the epoch reads them back with one sync."""
 
     NAMES = ("loss_c", "loss_r", "correct_noisy", "correct_clean", "loss_fit")
 
@@ -149,12 +149,9 @@ class Trainer:
         batch = self.batch(idx, mix)
         self.sgd.zero_grad()
         log_probs, features = self.model(batch.x, dropout_u)          # (R, b, 10), (b, R, 800)
-        if self.plan.faithful:
-            loss, loss_c, loss_r = al2_loss(log_probs, features, batch.y_noisy, al2_weight)
-            loss_fit = loss_c
-        else:
-            loss, loss_c, loss_r, loss_fit = self.remedy_loss(log_probs, features, batch,
-                                                              al2_weight)
+        loss_fit, loss_c = self.data_term(log_probs, batch)           # (R,): L_c, or a remedy's
+        loss_r = activation_loss(features, dims=(0, 2))               # (R,)
+        loss = eq1(loss_fit, loss_r, al2_weight).sum()                # Eq. 1, each run its own
         loss.backward()
         self.sgd.step()
         with torch.no_grad():
@@ -162,10 +159,14 @@ class Trainer:
             self.sums.add(loss_c, loss_r, (pred == batch.y_noisy).sum(1),
                           (pred == batch.y_clean).sum(1), loss_fit)
 
-    def remedy_loss(self, log_probs, features, batch: Batch, al2_weight):
-        """Beyond the paper: each run's own data term (remedies.fit_loss), plus the same AL2 term
-        w_e L_r -> (total, L_c (R,), L_r (R,), data term (R,)). L_c is measured (no gradient)
-        against the noisy labels; for mixup runs it is the mixed cross-entropy they minimise."""
+    def data_term(self, log_probs, batch: Batch):
+        """Eq. 1's first term per run -> (data term (R,), L_c (R,)): L_c, the cross-entropy on the
+        noisy labels; beyond the paper, each run's own loss in its place (remedies.fit_loss), L_c
+        then measured without gradient (for mixup runs, the mixed cross-entropy they minimise)."""
+        if self.plan.faithful:
+            loss_c = cross_entropy(log_probs, batch.y_noisy)
+            return loss_c, loss_c
+
         def per_run(labels, rows):  # labels every run shares (b,) or each run's own (R, b)
             return labels if labels is None or labels.dim() == 1 else labels[rows]
         parts = [remedies.fit_loss(fit, log_probs[rows], per_run(batch.y_noisy, rows),
@@ -173,11 +174,10 @@ class Trainer:
                                    None if batch.lam is None else batch.lam[rows])
                  for fit, rows in self.fit_rows]
         loss_fit = torch.cat(parts)[self.fit_inverse]                        # (R,)
-        loss_r = activation_loss(features, dims=(0, 2))                      # (R,)
         with torch.no_grad():
             loss_c = torch.where(self.run_mixup, loss_fit,
                                  cross_entropy(log_probs, batch.y_noisy))
-        return eq1(loss_fit, loss_r, al2_weight).sum(), loss_c, loss_r, loss_fit
+        return loss_fit, loss_c
 
     def orders(self, epoch_index: int) -> torch.Tensor:
         """The epoch's batch order of each of the stack's replicates (K, N), from its own
@@ -201,6 +201,15 @@ class Trainer:
                                        g.batch_size, dev, self.data.train_x.dtype)
         return EpochDraws(orders, dropout_generators(self.runs, g.dropout_seed, epoch_index, dev),
                           mix, g.batch_size)
+
+    def train(self, epoch: int, stop=None, position: dict | None = None) -> dict:
+        """Epoch `epoch` of the grid (1 .. grid.epochs, as metrics.csv counts them) with the
+        trainer's own AL2 weights: train_epoch of its zero-based index."""
+        return self.train_epoch(epoch - 1, self.al2_weight(epoch), stop, position)
+
+    def al2_weight(self, epoch: int) -> torch.Tensor:
+        """w_e of epoch `epoch` (1 .. grid.epochs) for every run (R,); NaN at 0, untrained."""
+        return self.weights[epoch - 1] if epoch else torch.full((len(self.runs),), math.nan)
 
     def train_epoch(self, epoch_index: int, al2_weight: torch.Tensor, stop=None,
                     position: dict | None = None) -> dict:

@@ -5,7 +5,7 @@ SIGUSR1 (Slurm's warning before the time limit: `sbatch --signal=B:USR1@120`) an
 (Ctrl-C). A caught signal only sets `requested`. The trainer checks it before every step, so
 the step under way finishes; then the grid's exact state (weights, momentum, BN statistics,
 the position inside the epoch, the history) is written atomically to its resume file
-(grid.Part.end_epoch) and train.py exits with STOPPED_EXIT. `--resume` continues from that
+(grid.train_grid) and train.py exits with STOPPED_EXIT. `--resume` continues from that
 step and ends bit for bit where the uninterrupted grid ends (on the same machine).
 
 A second Ctrl-C interrupts at once (KeyboardInterrupt): every file is written atomically, so
