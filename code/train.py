@@ -16,6 +16,7 @@ not be read or written (the state before it is kept: --resume continues); 130 a 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -31,7 +32,9 @@ if __name__ == "__main__":
     for _name in ("SIGTERM", "SIGUSR1"):
         signal.signal(getattr(signal, _name),
                       lambda signum, frame: EARLY_SIGNALS.append(signal.Signals(signum).name))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGUSR1))  # portable.py
+    # those a restart into the portable mode carried over, then those held since (portable.py)
+    EARLY_SIGNALS += [s for s in os.environ.pop("AL2_PENDING_STOP_SIGNALS", "").split(",") if s]
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGUSR1))
 
 from al2.cli import (baseline_seeds, int_list, noise_levels, optimizer_name, shard_spec,
                      str_list)

@@ -43,8 +43,8 @@ def test_a_grid_carried_between_jobs_ends_as_one_uninterrupted(tmp_path, monkeyp
                       checkpoint_every=1, **TINY)
     al2.train_grid(grid, tmp_path / "whole", device="cpu", progress=False)
     with monkeypatch.context() as m:
-        m.setattr(al2.training.grid.Clock, "out_of_budget",
-                  lambda clock, budget: clock.epochs == 1)
+        m.setattr(al2.training.grid, "past_budget",
+                  lambda elapsed, trained, budget: trained == 1)
         al2.train_grid(grid, tmp_path / "lease1", device="cpu", progress=False,
                        time_budget_s=60.0)
     info = carry.export(tmp_path / "lease1", tmp_path / "out1", part_mib=0.5)

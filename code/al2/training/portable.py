@@ -26,6 +26,7 @@ PINS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA":
         # numpy's OpenBLAS (the evaluation's reference SVD): its AVX2 kernels, its threads
         "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": str(PORTABLE_THREADS)}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)   # train.py's (stopping.StopOnSignal)
+PENDING_SIGNALS = "AL2_PENDING_STOP_SIGNALS"     # from a script to its restarted self
 
 
 def pinned() -> bool:
@@ -36,21 +37,16 @@ def pinned() -> bool:
 def restart_pinned(argv: list[str], pending: list[str] = ()) -> None:
     """Start this script again in this process (os.execve) with PINS in its environment, unless
     it has them already. A stop signal is not lost on the way: those already received
-    (`pending`, by name) are sent again while blocked, and a blocked signal stays pending through
-    exec until the new process unblocks it (unblock_stop_signals) after setting its handlers."""
+    (`pending`, by name) go to the new process in PENDING_SIGNALS (not as signals: torch's
+    threads would take a re-sent one and exec would drop it), and the stop signals stay blocked
+    through exec until the new process has set its handlers (train.py's first lines)."""
     if pinned():
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    for name in pending:
-        os.kill(os.getpid(), getattr(signal, name))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **PINS})
-
-
-def unblock_stop_signals() -> None:
-    """Deliver the stop signals restart_pinned kept pending (to the handlers now set)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    os.execve(sys.executable, [sys.executable, *argv],
+              {**os.environ, **PINS, PENDING_SIGNALS: ",".join(pending)})
 
 
 def apply(threads: int | None = None) -> dict:
