@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,7 +68,8 @@ def test_portable_runs_ignore_the_start_environment_and_threads(tmp_path):
 
 def test_a_sigterm_before_the_restart_stops_the_portable_grid_resumably(tmp_path):
     """SIGTERM while the first process still loads torch (before it restarts itself pinned):
-    exit 75 with one line, and --resume finishes the grid."""
+    exit 75 with one line, and --resume finishes the grid. The evaluation's restart leaves
+    SIGTERM to end it."""
     command = [sys.executable, str(REPO_ROOT / "code" / "train.py"), *TINY, "--portable",
                "--out", str(tmp_path / "g")]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -78,6 +80,20 @@ def test_a_sigterm_before_the_restart_stops_the_portable_grid_resumably(tmp_path
     assert err.count("\n") == 1 and "stopped by SIGTERM" in err, err
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
+    # evaluate.py, which catches no stop signal, restarts pinned with SIGTERM not blocked: a
+    # cluster's SIGTERM still ends it
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "code" / "evaluate.py"), "--runs",
+                             str(tmp_path / "g"), "--out", str(tmp_path / "eval"), "--device",
+                             "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    environ, status = Path(f"/proc/{proc.pid}/environ"), Path(f"/proc/{proc.pid}/status")
+    deadline = time.time() + 120
+    while b"ATEN_CPU_CAPABILITY=avx2" not in environ.read_bytes() and time.time() < deadline:
+        time.sleep(0.05)
+    blocked = int(next(line for line in status.read_text().splitlines()
+                       if line.startswith("SigBlk:")).split()[1], 16)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=300)
+    assert not blocked & (1 << (signal.SIGTERM - 1)) and proc.returncode == -signal.SIGTERM
 
 
 @pytest.mark.skipif(all(os.environ.get(k) == v for k, v in PINS.items()),

@@ -34,23 +34,27 @@ def pinned() -> bool:
     return all(os.environ.get(name) == value for name, value in PINS.items())
 
 
-def restart_pinned(argv: list[str], pending: list[str] = ()) -> None:
+def restart_pinned(argv: list[str], pending: list[str] | None = None) -> None:
     """Start this script again in this process (os.execve) with PINS in its environment, unless
-    it has them already. A stop signal is not lost on the way: those already received
-    (`pending`, by name) go to the new process in PENDING_SIGNALS (not as signals: torch's
-    threads would take a re-sent one and exec would drop it), and the stop signals stay blocked
-    through exec until the new process has set its handlers (train.py's first lines)."""
+    it has them already. A script that catches the stop signals (train.py) passes those already
+    received, `pending`, by name: they go to the new process in PENDING_SIGNALS (not as
+    signals: torch's threads would take a re-sent one and exec would drop it), and the stop
+    signals stay blocked through exec until the new process has set its handlers and unblocks
+    them (train.py's first lines). Without `pending` (evaluate.py) they keep their default
+    action throughout."""
     if pinned():
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    carried = {}
+    if pending is not None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        carried = {PENDING_SIGNALS: ",".join(pending)}
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *argv],
-              {**os.environ, **PINS, PENDING_SIGNALS: ",".join(pending)})
+    os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **PINS, **carried})
 
 
-def apply(threads: int | None = None) -> dict:
-    """Pin this process's convolutions and threads; return what config.json records. Raises
+def apply(threads: int | None = None) -> None:
+    """Pin this process's convolutions and threads (config.json records them: recorded). Raises
     GridError when the environment's pins are missing (torch has started without them:
     restart_pinned, or set them before Python starts)."""
     import torch
@@ -64,7 +68,6 @@ def apply(threads: int | None = None) -> dict:
               f"{threads} asked for (another count rounds differently)", file=sys.stderr)
     torch.backends.mkldnn.enabled = False
     torch.set_num_threads(PORTABLE_THREADS)
-    return recorded()
 
 
 def recorded() -> dict:
