@@ -109,8 +109,9 @@ def main(argv=None) -> int:
         parser.exit(2, f"evaluate.py: error: {e}\n")
     except OSError as e:  # an output that cannot be written
         parser.exit(2, f"evaluate.py: error: {e.strerror or e}: {e.filename or shown(out)}\n")
-    print(f"evaluated {len(runs)} runs from {shown(runs_dir)} in {result.seconds:.0f} s; "
-          f"wrote {', '.join(result.written)} to {shown(out)}")
+    laps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.timings.items())
+    print(f"evaluated {len(runs)} runs from {shown(runs_dir)} in {result.seconds:.0f} s "
+          f"({laps}); wrote {', '.join(result.written)} to {shown(out)}")
     if result.problems:
         for problem in result.problems:
             print(f"evaluate.py: error: {problem}", file=sys.stderr)

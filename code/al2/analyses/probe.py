@@ -26,7 +26,7 @@ from svcca.batched import one_torch_thread
 
 from ..files import significant
 from ..training.data import NUM_CLASSES
-from ..training.inference import trunk_features
+from ..training.inference import trunk_chunk, trunk_features
 from .replicates import fmt_mean_sd, interval_text, pairs, t_interval
 from .report import table_columns
 from .runs import grid_order
@@ -143,7 +143,11 @@ def probe_rows(ev: "Evaluation", epochs: list[int], images: int, pool: FitPool) 
                                trunk_only=True)
         if model is None:
             continue
-        train_f, test_f = trunk_features(model, train_x).cpu(), trunk_features(model, test_x).cpu()
+        # images per pass as the ablation's (trunk_chunk: 16 for 40 runs instead of 64, the
+        # same bits, 1.5x faster for a wide stack on the CPU)
+        chunk = trunk_chunk(train_x.device, len(kept))
+        train_f = trunk_features(model, train_x, chunk).cpu()
+        test_f = trunk_features(model, test_x, chunk).cpu()
         # each run's features as a tensor of its own: a worker is sent that, not the stack
         fits = pool.map(probe_run, [(train_f[j].contiguous(), train_y.cpu(),
                                      test_f[j].contiguous(), test_y.cpu())
