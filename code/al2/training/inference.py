@@ -14,7 +14,7 @@ def eval_chunk(device: torch.device) -> int:
 
 
 def trunk_chunk(device: torch.device, runs: int) -> int:
-    """Images per trunk-only pass of the ablation: on the CPU about 640
+    """Images per trunk-only pass of the ablation and the probe: on the CPU about 640
     run-images a pass, so that a wide stack's activations stay in the cache (measured on 2
     cores: 16 images of 40 runs 1.5x faster than 64, the same bits: a convolution reads each
     image alone); as eval_chunk up to 10 runs, and on a GPU."""
