@@ -143,7 +143,8 @@ def test_extra_instances_feed_similarity_not_table1(tmp_path):
     runs_dir = tmp_path / "runs"
     al2.train_grid(al2.GridConfig(**{**GRID, "seeds": [0], "extra_seeds": {"bare": [1]},
                                      "epochs": 2}), runs_dir, device="cpu", progress=False)
-    done = evaluate("--runs", str(runs_dir), "--out", str(tmp_path / "o"), "--no-ablation")
+    done = evaluate("--runs", str(runs_dir), "--out", str(tmp_path / "o"), "--no-ablation",
+                    "--no-probe")
     assert done.returncode == 0, done.stderr
     table = read(tmp_path / "o" / "table1.csv")
     assert {r["seeds"] for r in table} == {"1"}
@@ -306,7 +307,7 @@ def test_noise_sweep_levels_names_labels_and_noise_csv(tmp_path):
             assert ra == rb
     out = tmp_path / "o"
     done = evaluate("--runs", str(sweep), "--out", str(out), "--ablation-images", "50",
-                    "--ablation-draws", "1")
+                    "--ablation-draws", "1", "--no-probe")
     assert done.returncode == 0, done.stderr
     noise = read(out / "noise.csv")
     assert {(r["al2"], float(r["level"])) for r in noise} == \

@@ -222,7 +222,7 @@ def test_a_failed_capture_trains_eagerly_from_the_same_state(tmp_path, monkeypat
     assert env["cuda_graph"] is False and "not permitted" in env["cuda_graph_error"]
 
 
-PROBE = dict(trunks="grouped,streams", steps=1, warmup=1, check_steps=1, rtol=1e-9,
+PROBE = dict(trunks="grouped,streams", runs=1, steps=1, warmup=1, check_steps=1, rtol=1e-9,
              project_runs=8, budget_s=600.0)
 
 
@@ -307,8 +307,9 @@ def job(out, minutes, tmp, python=sys.executable, **env):
            "RESULTS": str(tmp / "results"), "NOTES": str(tmp / "notes"),
            "TRAIN_ARGS": "--baselines bare,do --extra-seeds bare=1 --epochs 2 --subset 640 "
                          "--test-subset 500 --activation-images 100 --checkpoint-epochs 1",
-           "EVAL_ARGS": "--similarity-images 300 --ablation-images 200 --ablation-draws 1",
-           "PROBE_ARGS": "--steps 2 --warmup 1 --check-steps 1 --project-runs 0 "
+           "EVAL_ARGS": "--similarity-images 100 --ablation-images 100 --ablation-draws 1 "
+                        "--probe-images 100",
+           "PROBE_ARGS": "--runs 8 --steps 2 --warmup 1 --check-steps 1 --project-runs 0 "
                          "--trunks grouped,streams", **env}
     done = subprocess.run(["bash", str(JOB), str(out), str(minutes)], env=env,
                           capture_output=True, text=True, timeout=600)

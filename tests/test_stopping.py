@@ -150,9 +150,9 @@ def test_train_py_stops_on_sigterm_with_its_exit_code_and_resumes(tmp_path):
     """train.py as a user's cluster runs it: SIGTERM during training -> one line naming the
     signal and the resume, exit 75; the same command plus --resume finishes the grid, equal to
     a grid never stopped."""
-    args = ["--baselines", "bare,do", "--extra-seeds", "none", "--epochs", "12",
+    args = ["--baselines", "bare,do", "--extra-seeds", "none", "--epochs", "6",
             "--subset", "256", "--test-subset", "200", "--activation-images", "8",
-            "--checkpoint-epochs", "5", "--lr", "0.05", "--map-start", "0.5", "--no-progress"]
+            "--checkpoint-epochs", "3", "--lr", "0.05", "--map-start", "0.5", "--no-progress"]
     command = [sys.executable, str(REPO_ROOT / "code" / "train.py"), *args,
                "--out", str(tmp_path / "b")]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,7 +9,7 @@ function; on a GPU each runs as a replayed CUDA graph. For every variant:
          every weight, momentum and metric sum within --rtol. A missing stream join or a race
          shows here; float64 leaves no room for rounding to hide one. On the CPU the variant's
          step is its static-buffer path, run eagerly.
-  time   --steps steps of the paper grid (R = 14) in strict fp32 inside the real epoch loop
+  time   --steps steps of the paper grid (R = --runs, 14) in strict fp32 inside the real epoch loop
          (batch index copy, dropout draws, replay), after --warmup steps, timed with CUDA
          events (wall clock on the CPU).
 
@@ -200,7 +200,7 @@ def probe(args, device) -> dict:
             row["check_rel_diff"] = diff
             row["passed"] = diff <= args.rtol
         if row["passed"]:
-            rate = measured(name(v) + " timing", errors, time_variant, v, 14, device,
+            rate = measured(name(v) + " timing", errors, time_variant, v, args.runs, device,
                             args.steps, args.warmup)
             row["passed"] = rate is not None
             if rate is not None:
@@ -218,7 +218,7 @@ def probe(args, device) -> dict:
             {"runs": args.project_runs, "error": errors[-1]}
     set_cudnn_benchmark(False)
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
-            "torch": torch.__version__, "runs": 14, "steps": args.steps, "rtol": args.rtol,
+            "torch": torch.__version__, "runs": args.runs, "steps": args.steps, "rtol": args.rtol,
             "rows": rows, "choice": {k: choice[k] for k in ("trunk", "cudnn_benchmark",
                                                            "optimizer", "cuda_graph", "name")},
             "projection": projection, "errors": errors,
@@ -268,6 +268,9 @@ def main() -> int:
     parser.add_argument("--check-steps", type=int, default=4, help="float64 steps compared")
     parser.add_argument("--rtol", type=float, default=1e-9,
                         help="largest relative float64 difference a variant may show")
+    parser.add_argument("--runs", type=int, default=14,
+                        help="runs the variants are timed at: 14 (the default paper grid), 1 "
+                             "or a multiple of 8")
     parser.add_argument("--project-runs", type=int, default=24,
                         help="also time the chosen variant at this many runs (0: no)")
     parser.add_argument("--budget-s", type=float, default=60.0,
@@ -280,8 +283,8 @@ def main() -> int:
         parser.error(f"--trunks takes a comma list of {', '.join(TRUNKS)}")
     try:
         device = select_device(args.device)
-        if args.project_runs:
-            grid_of_size(args.project_runs)
+        for runs in (args.runs, args.project_runs or args.runs):
+            grid_of_size(runs)
         result = probe(args, device)
     except (UserError, ValueError) as e:
         parser.exit(2, f"probe_step.py: error: {e}\n")
