@@ -186,7 +186,7 @@ def test_evaluate_states_every_comparison_over_replicates(replicated_grid, tmp_p
     baseline and epoch equal to the hand-paired metrics with scipy's interval; every instance
     pair of a type in similarity.csv (3 runs: 3 pairs), summarised; ablation over replicates."""
     done = evaluate("--runs", str(replicated_grid), "--out", str(tmp_path), "--ablation-images",
-                    "50", "--ablation-draws", "1")
+                    "50", "--ablation-draws", "1", "--no-probe")
     assert done.returncode == 0, done.stderr
     table = read(tmp_path / "table1.csv")
     assert {r["seeds"] for r in table} == {"3"}

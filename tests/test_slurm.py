@@ -44,7 +44,8 @@ def test_slurm_array_stopped_at_its_time_limit_requeues_resumes_then_evaluates(t
     try:
         runs, out = tmp_path / "runs", tmp_path / "eval"
         env = {**os.environ, "WAIT": "1", "LOGS": str(tmp_path), "PYTHON": sys.executable,
-               "GRID_SBATCH_ARGS": LIMIT, "EVAL_ARGS": "--ablation-images 100 --ablation-draws 1"}
+               "GRID_SBATCH_ARGS": LIMIT,
+               "EVAL_ARGS": "--ablation-images 100 --ablation-draws 1 --no-probe"}
         submit = subprocess.Popen(["bash", str(REPO_ROOT / "scripts" / "slurm" / "submit.sh"),
                                    "2", str(runs), str(out), *TINY], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
