@@ -9,9 +9,9 @@ function; on a GPU each runs as a replayed CUDA graph. For every variant:
          every weight, momentum and metric sum within --rtol. A missing stream join or a race
          shows here; float64 leaves no room for rounding to hide one. On the CPU the variant's
          step is its static-buffer path, run eagerly.
-  time   --steps steps of the paper grid (R = --runs, 14) in strict fp32 inside the real epoch loop
-         (batch index copy, dropout draws, replay), after --warmup steps, timed with CUDA
-         events (wall clock on the CPU).
+  time   --steps steps of the paper grid (R = --runs, 14 by default) in strict fp32 inside
+         the real epoch loop (batch index copy, dropout draws, replay), after --warmup steps,
+         timed with CUDA events (wall clock on the CPU).
 
 On CUDA the plain step (the eager grouped step with torch.optim.SGD, train.py --no-cuda-graph)
 is timed too, and a variant is chosen over it only when it is at least BAR (1.10x) faster: a
@@ -269,8 +269,7 @@ def main() -> int:
     parser.add_argument("--rtol", type=float, default=1e-9,
                         help="largest relative float64 difference a variant may show")
     parser.add_argument("--runs", type=int, default=14,
-                        help="runs the variants are timed at: 14 (the default paper grid), 1 "
-                             "or a multiple of 8")
+                        help="runs timed: 14 (the default paper grid), 1 or a multiple of 8")
     parser.add_argument("--project-runs", type=int, default=24,
                         help="also time the chosen variant at this many runs (0: no)")
     parser.add_argument("--budget-s", type=float, default=60.0,
@@ -283,8 +282,9 @@ def main() -> int:
         parser.error(f"--trunks takes a comma list of {', '.join(TRUNKS)}")
     try:
         device = select_device(args.device)
-        for runs in (args.runs, args.project_runs or args.runs):
-            grid_of_size(runs)
+        grid_of_size(args.runs)
+        if args.project_runs:
+            grid_of_size(args.project_runs)
         result = probe(args, device)
     except (UserError, ValueError) as e:
         parser.exit(2, f"probe_step.py: error: {e}\n")
